@@ -1,0 +1,37 @@
+"""Universal differential equation for SOC over depth and time (seed ``002_b37d5f09a3b95671``).
+
+``dC/dt = D C_zz - v C_z + NN_P - NN_R`` on a 1 m column (method of lines, Nz = 30), solved with
+Diffrax Tsit5 + PID control and differentiated with ``RecursiveCheckpointAdjoint``.
+
+Modules: :mod:`~soc_jax.ude.column` (grid, operators), :mod:`~soc_jax.ude.vector_field` (hybrid
+vector field, safe solve), :mod:`~soc_jax.ude.synthetic` (seed Eqs 8-13, two truths, noise),
+:mod:`~soc_jax.ude.losses`, :mod:`~soc_jax.ude.train`, :mod:`~soc_jax.ude.cases` (the six cases),
+:mod:`~soc_jax.ude.cli` (``soc-jax ude``).
+"""
+
+from soc_jax.ude.column import Column, require_x64
+from soc_jax.ude.synthetic import SyntheticConfig, UDEData, make_dataset
+from soc_jax.ude.vector_field import (
+    Drivers,
+    KnownReaction,
+    NeuralReaction,
+    Transport,
+    UDEVectorField,
+    safe_loss,
+    solve,
+)
+
+__all__ = [
+    "Column",
+    "Drivers",
+    "KnownReaction",
+    "NeuralReaction",
+    "SyntheticConfig",
+    "Transport",
+    "UDEData",
+    "UDEVectorField",
+    "make_dataset",
+    "require_x64",
+    "safe_loss",
+    "solve",
+]
