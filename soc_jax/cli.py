@@ -21,7 +21,9 @@ _SUBCOMMANDS: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soc-jax",
-        description="Differentiable soil organic carbon modelling in JAX (CLM5, COMPAS, PRODA, UDE).",
+        description=(
+            "Differentiable soil organic carbon modelling in JAX (CLM5, COMPAS, PRODA, UDE)."
+        ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _SUBCOMMANDS:

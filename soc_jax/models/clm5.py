@@ -1,0 +1,409 @@
+r"""CLM5 vertically resolved soil carbon (CENTURY-type, first order) in matrix form.
+
+Seven pools (coarse woody debris, metabolic, cellulose and lignin litter, fast, slow and passive
+soil organic matter) in 20 layers (SPEC 1.2) evolve as
+
+.. math::
+    \frac{dX}{dt} = I + A \xi K X - V X ,
+
+with first-order decomposition rates :math:`K\xi` (day-1) modified by temperature, moisture,
+oxygen, depth and (litter only) nitrogen (SPEC 1.4-1.5), transfer matrix :math:`A` (SPEC 1.6),
+Patankar vertical transport :math:`V` (SPEC 1.7, `soc_jax.transport`) and inputs :math:`I`
+distributed over depth by Jackson's beta model (SPEC 1.8). PRODA uses annual means of the
+monthly :math:`K` and :math:`V` and solves the steady state :math:`(V - AK) X = I` directly
+(SPEC 1.9), then clips negative pools to zero. Modelled SOC is s1 + s2 + s3.
+
+Two modes:
+
+- ``"proda"`` reproduces the authors' data-assimilation code (``is_default = 0``): all 21
+  parameters as given, ``xi_W = min(W_SCALAR w_scaling, 1)``, beta input profile with the
+  all-months ``ALTMAX_LASTYEAR > 0`` rule.
+- ``"default"`` is CLM5's customary configuration (``is_default = 1``): fs1s2 and fs1s3 from the
+  layer sand content, CESM2's own per-layer inputs, ``xi_W = W_SCALAR`` (``w_scaling`` and
+  ``beta`` unused). Pass `default_parameters()` (or any vector) as ``params``.
+
+Units: pools and SOC in gC m-3, rates in day-1, inputs in gC m-3 day-1, stocks in gC m-2.
+
+References:
+    Lawrence et al. (2019), JAMES 11, 4245-4287 (CLM5).
+    Lu et al. (2020), JAMES 12 (CLM5 matrix form).
+    Tao et al. (2024), Global Change Biology 30:e17297 (PRODA, CLM5 vs COMPAS).
+    Jackson et al. (1996), Oecologia 108, 389-411 (beta root profile).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float
+
+from .. import grid
+from .._checks import is_concrete, require_x64
+from ..forcing import (
+    DAYS_PER_YEAR,
+    Forcing,
+    beta_input_profile,
+    depth_scalar,
+    input_totals,
+    temperature_scalar,
+    water_scalar,
+)
+from ..grid import DZ, N_LAYERS, ZSOI
+from ..linalg import CompartmentalOperator, condition
+from ..linalg import steady_state as _solve_steady
+from ..parameters import ParameterSpace, ParameterSpec
+from ..transport import transport_operator
+
+__all__ = [
+    "POOLS",
+    "PARAMETERS",
+    "Mode",
+    "CLM5Matrices",
+    "SteadyState",
+    "ResidenceTime",
+    "default_parameters",
+    "matrices",
+    "steady_state",
+    "tendency",
+    "respiration",
+    "residence_time",
+]
+
+Mode = Literal["proda", "default"]
+
+POOLS: tuple[str, ...] = ("cwd", "litter1", "litter2", "litter3", "soil1", "soil2", "soil3")
+N_POOLS = len(POOLS)
+CWD, L1, L2, L3, S1, S2, S3 = range(N_POOLS)
+SOIL = (S1, S2, S3)
+RCOND_MIN: float = float(np.finfo(np.float64).eps)  # MATLAB warns below eps: a failed simulation
+
+_S = ParameterSpec
+# SPEC 2 (Table S1 equivalent). Bounds from PRODA_PUBLIC matrix_fun.m; customary values from
+# SOC_Convergence posterior_dist_analysis.R and MATLAB comments.
+PARAMETERS = ParameterSpace(
+    [
+        _S("diffus", 3e-5, 5e-4, "m2 yr-1", "bioturbation diffusivity (som_diffus)", "V", 1e-4),
+        _S("cryo", 3e-5, 1.6e-3, "m2 yr-1", "cryoturbation diffusivity", "V", 5e-4),
+        _S("q10", 1.2, 3.0, "-", "Q10 of decomposition (also frozen-soil Q10)", "Xi", 1.5),
+        _S("efolding", 0.0, 1.0, "m", "e-folding depth of the decomposition depth scalar", "Xi",
+           10.0, "CLM5 default 10 m lies outside the PRODA prior"),
+        _S("taucwd", 1.0, 6.0, "yr", "turnover time of coarse woody debris", "K", 3.33),
+        _S("taul1", 0.0, 0.11, "yr", "turnover time of metabolic litter", "K", 0.0541),
+        _S("taul2", 0.1, 0.3, "yr", "turnover time of cellulose (= lignin) litter", "K", 0.2041),
+        _S("tau4s1", 0.0, 1.0, "yr", "turnover time of fast SOM", "K", 0.137),
+        _S("tau4s2", 1.0, 50.0, "yr", "turnover time of slow SOM", "K", 5.0),
+        _S("tau4s3", 200.0, 1000.0, "yr", "turnover time of passive SOM", "K", 222.222),
+        _S("fl1s1", 0.1, 0.8, "-", "transfer fraction metabolic litter -> fast SOM", "A", 0.45,
+           "MATLAB comment 0.45; the R plot script lists 0.42"),
+        _S("fl2s1", 0.2, 0.8, "-", "transfer fraction cellulose litter -> fast SOM", "A", 0.5),
+        _S("fl3s2", 0.2, 0.8, "-", "transfer fraction lignin litter -> slow SOM", "A", 0.5),
+        _S("fs1s2", 0.0, 0.4, "-", "transfer fraction fast -> slow SOM", "A", 0.282,
+           "sand-dependent in CLM5: (1 - t) - 0.004, t = 0.85 - 0.0068 (100 - sand); "
+           "0.282 is the value at 25 % sand; mode='default' computes it per layer"),
+        _S("fs1s3", 0.0, 0.05, "-", "transfer fraction fast -> passive SOM", "A", 0.004,
+           "sand-dependent formula, constant 0.004"),
+        _S("fs2s1", 0.1, 0.74, "-", "transfer fraction slow -> fast SOM", "A", 0.42),
+        _S("fs2s3", 0.0, 0.1, "-", "transfer fraction slow -> passive SOM", "A", 0.03),
+        _S("fs3s1", 0.0, 0.9, "-", "transfer fraction passive -> fast SOM", "A", 0.45),
+        _S("fcwdl2", 0.5, 1.0, "-", "fraction of CWD -> cellulose litter (rest -> lignin)", "A",
+           0.76, "MATLAB comment 0.76; the R plot script lists 0.786"),
+        _S("w_scaling", 0.0, 5.0, "-", "multiplier of the CESM2 moisture scalar (capped at 1)",
+           "Xi", 1.0),
+        _S("beta", 0.5, 0.9999, "-", "Jackson beta of the vertical input profile", "I", 0.95,
+           "not used by mode='default' (CESM2 per-layer inputs)"),
+    ]
+)  # fmt: skip
+_IX = {name: i for i, name in enumerate(PARAMETERS.names)}
+
+
+def default_parameters() -> np.ndarray:
+    """CLM5 customary parameter values, shape (21,), physical units (for mode='default')."""
+    return PARAMETERS.default()
+
+
+class CLM5Matrices(eqx.Module):
+    """The matrix form of one profile.
+
+    Attributes:
+        operator: ``S = V - A K`` (`soc_jax.linalg.CompartmentalOperator`), rates in day-1.
+        inputs: input rates I, shape (7, 20), gC m-3 day-1 (zero for soil pools).
+        input_profile: vertical distribution of inputs (fractions of column input per layer,
+            shape (20,)); CESM2's own profile of total input in mode='default'.
+        input_totals: annual column inputs to CWD, LITR1, LITR2, LITR3, shape (4,), gC m-2 yr-1.
+        xi: mean environmental scalar ``mean_m(xi_T xi_W xi_O) exp(-z/efolding)`` per layer,
+            shape (20,) (bulk-diagnostic weight, SPEC 8).
+    """
+
+    operator: CompartmentalOperator
+    inputs: Float[Array, "7 20"]
+    input_profile: Float[Array, 20]
+    input_totals: Float[Array, 4]
+    xi: Float[Array, 20]
+
+
+class SteadyState(eqx.Module):
+    """Steady state of one profile.
+
+    Attributes:
+        pools: carbon density per pool (CWD, l1, l2, l3, s1, s2, s3) and layer, (7, 20), gC m-3.
+            NaN where ``ok`` is False.
+        soc: soil organic carbon s1 + s2 + s3 per layer, (20,), gC m-3.
+        ok: False for invalid input (forcing outside its rules, parameters outside their
+            bounds in mode='proda'), a singular or nearly singular system (rcond < eps, what
+            MATLAB warns about and PRODA counts as a failed simulation) or a non-finite result.
+        rcond: reciprocal 1-norm condition number of the system matrix.
+    """
+
+    pools: Float[Array, "7 20"]
+    soc: Float[Array, 20]
+    ok: Bool[Array, ""]
+    rcond: Float[Array, ""]
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("proda", "default"):
+        raise ValueError(f"mode must be 'proda' or 'default', got {mode!r}")
+
+
+def _validate(params: ArrayLike, forcing: Forcing, mode: str) -> None:
+    """Host-side validation with clear messages (skipped for traced inputs)."""
+    if not is_concrete(params, forcing):
+        return
+    PARAMETERS.validate_physical(params, within_prior=(mode == "proda"))
+    if np.ndim(params) != 1:
+        raise ValueError(
+            f"params must be one (21,) vector per profile (vmap for batches), got shape "
+            f"{np.shape(params)}"
+        )
+    if forcing.batch_shape != ():
+        raise ValueError(
+            f"forcing must be one profile (fields without a batch axis; vmap for batches), got "
+            f"batch shape {forcing.batch_shape}"
+        )
+    forcing.validate()
+
+
+def matrices(params: Float[ArrayLike, 21], forcing: Forcing, mode: Mode = "proda") -> CLM5Matrices:
+    """Build ``S = V - A K`` and the inputs of one profile (SPEC 1.3-1.8).
+
+    Args:
+        params: physical parameter values in `PARAMETERS` order, shape (21,).
+        forcing: one profile's `Forcing`.
+        mode: ``"proda"`` or ``"default"`` (see the module docstring).
+
+    Returns:
+        `CLM5Matrices`.
+    """
+    _check_mode(mode)
+    params = jnp.asarray(params)
+    P = {name: params[i] for name, i in _IX.items()}
+    proda = mode == "proda"
+
+    # Environmental scalars (SPEC 1.4), per month and layer.
+    xit = temperature_scalar(forcing.tsoi, P["q10"])
+    xiw = water_scalar(forcing.w_scalar, P["w_scaling"], capped=True) if proda else forcing.w_scalar
+    xi_tw = xit * xiw * forcing.o_scalar
+    depth = depth_scalar(ZSOI[:N_LAYERS], P["efolding"])
+    # K (SPEC 1.5): mean over months of the monthly rates (mean of products).
+    xi_soil = jnp.mean(xi_tw, axis=0) * depth
+    xi_litter = jnp.mean(xi_tw * forcing.fpi, axis=0) * depth
+    tau = jnp.stack(
+        [P["taucwd"], P["taul1"], P["taul2"], P["taul2"], P["tau4s1"], P["tau4s2"], P["tau4s3"]]
+    )
+    base = 1.0 / (DAYS_PER_YEAR * tau)  # day-1
+    modifier = jnp.stack([xi_soil, xi_litter, xi_litter, xi_litter, xi_soil, xi_soil, xi_soil])
+    decay = base[:, None] * modifier
+
+    # A (SPEC 1.6): fractions[layer, receiver, donor].
+    if proda:
+        fs1s2 = jnp.full(N_LAYERS, P["fs1s2"])
+        fs1s3 = jnp.full(N_LAYERS, P["fs1s3"])
+    else:
+        sand = jnp.clip(jnp.mean(forcing.sand, axis=0), 0.0, 100.0)
+        t = 0.85 - 0.68 * 0.01 * (100.0 - sand)
+        fs1s2 = (1.0 - t) - 0.004
+        fs1s3 = jnp.full(N_LAYERS, 0.004)
+    ones = jnp.ones(N_LAYERS)
+    F = jnp.zeros((N_LAYERS, N_POOLS, N_POOLS), params.dtype)
+    entries = {
+        (L2, CWD): P["fcwdl2"] * ones,
+        (L3, CWD): (1.0 - P["fcwdl2"]) * ones,
+        (S1, L1): P["fl1s1"] * ones,
+        (S1, L2): P["fl2s1"] * ones,
+        (S1, S2): P["fs2s1"] * ones,
+        (S1, S3): P["fs3s1"] * ones,
+        (S2, L3): P["fl3s2"] * ones,
+        (S2, S1): fs1s2,
+        (S3, S1): fs1s3,
+        (S3, S2): P["fs2s3"] * ones,
+    }
+    for (receiver, donor), value in entries.items():
+        F = F.at[:, receiver, donor].set(value)
+
+    # V (SPEC 1.7): one tridiagonal shared by every pool but CWD.
+    V = transport_operator(
+        P["diffus"], P["cryo"], forcing.nbedrock, forcing.altmax, forcing.altmax_lastyear
+    )
+    op = CompartmentalOperator(
+        decay=decay,
+        fractions=F,
+        transport=V,
+        transported=(False, True, True, True, True, True, True),
+        groups=((CWD,), (L1, L2, L3), (S1, S2, S3)),
+        coupled=(False, False, True),
+    )
+
+    # I (SPEC 1.8).
+    totals = input_totals(forcing.litter_input)  # gC m-2 yr-1
+    dz = jnp.asarray(DZ[:N_LAYERS])
+    if proda:
+        profile = beta_input_profile(P["beta"], forcing.altmax_lastyear)
+        litter_rates = totals[:, None] * profile[None, :] / (dz * DAYS_PER_YEAR)
+    else:
+        annual = jnp.sum(forcing.litter_input, axis=1)  # gC m-3 yr-1 per layer
+        litter_rates = annual / DAYS_PER_YEAR
+        column = jnp.sum(annual * dz, axis=0)
+        profile = column / jnp.sum(column)
+    inputs = jnp.concatenate([litter_rates, jnp.zeros((3, N_LAYERS), litter_rates.dtype)])
+    return CLM5Matrices(op, inputs, profile, totals, xi_soil)
+
+
+def _params_ok(params: Array, mode: str) -> Array:
+    if mode == "proda":
+        return PARAMETERS.in_bounds(params)
+    return jnp.all(jnp.isfinite(params) & (params >= 0))
+
+
+def steady_state(
+    params: Float[ArrayLike, 21],
+    forcing: Forcing,
+    mode: Mode = "proda",
+    method: Literal["structured", "dense"] = "structured",
+) -> SteadyState:
+    """Steady state of one profile: solve ``(V - A K) X = I``, clip ``X < 0`` to 0 (SPEC 1.9).
+
+    Pure and jit/vmap/grad-able. Outside ``jit`` bad input raises ``ValueError`` naming the
+    field or parameter; inside ``jit``/``vmap`` it comes back as ``ok = False``.
+
+    Args:
+        params: physical parameter values in `PARAMETERS` order, shape (21,).
+        forcing: one profile's `Forcing`.
+        mode: ``"proda"`` (the authors' DA code) or ``"default"`` (CLM5 customary).
+        method: ``"structured"`` (fast block sweeps with implicit gradients) or ``"dense"``
+            (reference: ``jnp.linalg.solve`` on the 140x140 matrix).
+
+    Returns:
+        `SteadyState` with pools (7, 20) and soc (20,) in gC m-3.
+
+    Example:
+        >>> import jax; jax.config.update("jax_enable_x64", True)
+        >>> from soc_jax.models import clm5
+        >>> result = clm5.steady_state(clm5.PARAMETERS.midpoint(), forcing)  # doctest: +SKIP
+        >>> batch = jax.vmap(clm5.steady_state)(params_batch, forcing_batch)  # doctest: +SKIP
+    """
+    require_x64("CLM5 steady state")
+    _check_mode(mode)
+    _validate(params, forcing, mode)
+    params = jnp.asarray(params, dtype=jnp.float64)
+    m = matrices(params, forcing, mode)
+    x = _solve_steady(m.operator, m.inputs, method=method)
+    rcond, finite = condition(m.operator, method=method)
+    x = jnp.where(x < 0, 0.0, x)
+    ok = (
+        _params_ok(params, mode)
+        & forcing.is_valid()
+        & finite
+        & (rcond >= RCOND_MIN)
+        & jnp.all(jnp.isfinite(x))
+    )
+    pools = jnp.where(ok, x, jnp.nan)
+    soc = pools[S1] + pools[S2] + pools[S3]
+    return SteadyState(pools=pools, soc=soc, ok=ok, rcond=rcond)
+
+
+def tendency(
+    pools: Float[ArrayLike, "7 20"],
+    params: Float[ArrayLike, 21],
+    forcing: Forcing,
+    mode: Mode = "proda",
+) -> Float[Array, "7 20"]:
+    """Rate of change ``dX/dt = I - (V - A K) X`` (annual-mean operator), gC m-3 day-1.
+
+    Args:
+        pools: (7, 20) gC m-3.
+        params: (21,) physical parameters.
+        forcing: one profile's `Forcing`.
+        mode: ``"proda"`` or ``"default"``.
+    """
+    m = matrices(params, forcing, mode)
+    return m.inputs - m.operator.matvec(jnp.asarray(pools))
+
+
+def respiration(
+    pools: Float[ArrayLike, "7 20"],
+    params: Float[ArrayLike, 21],
+    forcing: Forcing,
+    mode: Mode = "proda",
+) -> Float[Array, 20]:
+    """Heterotrophic respiration per layer, gC m-3 day-1.
+
+    Each pool respires the part of its decomposition flux that no transfer carries on:
+    ``sum_p (1 - sum_q F[q, p]) k_p X_p`` (``1 +`` the column sum of ``A``).
+    """
+    m = matrices(params, forcing, mode)
+    op = m.operator
+    respired_fraction = 1.0 - jnp.einsum("lqp->pl", op.fractions)
+    return jnp.sum(respired_fraction * op.decay * jnp.asarray(pools), axis=0)
+
+
+class ResidenceTime(eqx.Module):
+    """Residence-time diagnostics of SPEC 1.12 (mode='proda' inputs).
+
+    Attributes:
+        total: SOC per unit column input, summed over s1..s3, per layer, (20,), yr m-1;
+            ``sum(total * dz)`` is the soil-carbon residence time in yr.
+        baseline: the same with the environmental scalars removed, (20,), yr m-1.
+        temperature_scalar: mean over months of xi_T per layer, (20,).
+        water_scalar: mean over months of xi_W per layer, (20,).
+    """
+
+    total: Float[Array, 20]
+    baseline: Float[Array, 20]
+    temperature_scalar: Float[Array, 20]
+    water_scalar: Float[Array, 20]
+
+
+def residence_time(
+    params: Float[ArrayLike, 21], forcing: Forcing, mode: Mode = "proda"
+) -> ResidenceTime:
+    """Residence times per unit input (SPEC 1.12, ``fun_var_decom.m``)."""
+    require_x64("CLM5 residence time")
+    params = jnp.asarray(params, dtype=jnp.float64)
+    m = matrices(params, forcing, mode)
+    dz = jnp.asarray(DZ[:N_LAYERS])
+    share = m.input_totals / jnp.sum(m.input_totals)
+    unit_input = jnp.concatenate(
+        [share[:, None] * m.input_profile[None, :] / dz, jnp.zeros((3, N_LAYERS))]
+    )
+    x = _solve_steady(m.operator, unit_input) / DAYS_PER_YEAR
+    xit = temperature_scalar(forcing.tsoi, params[_IX["q10"]])
+    capped = mode == "proda"
+    xiw = water_scalar(forcing.w_scalar, params[_IX["w_scaling"]], capped=capped)
+    if not capped:
+        xiw = forcing.w_scalar
+    scale = jnp.mean(1.0 / (xiw * xit * forcing.o_scalar * forcing.fpi), axis=0)  # D_j
+    total = x[S1] + x[S2] + x[S3]
+    return ResidenceTime(
+        total=total,
+        baseline=total / scale,
+        temperature_scalar=jnp.mean(xit, axis=0),
+        water_scalar=jnp.mean(xiw, axis=0),
+    )
+
+
+def stocks(soc: Float[ArrayLike, "... 20"]) -> grid.Stocks:
+    """Column stocks 0-30, 0-100, 0-200 cm and total of layer SOC (gC m-3) -> gC m-2."""
+    return grid.stocks(soc)
