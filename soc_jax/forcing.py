@@ -123,7 +123,7 @@ class Forcing(eqx.Module):
         """
         batch = self.batch_shape
         arrays = self.as_numpy()
-        for key, (shape, unit, long_name) in _FIELDS.items():
+        for key, (shape, _unit, long_name) in _FIELDS.items():
             arr = arrays[key]
             if arr.shape != batch + shape:
                 raise ValueError(

@@ -105,9 +105,8 @@ class ParameterSpace:
 
     def table(self) -> str:
         """A plain-text table of the space (name, unit, bounds, default, group, meaning)."""
-        rows = [
-            f"{'#':>2} {'name':<16}{'unit':<10}{'lower':>10}{'upper':>10}{'default':>11}  grp  meaning"
-        ]
+        header = f"{'#':>2} {'name':<16}{'unit':<10}{'lower':>10}{'upper':>10}{'default':>11}"
+        rows = [header + "  grp  meaning"]
         for i, s in enumerate(self.specs, 1):
             rows.append(
                 f"{i:>2} {s.name:<16}{s.unit:<10}{s.lower:>10.4g}{s.upper:>10.4g}"
