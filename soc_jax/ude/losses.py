@@ -14,8 +14,13 @@ and noise-aware data terms (the seed's "future work", Sec 4.3-4.4):
 * ``"multiplicative"``: Gaussian likelihood of the multiplicative noise model of seed Eq 13,
   ``obs = pred (1 + eta eps)`` with ``eps`` AR(1) along depth (lag-1 correlation ``rho``).
   With ``e = (obs - pred)/pred`` whitened along depth (``w_0 = e_0``,
-  ``w_i = (e_i - rho e_{i-1}) / sqrt(1 - rho^2)``) and the unknown ``eta`` profiled out,
-  the per-point negative log-likelihood is ``0.5 log(mean w^2) + mean log pred`` (+ const).
+  ``w_i = (e_i - rho e_{i-1}) / sqrt(1 - rho^2)``, so ``w ~ N(0, eta^2)`` i.i.d.), the
+  per-point negative log-likelihood is ``0.5 mean(w^2) / eta^2 + mean log pred`` (+ const);
+* ``"discrepancy"``: the same whitened multiplicative residual with Morozov's discrepancy
+  principle as a loss, ``max(mean(w^2) / eta^2, 1)``: fitting below the known noise level earns
+  nothing, so the regulariser (weight decay) decides among all fits that explain the data to
+  within the noise. (Profiling ``eta`` out instead rewards interpolating the noise: the
+  likelihood then diverges as the residual goes to zero.)
 
 References:
     Raju G.V.V. S. et al. (2025). A study of universal ODE approaches to predicting soil organic
@@ -30,7 +35,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float
 
-LIKELIHOODS = ("mse", "huber", "student_t", "multiplicative")
+LIKELIHOODS = ("mse", "huber", "student_t", "multiplicative", "discrepancy")
 
 
 def data_misfit(
@@ -42,6 +47,7 @@ def data_misfit(
     student_nu: float = 4.0,
     student_scale: float = 0.02,
     rho: float = 0.0,
+    eta: float = 0.1,
 ) -> Float[Array, ""]:
     """Mean data misfit between predicted and observed SOC.
 
@@ -52,7 +58,8 @@ def data_misfit(
         huber_delta: Huber threshold (SOC units).
         student_nu: Student-t degrees of freedom.
         student_scale: Student-t scale (SOC units).
-        rho: assumed lag-1 depth correlation for ``"multiplicative"``.
+        rho: assumed lag-1 depth correlation for ``"multiplicative"``/``"discrepancy"``.
+        eta: assumed relative noise level for ``"multiplicative"``/``"discrepancy"``.
 
     Returns:
         Scalar misfit.
@@ -65,13 +72,16 @@ def data_misfit(
     if likelihood == "student_t":
         s2 = student_nu * student_scale**2
         return s2 * jnp.mean(jnp.log1p(r**2 / s2))
-    if likelihood == "multiplicative":
+    if likelihood in ("multiplicative", "discrepancy"):
         p = jnp.maximum(pred, 1e-8)
         e = (obs - p) / p
         w = jnp.concatenate(
             [e[..., :1], (e[..., 1:] - rho * e[..., :-1]) / jnp.sqrt(1.0 - rho**2)], axis=-1
         )
-        return 0.5 * jnp.log(jnp.mean(w**2) + 1e-30) + jnp.mean(jnp.log(p))
+        chi2 = jnp.mean(w**2) / eta**2
+        if likelihood == "discrepancy":
+            return jnp.maximum(chi2, 1.0)
+        return 0.5 * chi2 + jnp.mean(jnp.log(p))
     raise ValueError(f"unknown likelihood {likelihood!r}; choose from {LIKELIHOODS}")
 
 

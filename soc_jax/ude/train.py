@@ -6,10 +6,11 @@ The objective combines (see :mod:`soc_jax.ude.losses`)
 
 in ``"trajectory"`` mode (observations at every time, seed Eq 7 plus Eq 16), or
 ``L = lambda_term L_term + lambda_wd L_wd`` in ``"terminal"`` mode (seed Eq 16 only). A failed
-solve returns the seed's penalty ``1e6 + 0 ||theta||^2`` (:func:`~soc_jax.ude.vector_field.safe_loss`).
+solve returns the seed's penalty ``1e6 + 0 ||theta||^2`` (see
+:func:`~soc_jax.ude.vector_field.safe_loss`).
 
 Optimisation follows the seed (Sec 2.2, Tables 2-7): Adam (optax) with early stopping, then
-L-BFGS (``optax.lbfgs`` with zoom line search) from the best Adam iterate. Everything is seeded.
+L-BFGS (``optax.lbfgs``, zoom line search) from the best Adam iterate. Everything is seeded.
 
 References:
     Raju G.V.V. S. et al. (2025). A study of universal ODE approaches to predicting soil organic
@@ -40,7 +41,7 @@ class ObjectiveSpec:
     Attributes:
         mode: ``"trajectory"`` or ``"terminal"``.
         likelihood: data term, one of :data:`soc_jax.ude.losses.LIKELIHOODS`.
-        huber_delta, student_nu, student_scale, rho: likelihood settings.
+        huber_delta, student_nu, student_scale, rho, eta: likelihood settings.
         max_steps: solver step budget.
         dt_fixed: constant step (yr) instead of PID control (tests only).
     """
@@ -51,6 +52,7 @@ class ObjectiveSpec:
     student_nu: float = 4.0
     student_scale: float = 0.02
     rho: float = 0.0
+    eta: float = 0.1
     max_steps: int = 1024
     dt_fixed: float | None = None
 
@@ -67,7 +69,7 @@ class TrainConfig:
         lbfgs_steps: maximum L-BFGS iterations (0 skips L-BFGS).
         lambda_traj, lambda_term, lambda_coll, lambda_wd: loss weights.
         likelihood: data term.
-        rho: assumed depth correlation for the multiplicative likelihood.
+        rho, eta: assumed depth correlation and relative noise level (noise-aware losses).
         output_scale: network output scale s (yr^-1).
         first_order: respiration form (see :class:`NeuralReaction`).
         learn_physics: also learn log D and log v.
@@ -88,6 +90,7 @@ class TrainConfig:
     lambda_wd: float = 1e-4
     likelihood: str = "mse"
     rho: float = 0.0
+    eta: float = 0.1
     output_scale: float = 0.05
     first_order: bool = True
     learn_physics: bool = False
@@ -99,7 +102,7 @@ class TrainConfig:
 
     def objective_spec(self, mode: str) -> ObjectiveSpec:
         """The static objective for ``mode``."""
-        return ObjectiveSpec(mode=mode, likelihood=self.likelihood, rho=self.rho)
+        return ObjectiveSpec(mode=mode, likelihood=self.likelihood, rho=self.rho, eta=self.eta)
 
 
 class Weights(eqx.Module):
@@ -173,6 +176,7 @@ def objective(params, static, data: UDEData, weights: Weights, spec: ObjectiveSp
         student_nu=spec.student_nu,
         student_scale=spec.student_scale,
         rho=spec.rho,
+        eta=spec.eta,
     )
     loss = weights.term * fit(pred[-1], data.soc_obs[-1])
     if spec.mode == "trajectory":

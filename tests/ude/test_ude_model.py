@@ -237,7 +237,9 @@ def test_multiplicative_likelihood_prefers_truth():
     """The profiled multiplicative likelihood is minimised near the data-generating profile."""
     c = jnp.linspace(1.2, 0.2, 30)
     obs = multiplicative_noise(jr.key(5), jnp.broadcast_to(c, (200, 30)), 0.35, 0.6)
-    losses = [float(data_misfit(s * c, obs, "multiplicative", rho=0.6)) for s in (0.8, 1.0, 1.2)]
+    losses = [
+        float(data_misfit(s * c, obs, "multiplicative", rho=0.6, eta=0.35)) for s in (0.8, 1.0, 1.2)
+    ]
     assert losses[1] < losses[0] and losses[1] < losses[2]
     with pytest.raises(ValueError):
         data_misfit(c, c, "nope")
