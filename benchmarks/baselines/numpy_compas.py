@@ -376,8 +376,8 @@ def steady_state(
         [DOC, MIC, ENZ, SOC, total]; ``litter_rcond`` LAPACK 1-norm rcond of A4 K4 - V4;
         ``negative`` any soil pool < 0 (the sign-flip condition); ``da_check_failed`` total / MIC
         stock < 10; ``zero_litter_layers`` (20,) bool, layers whose F_l1, F_l2, F_l3 are all 0
-        (or below ``zero_litter_threshold``; soil pools set to 0 there); ``ok`` rcond >= eps, all finite, not negative and (proda mode only)
-        DA check passed.
+        (or below ``zero_litter_threshold``; soil pools set to 0 there); ``ok`` rcond >= eps,
+        all finite, not negative and (proda mode only) DA check passed.
     """
     _check_mode(mode)
     p = _unpack(params, mode)
