@@ -1,8 +1,10 @@
 """Parameter spaces: one source of truth for names, bounds, units, groups and transforms.
 
 PRODA calibrates every model in a normalized space ``p in (0, 1)`` with the linear map
-``x = lower + p (upper - lower)`` to physical values (SPEC 2, 3.2). Gradient-based samplers and
-networks want an unconstrained vector, so soc_jax adds ``z = logit(p)``. The three
+``x = lower + p (upper - lower)`` to physical values (SPEC 2, 3.2); a parameter declared with
+``transform="log10"`` (COMPAS's enzyme turnover time, coded ``10**(3 p - 3)`` yr) maps
+log-uniformly, ``x = 10**(log10 lower + p (log10 upper - log10 lower))``. Gradient-based
+samplers and networks want an unconstrained vector, so soc_jax adds ``z = logit(p)``. The three
 representations and their conversions live here, once, for every model:
 
     z  (unconstrained, R^n)  --sigmoid-->  p  (normalized, (0,1)^n)  --affine-->  x  (physical)
@@ -39,6 +41,8 @@ class ParameterSpec:
             allocation), ``"V"`` (vertical transport), ``"E"`` (COMPAS litter fate).
         default: customary (model default) value in physical units; may lie outside the prior.
         note: provenance or caveat of the default.
+        transform: ``"linear"`` (PRODA's default) or ``"log10"`` (log-uniform between the
+            bounds; needs ``lower > 0``).
     """
 
     name: str
@@ -49,10 +53,18 @@ class ParameterSpec:
     group: str
     default: float
     note: str = ""
+    transform: str = "linear"
 
     def __post_init__(self) -> None:
         if not self.upper > self.lower:
             raise ValueError(f"parameter {self.name!r}: upper ({self.upper}) must exceed lower")
+        if self.transform not in ("linear", "log10"):
+            raise ValueError(
+                f"parameter {self.name!r}: transform must be 'linear' or 'log10', "
+                f"got {self.transform!r}"
+            )
+        if self.transform == "log10" and not self.lower > 0:
+            raise ValueError(f"parameter {self.name!r}: a log10 transform needs lower > 0")
 
 
 class ParameterSpace:
@@ -73,6 +85,14 @@ class ParameterSpace:
         self.upper: np.ndarray = np.array([s.upper for s in self.specs], dtype=float)
         self.units: tuple[str, ...] = tuple(s.unit for s in self.specs)
         self.groups: tuple[str, ...] = tuple(s.group for s in self.specs)
+        self.transforms: tuple[str, ...] = tuple(s.transform for s in self.specs)
+        # log10 transform: x = 10**(log_lower + p * log_span) where _is_log (else linear).
+        self._is_log = np.array([t == "log10" for t in self.transforms])
+        safe_lower = np.where(self._is_log, self.lower, 1.0)
+        self._log_lower = np.where(self._is_log, np.log10(safe_lower), 0.0)
+        self._log_span = np.where(
+            self._is_log, np.log10(np.where(self._is_log, self.upper, 10.0)) - self._log_lower, 0.0
+        )
 
     # -- metadata -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -100,8 +120,13 @@ class ParameterSpace:
         return np.array([s.default for s in self.specs], dtype=float)
 
     def midpoint(self) -> np.ndarray:
-        """Physical values at p = 0.5 (PRODA's MCMC start), shape (n,)."""
-        return 0.5 * (self.lower + self.upper)
+        """Physical values at p = 0.5 (PRODA's MCMC start), shape (n,).
+
+        The arithmetic mean of the bounds for linear parameters, the geometric mean for log10.
+        """
+        return np.where(
+            self._is_log, np.sqrt(self.lower * self.upper), 0.5 * (self.lower + self.upper)
+        )
 
     def table(self) -> str:
         """A plain-text table of the space (name, unit, bounds, default, group, meaning)."""
@@ -116,14 +141,28 @@ class ParameterSpace:
 
     # -- conversions (pure jnp) ---------------------------------------------------------------
     def to_physical(self, p: Float[ArrayLike, "... n"]) -> Float[Array, "... n"]:
-        """Normalized p (SPEC's 0-1 space) -> physical x = lower + p (upper - lower)."""
+        """Normalized p (SPEC's 0-1 space) -> physical x = lower + p (upper - lower).
+
+        Parameters with ``transform="log10"``: x = 10**(log10 lower + p (log10 upper - log10
+        lower)).
+        """
         p = jnp.asarray(p)
-        return jnp.asarray(self.lower) + p * jnp.asarray(self.upper - self.lower)
+        linear = jnp.asarray(self.lower) + p * jnp.asarray(self.upper - self.lower)
+        if not self._is_log.any():
+            return linear
+        log = 10.0 ** (jnp.asarray(self._log_lower) + p * jnp.asarray(self._log_span))
+        return jnp.where(jnp.asarray(self._is_log), log, linear)
 
     def to_normalized(self, x: Float[ArrayLike, "... n"]) -> Float[Array, "... n"]:
-        """Physical x -> normalized p = (x - lower) / (upper - lower)."""
+        """Physical x -> normalized p = (x - lower) / (upper - lower) (log10: in log space)."""
         x = jnp.asarray(x)
-        return (x - jnp.asarray(self.lower)) / jnp.asarray(self.upper - self.lower)
+        linear = (x - jnp.asarray(self.lower)) / jnp.asarray(self.upper - self.lower)
+        if not self._is_log.any():
+            return linear
+        is_log = jnp.asarray(self._is_log)
+        span = jnp.asarray(np.where(self._is_log, self._log_span, 1.0))
+        log = (jnp.log10(jnp.where(is_log, x, 1.0)) - jnp.asarray(self._log_lower)) / span
+        return jnp.where(is_log, log, linear)
 
     @staticmethod
     def normalized_to_unconstrained(p: Float[ArrayLike, "... n"]) -> Float[Array, "... n"]:
@@ -148,10 +187,19 @@ class ParameterSpace:
         """log |det dx/dz| of z -> x, summed over the trailing axis.
 
         dx_i/dz_i = (upper_i - lower_i) p_i (1 - p_i), with log p = -softplus(-z) and
-        log(1 - p) = -softplus(z) for stability at large |z|.
+        log(1 - p) = -softplus(z) for stability at large |z|. For a log10 parameter
+        dx/dp = x ln(10) (log10 upper - log10 lower).
         """
         z = jnp.asarray(z)
         log_scale = jnp.log(jnp.asarray(self.upper - self.lower))
+        if self._is_log.any():
+            ln10 = np.log(10.0)
+            p = self.unconstrained_to_normalized(z)
+            span = np.where(self._is_log, self._log_span, 1.0)
+            log_x = ln10 * (jnp.asarray(self._log_lower) + p * jnp.asarray(self._log_span))
+            log_scale = jnp.where(
+                jnp.asarray(self._is_log), log_x + jnp.log(jnp.asarray(ln10 * span)), log_scale
+            )
         return jnp.sum(log_scale - jax.nn.softplus(-z) - jax.nn.softplus(z), axis=-1)
 
     # -- validation (host side) ---------------------------------------------------------------

@@ -51,22 +51,28 @@ formula, exact also where litter reaching a deep layer is ~1e-300 gC m-3 day-1).
 the enzyme turnover time is ``tau4s3 = 10**(3 p13 - 3)`` yr with ``p13`` the normalized value of
 ``mm_const_assim`` (which therefore drives both Km of assimilation and enzyme turnover), and
 parameter 11 (``tau4s3``) has no effect. ``"documented"`` gives every parameter its documented
-role: ``tau4s3 = 10**(3 p11 - 3)`` yr from parameter 11's own normalized value (the same log scale,
-1e-3 to 1 yr) and ``mm_const_assim`` is only Km. Everything else is identical.
+role: the enzyme turnover time is parameter 11 itself, in yr, whose prior is log-uniform on
+[1e-3, 1] yr (`PARAMETERS` maps its normalized value as ``10**(3 p11 - 3)``, the same log scale),
+and ``mm_const_assim`` is only Km. Everything else is identical (the DA check enters ``ok`` in
+mode ``"proda"`` only, see below).
 
 **Invalid steady states -> ok.** Where a denominator of the closed form is negative PRODA returns
 the pools with their positive entries negated (a sign flag); its DA driver also rejects a profile
 whose column stock of DOC+MIC+ENZ+SOC is less than 10 times its MIC stock. soc_jax maps both to
-``ok = False`` (pools NaN, as for any failed simulation): ``nonnegative`` is False exactly where
-PRODA flips signs, and ``mic_ratio < 10`` is the DA check. ``ok`` includes the DA check in mode
+``ok = False`` (pools NaN, as for any failed simulation): ``negative`` is True exactly where PRODA
+flips signs, and ``mic_ratio < 10`` is the DA check. ``ok`` includes the DA check in mode
 ``"proda"`` only (it is a DA acceptance rule, not part of the documented model); ``mic_ratio`` is
 returned in both modes.
 
-**Layers without litter.** Where a layer receives no litter at all (a frozen site puts all input
-into layer 1 and transport is nil, so the litter reaching deep layers underflows to exactly 0;
-XLA flushes subnormal numbers to zero) the closed form is 0/0. The public code does not flag this
-(its DA fails the simulation through the NaN cost). The steady state reached from zero carbon is
-zero carbon, so these layers get zero soil pools and ``ok`` is not affected.
+**Layers without litter.** Where a layer receives no litter at all the closed form is 0/0. This
+happens at frozen sites: all input goes into layer 1 and the diffusivity is the 1e-30 floor, so
+the litter reaching layer j is ~1e-25 times that of layer j-1 and underflows to 0 near layer 13
+(XLA flushes subnormal numbers to zero; the rule below is "all of F_l1, F_l2, F_l3 below the
+smallest normal float64", the same on every platform). The public code does not flag this (its
+DA fails the simulation through the NaN cost). The steady state reached from zero carbon is zero
+carbon, so these layers get zero soil pools and ``ok`` is not affected. (The layers above, with
+1e-25 to 1e-300 of litter, keep PRODA's closed form: O(K_a) DOC and O(K_d) SOC, because DOC* and
+SOC* do not depend on the size of the input.)
 
 Units: pools in gC m-3, rates in day-1, inputs and fluxes in gC m-3 day-1, stocks in gC m-2.
 
@@ -117,6 +123,7 @@ __all__ = [
     "default_parameters",
     "enzyme_turnover_time",
     "matrices",
+    "litter_fluxes",
     "soil_inputs",
     "soil_steady_state",
     "steady_state",
@@ -135,6 +142,10 @@ N_LITTER = 4
 EFOLDING: float = 0.5  # m, fixed e-folding depth of COMPAS (SPEC 3.2, not a parameter)
 MIC_RATIO_MIN: float = 10.0  # DA check of matrix_fun.m: total soil C stock / MIC stock >= 10
 RCOND_MIN: float = float(np.finfo(np.float64).eps)  # MATLAB warns below eps: a failed simulation
+# A layer "receives no litter" when F_l1, F_l2, F_l3 are all below the smallest normal float64:
+# subnormal fluxes exist only where litter leaks through the 1e-30 diffusivity floor, and XLA (CPU
+# and GPU) flushes them to zero anyway, so this makes the rule platform independent.
+TINY: float = float(np.finfo(np.float64).tiny)
 TAU4S3_LOG_RANGE: tuple[float, float] = (-3.0, 0.0)  # tau4s3 = 10**(3 p - 3) yr (matrix_fun.m)
 
 _S = ParameterSpec
@@ -155,10 +166,9 @@ PARAMETERS = ParameterSpace(
         _S("tau4s2_death", 0.0, 2.0, "yr", "microbial death time", "K", 0.57),
         _S("tau4s2_enz", 15.0, 30.0, "yr", "time constant of enzyme production by microbes", "K",
            22.0),
-        _S("tau4s3", 0.001, 1.0, "yr", "enzyme turnover (log scale: 10**(3 p - 3) yr)", "K",
-           0.001 + 0.999 * (np.log10(0.11) + 3.0) / 3.0,
-           "mode='documented' only (mode='proda' takes the turnover from parameter 13); the "
-           "default is the linear coordinate of the commented 0.11 yr"),
+        _S("tau4s3", 0.001, 1.0, "yr", "enzyme turnover time (log-uniform prior)", "K", 0.11,
+           "used by mode='documented' only; mode='proda' takes the turnover from parameter 13",
+           transform="log10"),
         _S("tau4s4", 0.0, 3e-4, "yr", "1/Vmax of SOC decomposition by enzymes", "K", 1.1e-4,
            "the code comment gives 4.6e-5..1.1e-4"),
         _S("mm_const_assim", 300.0, 3000.0, "gC m-3", "Km of DOC uptake", "A", 400.0,
@@ -262,8 +272,8 @@ class SteadyState(eqx.Module):
             result, a negative pool (PRODA's sign flag) and, in mode='proda', the DA check
             ``mic_ratio < 10``.
         rcond: reciprocal 1-norm condition number of the litter system matrix.
-        nonnegative: every pool of the closed-form steady state is >= 0 (False exactly where
-            PRODA negates the output).
+        negative: some pool of the closed-form steady state is < 0 (where PRODA negates the
+            output).
         mic_ratio: column stock of DOC+MIC+ENZ+SOC over the MIC stock (inf without MIC).
     """
 
@@ -271,7 +281,7 @@ class SteadyState(eqx.Module):
     soc: Float[Array, 20]
     ok: Bool[Array, ""]
     rcond: Float[Array, ""]
-    nonnegative: Bool[Array, ""]
+    negative: Bool[Array, ""]
     mic_ratio: Float[Array, ""]
 
 
@@ -303,17 +313,20 @@ def enzyme_turnover_time(params: Float[ArrayLike, 23], mode: Mode = "proda") -> 
 
     Args:
         params: physical parameters, shape (23,).
-        mode: ``"proda"`` takes ``p`` from parameter 13 (``mm_const_assim``, the public code's
-            quirk), ``"documented"`` from parameter 11 (``tau4s3``).
+        mode: ``"proda"`` takes ``p`` from parameter 13 (the normalized ``mm_const_assim``, the
+            public code's quirk); ``"documented"`` returns parameter 11 (``tau4s3``, yr), which is
+            ``10**(3 p11 - 3)`` of its own normalized value.
 
     Returns:
         tau4s3 in yr, in [1e-3, 1] for parameters within the prior.
     """
     _check_mode(mode)
-    p = PARAMETERS.to_normalized(jnp.asarray(params))
-    source = _IX["mm_const_assim"] if mode == "proda" else _IX["tau4s3"]
+    params = jnp.asarray(params)
+    if mode == "documented":
+        return params[_IX["tau4s3"]]
+    p13 = PARAMETERS.to_normalized(params)[_IX["mm_const_assim"]]
     lo, hi = TAU4S3_LOG_RANGE
-    return 10.0 ** (lo + (hi - lo) * p[source])
+    return 10.0 ** (lo + (hi - lo) * p13)
 
 
 def _kinetics(params: Array, mode: str) -> Kinetics:
@@ -399,6 +412,16 @@ def matrices(
     return COMPASMatrices(op, inputs, profile, totals, xi, xi_n, _kinetics(params, mode))
 
 
+def litter_fluxes(m: COMPASMatrices, litter: Float[ArrayLike, "4 20"]) -> Float[Array, "3 20"]:
+    """Decomposition fluxes F_l1, F_l2, F_l3 of the litter pools, (3, 20), gC m-3 day-1.
+
+    Args:
+        m: the profile's `COMPASMatrices`.
+        litter: CWD, l1, l2, l3 densities, (4, 20), gC m-3.
+    """
+    return m.operator.decay[L1:] * jnp.asarray(litter)[L1:N_LITTER]
+
+
 def soil_inputs(
     m: COMPASMatrices, litter: Float[ArrayLike, "4 20"]
 ) -> tuple[Float[Array, 20], Float[Array, 20], Float[Array, 20]]:
@@ -408,7 +431,7 @@ def soil_inputs(
         m: the profile's `COMPASMatrices`.
         litter: CWD, l1, l2, l3 densities, (4, 20), gC m-3.
     """
-    flux = m.operator.decay[L1:] * jnp.asarray(litter)[L1:]  # (3, 20) decomposition fluxes
+    flux = litter_fluxes(m, litter)
     k = m.kinetics
     return k.to_doc @ flux, k.to_mic @ flux, k.to_soc @ flux
 
@@ -425,6 +448,7 @@ def soil_steady_state(
     in_doc: Float[ArrayLike, " n"],
     in_mic: Float[ArrayLike, " n"],
     in_soc: Float[ArrayLike, " n"],
+    empty: Bool[ArrayLike, " n"] | None = None,
 ) -> Float[Array, "4 n"]:
     """Closed-form steady state of DOC, MIC, ENZ, SOC per layer (SPEC 3.5).
 
@@ -435,6 +459,7 @@ def soil_steady_state(
         kinetics: `Kinetics`.
         xi: environmental scalar per layer, (n,).
         in_doc, in_mic, in_soc: inputs per layer, (n,), gC m-3 day-1.
+        empty: layers that receive no litter (zeros); default: where the inputs vanish.
 
     Returns:
         (4, n) DOC, MIC, ENZ, SOC in gC m-3.
@@ -443,7 +468,9 @@ def soil_steady_state(
     xi = jnp.asarray(xi)
     eps = k.mic_cue
     total = jnp.asarray(in_mic) + eps * (jnp.asarray(in_doc) + jnp.asarray(in_soc))  # T
-    empty = total <= 0
+    if empty is None:
+        empty = total < TINY
+    empty = jnp.asarray(empty) | (total <= 0)
     scale = jnp.where(empty, 1.0, total)
     # Inputs per unit T: MIC and ENZ scale with T, DOC and SOC do not (module docstring).
     a_doc, a_mic, a_soc = (jnp.asarray(x) / scale for x in (in_doc, in_mic, in_soc))
@@ -494,10 +521,11 @@ def steady_state(
     litter = _solve_steady(m.operator, m.inputs, method=method)
     rcond, finite = condition(m.operator, method=method)
     litter = jnp.where(litter < 0, 0.0, litter)
-    soil = soil_steady_state(m.kinetics, m.xi, *soil_inputs(m, litter))
+    empty = jnp.all(litter_fluxes(m, litter) < TINY, axis=0)
+    soil = soil_steady_state(m.kinetics, m.xi, *soil_inputs(m, litter), empty=empty)
     pools = jnp.concatenate([litter, soil])
     all_finite = jnp.all(jnp.isfinite(pools))
-    nonnegative = jnp.all(pools >= 0)
+    negative = jnp.any(pools < 0)
     soil_stocks = soil @ jnp.asarray(DZ[:N_LAYERS])  # (4,) gC m-2
     mic_stock = soil_stocks[MIC - DOC]
     mic_ratio = jnp.where(
@@ -509,7 +537,7 @@ def steady_state(
         & finite
         & (rcond >= RCOND_MIN)
         & all_finite
-        & nonnegative
+        & ~negative
     )
     if mode == "proda":
         ok &= ~(mic_ratio < MIC_RATIO_MIN)
@@ -520,7 +548,7 @@ def steady_state(
         soc=soc,
         ok=ok,
         rcond=rcond,
-        nonnegative=nonnegative & all_finite,
+        negative=negative,
         mic_ratio=mic_ratio,
     )
 
