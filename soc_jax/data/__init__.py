@@ -1,0 +1,68 @@
+"""Data layer: observed-profile schema, loaders, covariates, forcing I/O and the synthetic world.
+
+This is the only package that touches files (NetCDF via xarray/netCDF4, CSV via ``csv``).
+"""
+
+from .covariates import (
+    COVARIATE_NAMES,
+    COVARIATE_UNITS,
+    N_COVARIATES,
+    covariate_bounds,
+    covariates_dataset,
+    minmax_scale,
+    nearest_cell,
+    scale_covariates,
+)
+from .forcing_io import dataset_to_forcing, forcing_to_dataset, read_forcing, write_forcing
+from .loaders import (
+    ScreeningReport,
+    coarse_fragment_factor,
+    load_csv,
+    load_wosis,
+    pedotransfer_bulk_density,
+    screen_layers,
+    stock_from_content,
+)
+from .schema import (
+    ObservationBatch,
+    make_profiles,
+    pad_observations,
+    profile_problems,
+    read_profiles,
+    validate_profiles,
+    write_profiles,
+)
+from .synthetic import World, make_world, true_parameters, truth_table
+
+__all__ = [
+    "COVARIATE_NAMES",
+    "COVARIATE_UNITS",
+    "N_COVARIATES",
+    "ObservationBatch",
+    "ScreeningReport",
+    "World",
+    "coarse_fragment_factor",
+    "covariate_bounds",
+    "covariates_dataset",
+    "dataset_to_forcing",
+    "forcing_to_dataset",
+    "load_csv",
+    "load_wosis",
+    "make_profiles",
+    "make_world",
+    "minmax_scale",
+    "nearest_cell",
+    "pad_observations",
+    "pedotransfer_bulk_density",
+    "profile_problems",
+    "read_forcing",
+    "read_profiles",
+    "scale_covariates",
+    "screen_layers",
+    "stock_from_content",
+    "true_parameters",
+    "truth_table",
+    "validate_profiles",
+    "write_forcing",
+    "write_profiles",
+]
