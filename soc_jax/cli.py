@@ -15,6 +15,7 @@ import sys
 _SUBCOMMANDS: tuple[str, ...] = (
     "soc_jax.quickstart",
     "soc_jax.ude.cli",
+    "soc_jax.data.cli",
 )
 
 

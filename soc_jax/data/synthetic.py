@@ -812,9 +812,10 @@ class World:
         import matplotlib.pyplot as plt
 
         fig = plt.figure(figsize=(10, 4.2))
-        ax = fig.add_axes([0.05, 0.12, 0.55, 0.8])
+        fig.subplots_adjust(left=0.07)
+        ax = fig.add_axes([0.07, 0.12, 0.55, 0.8])
         g = self.grid
-        ax.scatter(g["lon"], g["lat"], s=2, c="0.85", marker="s", lw=0)
+        ax.scatter(g["lon"], g["lat"], s=6, c="0.88", marker="s", lw=0)
         stock = self.profiles["stock_100cm"].values / 1000.0
         order = np.argsort(stock)
         sc = ax.scatter(
@@ -844,6 +845,7 @@ class World:
             )
         ax2.set(
             xscale="log",
+            xlim=(30, 3e5),
             ylim=(2.5, 0),
             xlabel="SOC (gC m-3)",
             ylabel="depth (m)",
