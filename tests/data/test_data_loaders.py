@@ -20,8 +20,9 @@ def test_pedotransfer_bulk_density_hand_values():
     # BD = 0.32 + 1.30 exp(-0.0089 * 1.724 * c)
     np.testing.assert_allclose(pedotransfer_bulk_density(0.0), 1.62)
     np.testing.assert_allclose(pedotransfer_bulk_density(10.0), 0.32 + 1.30 * 0.857755, rtol=1e-5)
-    np.testing.assert_allclose(pedotransfer_bulk_density([100.0]), [0.32 + 1.30 * 0.215594],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        pedotransfer_bulk_density([100.0]), [0.32 + 1.30 * 0.215594], rtol=1e-5
+    )
 
 
 def test_coarse_fragment_factor_and_stock():
@@ -40,10 +41,16 @@ CASES = {
     1: ("kept", GOOD),
     2: ("fewer than 3 layers", [(0, 10, 5, 9000.0), (10, 80, 45, 4000.0), (80, 90, 85, 0.0)]),
     3: ("maximum depth <= 50 cm", [(0, 10, 5, 9e3), (10, 30, 20, 5e3), (30, 60, 45, 2e3)]),
-    4: ("negative soc", [(0, 10, 5, 9e3), (10, 30, 20, -5.0), (30, 60, 45, 2e3), (60, 100, 80, 1e3)]),
+    4: (
+        "negative soc",
+        [(0, 10, 5, 9e3), (10, 30, 20, -5.0), (30, 60, 45, 2e3), (60, 100, 80, 1e3)],
+    ),
     5: ("all layers zero or NaN", [(0, 10, 5, 0.0), (10, 30, 20, np.nan)]),
     6: ("no layers", []),
-    7: ("invalid layers", [(0, 20, 10, 9e3), (10, 30, 20, 5e3), (30, 60, 45, 2e3), (60, 100, 80, 1e3)]),
+    7: (
+        "invalid layers",
+        [(0, 20, 10, 9e3), (10, 30, 20, 5e3), (30, 60, 45, 2e3), (60, 100, 80, 1e3)],
+    ),
     8: ("lat/lon out of range", GOOD),
 }
 
@@ -54,8 +61,19 @@ def _wosis_file(path, transpose=False, duplicate=False):
         lat = 95.0 if pid == 8 else 40.0 + pid
         info.append([pid, 1, np.nan, 10.0 + pid, lat, len(layers), 2000])
         for top, bottom, node, stock in layers:
-            data.append([pid, 2000, top, bottom, node, 12.0 if np.isfinite(stock) else np.nan,
-                         stock, 1.3, 0])
+            data.append(
+                [
+                    pid,
+                    2000,
+                    top,
+                    bottom,
+                    node,
+                    12.0 if np.isfinite(stock) else np.nan,
+                    stock,
+                    1.3,
+                    0,
+                ]
+            )
     if duplicate:
         info.append(info[0])
     data.append([99, 2000, 0, 10, 5, 12.0, 5000.0, 1.3, 0])  # layer of an unknown profile
@@ -82,11 +100,17 @@ def test_wosis_screening_reasons(tmp_path, transpose):
         if reason != "kept":
             assert report.reason_of(str(pid)) == reason, pid
     assert report.reason_of("1") is None
-    assert "overlapping layers" in [r for r in report.excluded if r["profile_id"] == "7"][0]["detail"]
+    assert (
+        "overlapping layers" in [r for r in report.excluded if r["profile_id"] == "7"][0]["detail"]
+    )
     assert report.n_profiles_in == 8 and report.n_profiles_kept == 1
     dropped = {(r["profile_id"], r["reason"]) for r in report.dropped_layers}
-    assert dropped == {("2", "soc is zero"), ("5", "soc is zero"), ("5", "soc is NaN"),
-                       ("99", "unknown profile_id")}
+    assert dropped == {
+        ("2", "soc is zero"),
+        ("5", "soc is zero"),
+        ("5", "soc is NaN"),
+        ("99", "unknown profile_id"),
+    }
     # The report is a table you can write
     report.to_csv(tmp_path / "excl.csv", tmp_path / "layers.csv")
     rows = list(csv.DictReader(open(tmp_path / "excl.csv")))
@@ -117,7 +141,11 @@ def test_wosis_missing_variable(tmp_path):
         load_wosis(path)
 
 
-def _csv(path, rows, header="profile_id,lat,lon,upper_depth,lower_depth,soc_content,bulk_density,coarse_fragments"):
+def _csv(
+    path,
+    rows,
+    header="profile_id,lat,lon,upper_depth,lower_depth,soc_content,bulk_density,coarse_fragments",
+):
     with open(path, "w") as f:
         f.write(header + "\n")
         for r in rows:
@@ -126,17 +154,26 @@ def _csv(path, rows, header="profile_id,lat,lon,upper_depth,lower_depth,soc_cont
 
 def test_csv_loader_stock_pedotransfer_and_screening(tmp_path):
     path = tmp_path / "layers.csv"
-    _csv(path, [
-        ("P1", 45.0, 7.0, 0, 10, 20.0, 1.2, 10), ("P1", 45.0, 7.0, 10, 30, 10.0, None, None),
-        ("P1", 45.0, 7.0, 30, 100, 5.0, 1.5, 0),
-        ("P2", 10.0, 7.0, 0, 10, 20.0, 1.2, 0), ("P2", 11.0, 7.0, 10, 30, 10.0, 1.3, 0),
-        ("P2", 10.0, 7.0, 30, 100, 5.0, 1.5, 0),
-        ("P3", 0.0, 0.0, 0, 30, 20.0, 1.2, 0), ("P3", 0.0, 0.0, 30, 60, None, 1.2, 0),
-    ])
+    _csv(
+        path,
+        [
+            ("P1", 45.0, 7.0, 0, 10, 20.0, 1.2, 10),
+            ("P1", 45.0, 7.0, 10, 30, 10.0, None, None),
+            ("P1", 45.0, 7.0, 30, 100, 5.0, 1.5, 0),
+            ("P2", 10.0, 7.0, 0, 10, 20.0, 1.2, 0),
+            ("P2", 11.0, 7.0, 10, 30, 10.0, 1.3, 0),
+            ("P2", 10.0, 7.0, 30, 100, 5.0, 1.5, 0),
+            ("P3", 0.0, 0.0, 0, 30, 20.0, 1.2, 0),
+            ("P3", 0.0, 0.0, 30, 60, None, 1.2, 0),
+        ],
+    )
     ds, report = load_csv(path)
     assert ds["profile_id"].values.tolist() == ["P1"]
-    expected = [20.0 * 1.2 * 1000 * 0.9, 10.0 * pedotransfer_bulk_density(10.0) * 1000,
-                5.0 * 1.5 * 1000]
+    expected = [
+        20.0 * 1.2 * 1000 * 0.9,
+        10.0 * pedotransfer_bulk_density(10.0) * 1000,
+        5.0 * 1.5 * 1000,
+    ]
     np.testing.assert_allclose(ds["soc"].values[0], expected)
     np.testing.assert_allclose(ds["depth_node"].values[0], [0.05, 0.2, 0.65])
     np.testing.assert_allclose(ds["bulk_density"].values[0, 1], pedotransfer_bulk_density(10.0))
@@ -154,16 +191,22 @@ def test_csv_errors(tmp_path):
     _csv(path, [("P1", 1, 2, 0, 10)], header="profile_id,lat,lon,upper_depth,lower_depth")
     with pytest.raises(ValueError, match="soc_stock or a soc_content"):
         load_csv(path)
-    _csv(path, [("P1", 1, 2, 0, "ten", 5.0)],
-         header="profile_id,lat,lon,upper_depth,lower_depth,soc_stock")
+    _csv(
+        path,
+        [("P1", 1, 2, 0, "ten", 5.0)],
+        header="profile_id,lat,lon,upper_depth,lower_depth,soc_stock",
+    )
     with pytest.raises(ValueError, match=r"row 2, column 'lower_depth': cannot read 'ten'"):
         load_csv(path)
 
 
 def test_csv_metres_and_given_stock(tmp_path):
     path = tmp_path / "m.csv"
-    rows = [("X", 1.0, 2.0, 0.0, 0.2, 8000.0), ("X", 1.0, 2.0, 0.2, 0.5, 4000.0),
-            ("X", 1.0, 2.0, 0.5, 1.0, 1000.0)]
+    rows = [
+        ("X", 1.0, 2.0, 0.0, 0.2, 8000.0),
+        ("X", 1.0, 2.0, 0.2, 0.5, 4000.0),
+        ("X", 1.0, 2.0, 0.5, 1.0, 1000.0),
+    ]
     _csv(path, rows, header="profile_id,lat,lon,upper_depth,lower_depth,soc_stock")
     ds, report = load_csv(path, depth_unit="m")
     np.testing.assert_allclose(ds["soc"].values[0], [8000.0, 4000.0, 1000.0])

@@ -44,16 +44,25 @@ def test_make_profiles_layout_and_attributes():
 @pytest.mark.parametrize(
     "over, message",
     [
-        (dict(soc=[[9000.0, np.nan, 2000.0], [8000.0, 3000.0]]), "profile 'A' (index 0): soc is NaN"),
-        (dict(soc=[[9000.0, 5000.0, 2000.0], [8000.0, -3.0]]),
-         "profile 'B' (index 1): soc is negative (layer 1"),
+        (
+            dict(soc=[[9000.0, np.nan, 2000.0], [8000.0, 3000.0]]),
+            "profile 'A' (index 0): soc is NaN",
+        ),
+        (
+            dict(soc=[[9000.0, 5000.0, 2000.0], [8000.0, -3.0]]),
+            "profile 'B' (index 1): soc is negative (layer 1",
+        ),
         (dict(profile_id=["A", "A"]), "profile 'A' (index 1): duplicate profile_id"),
         (dict(lat=[10.0, 95.0]), "profile 'B' (index 1): lat 95.0 outside [-90, 90]"),
         (dict(lon=[-190.0, 100.0]), "profile 'A' (index 0): lon -190.0 outside [-180, 360]"),
-        (dict(depth_bottom=[[0.1, 0.05, 0.6], [0.2, 0.5]]),
-         "profile 'A' (index 0): bottom above top"),
-        (dict(depth_top=[[0.0, 0.05, 0.3], [0.0, 0.2]]),
-         "profile 'A' (index 0): overlapping layers"),
+        (
+            dict(depth_bottom=[[0.1, 0.05, 0.6], [0.2, 0.5]]),
+            "profile 'A' (index 0): bottom above top",
+        ),
+        (
+            dict(depth_top=[[0.0, 0.05, 0.3], [0.0, 0.2]]),
+            "profile 'A' (index 0): overlapping layers",
+        ),
         (dict(depth_top=[[-0.1, 0.1, 0.3], [0.0, 0.2]]), "depth_top is negative"),
     ],
 )

@@ -60,8 +60,11 @@ def test_shapes_schema_and_api(world):
 
 def test_covariates_realistic_and_consistent(world):
     for d in ("0cm", "30cm", "100cm"):
-        total = cov(world, f"Sand_Content_{d}") + cov(world, f"Silt_Content_{d}") + cov(
-            world, f"Clay_Content_{d}")
+        total = (
+            cov(world, f"Sand_Content_{d}")
+            + cov(world, f"Silt_Content_{d}")
+            + cov(world, f"Clay_Content_{d}")
+        )
         np.testing.assert_allclose(total, 100.0, atol=1e-9)
         assert cov(world, f"Bulk_Density_{d}").min() >= 0.7
         assert cov(world, f"Bulk_Density_{d}").max() <= 1.8
@@ -110,8 +113,10 @@ def test_truth_is_documented_function_of_covariates(world):
     assert np.all((p > 0) & (p < 1))
     varying = [n for n, (c, a, w) in table.items() if a > 0]
     assert {"q10", "efolding", "tau4s3", "beta"} <= set(varying)
-    np.testing.assert_allclose(world.truth["physical"].values,
-                               np.asarray(clm5.PARAMETERS.to_physical(world.truth["p"].values)))
+    np.testing.assert_allclose(
+        world.truth["physical"].values,
+        np.asarray(clm5.PARAMETERS.to_physical(world.truth["p"].values)),
+    )
 
 
 def test_observations_equal_pchip_of_model(world, noisy):
@@ -119,8 +124,7 @@ def test_observations_equal_pchip_of_model(world, noisy):
     f = world.forcing_batch()
     x = clm5.PARAMETERS.to_physical(jnp.asarray(world.truth["p"].values))
     res = jax.jit(jax.vmap(clm5.steady_state))(x, f)
-    np.testing.assert_allclose(world.profiles["soc_model"].values, np.asarray(res.soc),
-                               rtol=1e-10)
+    np.testing.assert_allclose(world.profiles["soc_model"].values, np.asarray(res.soc), rtol=1e-10)
     m = world.profiles["mask"].values
     depth = world.profiles["depth_node"].values
     for i in (0, 7, N - 1):
@@ -130,8 +134,9 @@ def test_observations_equal_pchip_of_model(world, noisy):
     np.testing.assert_array_equal(noisy.profiles["depth_node"].values, depth)
     ratio = np.log(noisy.profiles["soc"].values[m] / world.profiles["soc"].values[m])
     assert 0.22 < ratio.std() < 0.38 and abs(ratio.mean()) < 0.08
-    np.testing.assert_allclose(noisy.profiles["soc_model_at_obs"].values[m],
-                               world.profiles["soc"].values[m], rtol=1e-12)
+    np.testing.assert_allclose(
+        noisy.profiles["soc_model_at_obs"].values[m], world.profiles["soc"].values[m], rtol=1e-12
+    )
     # soc_content is the stock divided by BD x 1000 x (1 - CF/100)
     p = noisy.profiles
     back = p["soc_content"] * p["bulk_density"] * 1000 * (1 - p["coarse_fragments"] / 100)
@@ -177,8 +182,9 @@ def test_requires_float64():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("soc_jax.models.compas") is None,
-                    reason="COMPAS model not available")
+@pytest.mark.skipif(
+    importlib.util.find_spec("soc_jax.models.compas") is None, reason="COMPAS model not available"
+)
 def test_compas_world():
     from soc_jax.models import compas
 
