@@ -36,7 +36,8 @@ No real data can be shipped, so the embedded default dataset is a deterministic 
    multiplied by ``exp(noise * eps)``, eps ~ N(0, 1) per layer (noise = 0: exactly the model).
    SOC content is back-computed with the site's bulk density and coarse fragments (SPEC 9).
 
-The process model runs in float64 with ``jax.jit(jax.vmap(steady_state))`` in chunks.
+The process model runs in float64 with ``jax.jit(jax.vmap(steady_state))`` in chunks of 2,048
+sites (one compiled shape for every world), in the mode given by `MODEL_MODES`.
 """
 
 from __future__ import annotations
@@ -58,9 +59,13 @@ from .covariates import COVARIATE_NAMES, covariates_dataset, nearest_cell
 from .forcing_io import dataset_to_forcing, forcing_to_dataset, write_forcing
 from .schema import ObservationBatch, _assemble, pad_observations, write_profiles
 
-__all__ = ["World", "make_world", "truth_table", "true_parameters", "MODELS"]
+__all__ = ["World", "make_world", "truth_table", "true_parameters", "MODELS", "MODEL_MODES"]
 
 MODELS: tuple[str, ...] = ("clm5", "compas")
+MODEL_MODES: dict[str, str] = {"clm5": "proda", "compas": "documented"}
+"""Mode of each model's ``steady_state`` in the world: CLM5 as PRODA codes it (beta input
+profile, capped moisture scalar); COMPAS as documented (PRODA's ``mic_ratio < 10`` check is an
+MCMC acceptance rule, not part of the model, and would reject about half of the sites)."""
 _CHUNK = 2048  # sites per compiled steady-state call (one compiled shape for every world)
 _LAT_RANGE = (-56.0, 78.0)
 # Continent-like ellipses: (lat centre, lon centre, lat radius, lon radius), degrees.
@@ -590,7 +595,7 @@ def _solver(model: str) -> Callable:
     module = _model_module(model)
 
     def one(params, forcing):
-        result = module.steady_state(params, forcing, mode="proda")
+        result = module.steady_state(params, forcing, mode=MODEL_MODES[model])
         return result.soc, result.ok
 
     return jax.jit(jax.vmap(one))
@@ -893,6 +898,7 @@ def _truth_dataset(model: str, p: np.ndarray, dim: str) -> xr.Dataset:
             "(Clay_Content_0cm - 22)/10, upH = pH_Water_0cm - 6.3, uN = ln(NPP/400)/0.7 "
             "(NPP in gC m-2 yr-1)",
             "model": model,
+            "mode": MODEL_MODES[model],
         },
     )
 
