@@ -39,6 +39,9 @@ from soc_jax.ude.train import TrainConfig, ensemble_predict, train
 #: Depth correlation of the AR(1) noise used in all noisy cases.
 NOISE_RHO = 0.6
 
+#: Iteration caps of ``--quick`` (Adam, L-BFGS).
+QUICK_ADAM, QUICK_LBFGS = 200, 100
+
 #: Seed Table 8 (its reported numbers, for the side-by-side table).
 SEED_TABLE8 = {
     3: {"mse_clean": None, "r2_clean": 0.938, "r2_noisy": 0.99996},
@@ -187,6 +190,12 @@ def run_case(
         "precision": "float64",
     }
     plain = dataclasses.replace(case.plain, seed=seed)
+    caps = {}
+    if quick:
+        # --quick budget (< 3 min on 2 CPU cores): at most 200 Adam and 100 L-BFGS iterations
+        caps = {"adam_steps": min(plain.adam_steps, QUICK_ADAM), "lbfgs_steps": QUICK_LBFGS}
+        plain = dataclasses.replace(plain, **caps)
+    result["iteration_caps"] = caps
     if not quick:
         log(f"case {number}: grid search (16 configs, Adam-only tuning)")
         grid = grid_search(case, data, log=log)
@@ -203,6 +212,7 @@ def run_case(
             activation=plain.activation,
             lr=plain.lr,
             seed=seed,
+            **caps,
         )
         methods[aware.likelihood + (f"+ens{aware.ensemble}" if aware.ensemble > 1 else "")] = aware
     preds = {}
