@@ -112,8 +112,8 @@ class Forcing(eqx.Module):
         )
 
     def as_numpy(self) -> dict[str, np.ndarray]:
-        """The fields as a dict of float64 numpy arrays."""
-        return {k: np.asarray(getattr(self, k), dtype=float) for k in _FIELDS}
+        """The fields as a dict of float64 numpy arrays (copies: safe to modify)."""
+        return {k: np.array(getattr(self, k), dtype=float) for k in _FIELDS}
 
     def validate(self, name: str = "forcing") -> Forcing:
         """Check shapes, finiteness and ranges; raise ``ValueError`` naming field and profile.
@@ -196,9 +196,11 @@ def temperature_scalar(tsoi: Float[ArrayLike, ...], q10: ArrayLike) -> Float[Arr
         xi_T, dimensionless, same shape as ``tsoi``.
     """
     tsoi = jnp.asarray(tsoi)
-    warm = q10 ** ((tsoi - T_REF_K) / 10.0)
-    frozen = q10 ** ((T_FREEZE_K - T_REF_K) / 10.0) * q10 ** ((tsoi - T_FREEZE_K) / 10.0)
-    return jnp.where(tsoi >= T_FREEZE_K, warm, frozen)
+    # Below freezing PRODA multiplies q10^((273.15 - 298.15)/10) by fq10^((T - 273.15)/10); with
+    # fq10 = q10 that is one power of the summed exponents (equal to rounding), computed once.
+    frozen_exponent = (T_FREEZE_K - T_REF_K) / 10.0 + (tsoi - T_FREEZE_K) / 10.0
+    exponent = jnp.where(tsoi >= T_FREEZE_K, (tsoi - T_REF_K) / 10.0, frozen_exponent)
+    return q10**exponent
 
 
 def water_scalar(

@@ -176,14 +176,14 @@ def _block_thomas(
         return (c, y), (c, y)
 
     init = (jnp.zeros((b, b), blocks.dtype), jnp.zeros((b,), blocks.dtype))
-    _, (cs, ys) = jax.lax.scan(forward, init, (blocks, lower, upper, rhs), unroll=True)
+    _, (cs, ys) = jax.lax.scan(forward, init, (blocks, lower, upper, rhs))
 
     def backward(x_next, row):
         c, y = row
         x = y - c @ x_next
         return x, x
 
-    _, xs = jax.lax.scan(backward, ys[-1], (cs[:-1], ys[:-1]), reverse=True, unroll=True)
+    _, xs = jax.lax.scan(backward, ys[-1], (cs[:-1], ys[:-1]), reverse=True)
     return jnp.concatenate([xs, ys[-1:]], axis=0)
 
 

@@ -33,9 +33,11 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
@@ -307,7 +309,11 @@ def steady_state(
     require_x64("CLM5 steady state")
     _check_mode(mode)
     _validate(params, forcing, mode)
-    params = jnp.asarray(params, dtype=jnp.float64)
+    return _steady_state(jnp.asarray(params, dtype=jnp.float64), forcing, mode, method)
+
+
+@functools.partial(jax.jit, static_argnames=("mode", "method"))
+def _steady_state(params: Array, forcing: Forcing, mode: str, method: str) -> SteadyState:
     m = matrices(params, forcing, mode)
     x = _solve_steady(m.operator, m.inputs, method=method)
     rcond, finite = condition(m.operator, method=method)
