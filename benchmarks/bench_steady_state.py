@@ -1,0 +1,260 @@
+"""Steady-state throughput: soc_jax (structured and dense) against the NumPy baselines.
+
+For 1, 100 and 10,000 profiles it times, in one run on one machine:
+
+- ``numpy``: the independent baseline done the way PRODA's MATLAB code does it (12 monthly dense
+  matrices, averaged, dense LU with LAPACK's rcond), profile after profile;
+- ``jax-dense``: soc_jax with the dense (P*L)x(P*L) ``jnp.linalg.solve`` reference path, vmapped;
+- ``jax-structured``: soc_jax's structured solver, vmapped;
+
+each forward only and forward + gradient (``vmap(grad)`` of a scalar SOC misfit with respect to
+all parameters; the NumPy baseline has no gradient). Compiled code is timed after a warm-up
+call (the compile time is reported apart) as the best of ``--repeat`` runs with
+``block_until_ready``. Ratios are to the NumPy baseline measured in the same run. A breakdown of
+the structured forward pass (matrix build, solve, condition number) shows where the time goes.
+
+Usage::
+
+    python benchmarks/bench_steady_state.py                 # CLM5 and COMPAS, 1/100/10000
+    python benchmarks/bench_steady_state.py --sizes 1 100 --models clm5 --numpy-max 200
+
+Results are printed and saved as JSON in ``benchmarks/results/`` with device, versions and
+precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from soc_jax import linalg  # noqa: E402
+from soc_jax.examples import example_forcing  # noqa: E402
+from soc_jax.grid import ZSOI, pchip_interpolate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+OBS_DEPTH = jnp.array([0.05, 0.15, 0.3, 0.6, 1.0])  # m, a typical sampled profile
+
+
+def model_registry() -> dict:
+    """Models that are available: soc_jax module and NumPy baseline module."""
+    models = {}
+    for name, baseline in (("clm5", "numpy_clm5"), ("compas", "numpy_compas")):
+        try:
+            module = importlib.import_module(f"soc_jax.models.{name}")
+            base = importlib.import_module(f"benchmarks.baselines.{baseline}")
+        except ModuleNotFoundError:
+            continue
+        models[name] = (module, base)
+    return models
+
+
+def best_time(fn, *args, repeat: int) -> tuple[float, float]:
+    """(first-call time incl. compile, best steady time) in seconds."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return first, min(times)
+
+
+def make_inputs(module, n: int, seed: int = 0):
+    forcing, _ = example_forcing(n, seed)
+    space = module.PARAMETERS
+    p = np.random.default_rng(seed).uniform(0.05, 0.95, (n, len(space)))
+    params = np.asarray(space.to_physical(p))
+    return params, forcing
+
+
+def bench_model(name, module, baseline, sizes, repeat, numpy_max, dense_max):
+    rows = []
+
+    def misfit(params, forcing, method):
+        res = module.steady_state(params, forcing, method=method)
+        model = pchip_interpolate(ZSOI[:20], res.soc, OBS_DEPTH)
+        return jnp.sum(jnp.where(res.ok, jnp.log1p(jnp.abs(model)), 0.0))
+
+    for n in sizes:
+        params, forcing = make_inputs(module, n)
+        forcing_j = jax.tree.map(jnp.asarray, forcing)
+        # NumPy baseline, profile by profile (capped; its cost is linear in n)
+        n_np = min(n, numpy_max)
+        forcing_np = [forcing[i].as_numpy() for i in range(n_np)]
+        t0 = time.perf_counter()
+        baseline.steady_states(params[:n_np], forcing_np, mode="proda")
+        t_np = (time.perf_counter() - t0) / n_np  # s per profile
+        np_rate = 1.0 / t_np
+        rows.append(
+            dict(
+                model=name,
+                n=n,
+                impl="numpy",
+                kind="forward",
+                rate=np_rate,
+                compile_s=0.0,
+                measured_profiles=n_np,
+            )
+        )
+        print(
+            f"{name:7s} n={n:6d} numpy            forward   {np_rate:12.1f} /s  "
+            f"(loop over {n_np} profiles)",
+            flush=True,
+        )
+        for method in ("dense", "structured"):
+            if method == "dense" and n > dense_max:
+                print(
+                    f"{name:7s} n={n:6d} jax-dense        skipped (n > --dense-max {dense_max}: "
+                    "the dense path holds a 140x140 matrix and its LU per profile)",
+                    flush=True,
+                )
+                continue
+            fwd = jax.jit(jax.vmap(lambda p, f, m=method: module.steady_state(p, f, method=m)))
+            first, best = best_time(fwd, params, forcing_j, repeat=repeat)
+            rows.append(
+                dict(
+                    model=name,
+                    n=n,
+                    impl=f"jax-{method}",
+                    kind="forward",
+                    rate=n / best,
+                    compile_s=first - best,
+                    ratio=(n / best) / np_rate,
+                )
+            )
+            print(
+                f"{name:7s} n={n:6d} jax-{method:10s} forward   {n / best:12.1f} /s  "
+                f"x{(n / best) / np_rate:8.1f} numpy  compile {first - best:6.1f} s",
+                flush=True,
+            )
+            grad = jax.jit(jax.vmap(jax.grad(lambda p, f, m=method: misfit(p, f, m))))
+            first_g, best_g = best_time(grad, params, forcing_j, repeat=repeat)
+            rows.append(
+                dict(
+                    model=name,
+                    n=n,
+                    impl=f"jax-{method}",
+                    kind="forward+gradient",
+                    rate=n / best_g,
+                    compile_s=first_g - best_g,
+                    ratio=(n / best_g) / np_rate,
+                    cost_vs_forward=best_g / best,
+                )
+            )
+            print(
+                f"{name:7s} n={n:6d} jax-{method:10s} fwd+grad  {n / best_g:12.1f} /s  "
+                f"x{(n / best_g) / np_rate:8.1f} numpy  compile {first_g - best_g:6.1f} s  "
+                f"grad/fwd {best_g / best:4.2f}",
+                flush=True,
+            )
+    return rows
+
+
+def breakdown(name, module, n, repeat):
+    """Where the time of the structured forward pass goes, at n profiles."""
+    params, forcing = make_inputs(module, n)
+    forcing = jax.tree.map(jnp.asarray, forcing)
+    mats = jax.jit(jax.vmap(module.matrices))
+    m = mats(params, forcing)
+    op = m.operator if hasattr(m, "operator") else None
+    parts = {"matrices": (mats, (params, forcing))}
+    if op is not None:
+        rhs = m.inputs
+        parts["solve"] = (jax.jit(jax.vmap(linalg.solve)), (op, rhs))
+        parts["condition"] = (jax.jit(jax.vmap(linalg.condition)), (op,))
+    parts["steady_state"] = (jax.jit(jax.vmap(module.steady_state)), (params, forcing))
+    out = {}
+    for part, (fn, args) in parts.items():
+        _, best = best_time(fn, *args, repeat=repeat)
+        out[part] = best / n * 1e6  # microseconds per profile
+        print(f"{name:7s} n={n:6d} breakdown {part:13s} {out[part]:8.2f} us/profile", flush=True)
+    return out
+
+
+def environment() -> dict:
+    dev = jax.devices()[0]
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import scipy
+
+    return dict(
+        platform=dev.platform,
+        device=getattr(dev, "device_kind", str(dev)),
+        n_devices=jax.device_count(),
+        cpu=cpu,
+        cpu_count=os.cpu_count(),
+        jax=jax.__version__,
+        jaxlib=jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+        numpy=np.__version__,
+        scipy=scipy.__version__,
+        python=platform.python_version(),
+        precision="float64",
+        date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 10_000])
+    parser.add_argument("--models", nargs="+", default=None, help="default: all available")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--numpy-max",
+        type=int,
+        default=500,
+        help="profiles timed for the NumPy loop (its cost is linear in n)",
+    )
+    parser.add_argument(
+        "--dense-max",
+        type=int,
+        default=1000,
+        help="largest batch for the dense reference path (memory)",
+    )
+    parser.add_argument("--breakdown-n", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    args = parser.parse_args(argv)
+
+    env = environment()
+    print("environment:", json.dumps(env), flush=True)
+    registry = model_registry()
+    names = args.models or list(registry)
+    rows, parts = [], {}
+    for name in names:
+        module, base = registry[name]
+        rows += bench_model(
+            name, module, base, args.sizes, args.repeat, args.numpy_max, args.dense_max
+        )
+        if args.breakdown_n:
+            parts[name] = breakdown(name, module, args.breakdown_n, args.repeat)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"steady_state_{env['platform']}.json"
+    path.write_text(json.dumps(dict(environment=env, results=rows, breakdown_us=parts), indent=1))
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
