@@ -71,8 +71,12 @@ def _diffusivity(
     zi = jnp.asarray(ZISOI[: N_LAYERS + 1])  # zisoi(j), j = 1..21
     above_bedrock = jnp.asarray(_J) <= nb + 1
     z_bedrock = jnp.asarray(ZISOI)[nb]  # zisoi(nbedrock + 1), 1-based
-    denom = jnp.minimum(MAX_DEPTH_CRYOTURB, z_bedrock) - amax
+    z_end = jnp.minimum(MAX_DEPTH_CRYOTURB, z_bedrock)  # where the cryoturbation taper ends
+    denom = z_end - amax
     ratio = (zi - amax) / jnp.where(denom == 0, 1.0, denom)
+    # At zi == z_end the taper is exactly 0 (MATLAB: x / x = 1). Under jit XLA may evaluate the
+    # division as x * (1 / x) = 1 - 1 ulp, leaving D ~ 1e-22 instead of the 1e-30 floor: say so.
+    ratio = jnp.where(zi >= z_end, jnp.maximum(ratio, 1.0), ratio)
     # MATLAB's max(NaN, 0) = 0 covers the 0/0 case (amax exactly at the bedrock interface).
     taper = jnp.where(denom == 0, 0.0, jnp.maximum(cryo * (1.0 - ratio), 0.0))
     d_cryo = jnp.where(above_bedrock, jnp.where(zi < amax, cryo, taper), 0.0)

@@ -66,13 +66,15 @@ returned in both modes.
 
 **Layers without litter.** Where a layer receives no litter at all the closed form is 0/0. This
 happens at frozen sites: all input goes into layer 1 and the diffusivity is the 1e-30 floor, so
-the litter reaching layer j is ~1e-25 times that of layer j-1 and underflows to 0 near layer 13
-(XLA flushes subnormal numbers to zero; the rule below is "all of F_l1, F_l2, F_l3 below the
-smallest normal float64", the same on every platform). The public code does not flag this (its
-DA fails the simulation through the NaN cost). The steady state reached from zero carbon is zero
-carbon, so these layers get zero soil pools and ``ok`` is not affected. (The layers above, with
-1e-25 to 1e-300 of litter, keep PRODA's closed form: O(K_a) DOC and O(K_d) SOC, because DOC* and
-SOC* do not depend on the size of the input.)
+the litter reaching layer j is ~1e-25 times that of layer j-1 and underflows to 0 near layer 13.
+The public code does not flag this (its DA fails the simulation through the NaN cost). The
+steady state reached from zero carbon is zero carbon, so these layers get zero soil pools and
+``ok`` is not affected. "No litter" means F_l1, F_l2 and F_l3 all below `LITTER_FLUX_FLOOR`
+(1e-250 gC m-3 day-1) rather than exactly 0: just above the underflow, float64 results depend on
+the platform (XLA flushes subnormal numbers to zero, NumPy and MATLAB underflow gradually), and
+since DOC* and SOC* depend on the *composition* of the input, a flushed l1 flux at 1e-310 would
+change DOC* by O(1). Layers with more litter than the floor (down to 1e-250) keep PRODA's closed
+form: O(K_a) DOC and O(K_d) SOC, because DOC* and SOC* do not depend on the size of the input.
 
 Units: pools in gC m-3, rates in day-1, inputs and fluxes in gC m-3 day-1, stocks in gC m-2.
 
@@ -114,6 +116,7 @@ __all__ = [
     "POOLS",
     "PARAMETERS",
     "EFOLDING",
+    "LITTER_FLUX_FLOOR",
     "MIC_RATIO_MIN",
     "Mode",
     "Kinetics",
@@ -142,10 +145,10 @@ N_LITTER = 4
 EFOLDING: float = 0.5  # m, fixed e-folding depth of COMPAS (SPEC 3.2, not a parameter)
 MIC_RATIO_MIN: float = 10.0  # DA check of matrix_fun.m: total soil C stock / MIC stock >= 10
 RCOND_MIN: float = float(np.finfo(np.float64).eps)  # MATLAB warns below eps: a failed simulation
-# A layer "receives no litter" when F_l1, F_l2, F_l3 are all below the smallest normal float64:
-# subnormal fluxes exist only where litter leaks through the 1e-30 diffusivity floor, and XLA (CPU
-# and GPU) flushes them to zero anyway, so this makes the rule platform independent.
-TINY: float = float(np.finfo(np.float64).tiny)
+# A layer "receives no litter" when F_l1, F_l2, F_l3 are all below this (gC m-3 day-1): physically
+# nothing, and far above the underflow band (< 1e-292) where float64 results depend on the platform
+# (XLA flushes subnormals to zero, NumPy/MATLAB underflow gradually). See the module docstring.
+LITTER_FLUX_FLOOR: float = 1e-250
 TAU4S3_LOG_RANGE: tuple[float, float] = (-3.0, 0.0)  # tau4s3 = 10**(3 p - 3) yr (matrix_fun.m)
 
 _S = ParameterSpec
@@ -469,7 +472,7 @@ def soil_steady_state(
     eps = k.mic_cue
     total = jnp.asarray(in_mic) + eps * (jnp.asarray(in_doc) + jnp.asarray(in_soc))  # T
     if empty is None:
-        empty = total < TINY
+        empty = total < LITTER_FLUX_FLOOR
     empty = jnp.asarray(empty) | (total <= 0)
     scale = jnp.where(empty, 1.0, total)
     # Inputs per unit T: MIC and ENZ scale with T, DOC and SOC do not (module docstring).
@@ -521,7 +524,7 @@ def steady_state(
     litter = _solve_steady(m.operator, m.inputs, method=method)
     rcond, finite = condition(m.operator, method=method)
     litter = jnp.where(litter < 0, 0.0, litter)
-    empty = jnp.all(litter_fluxes(m, litter) < TINY, axis=0)
+    empty = jnp.all(litter_fluxes(m, litter) < LITTER_FLUX_FLOOR, axis=0)
     soil = soil_steady_state(m.kinetics, m.xi, *soil_inputs(m, litter), empty=empty)
     pools = jnp.concatenate([litter, soil])
     all_finite = jnp.all(jnp.isfinite(pools))
