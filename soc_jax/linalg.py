@@ -10,10 +10,12 @@ is the fraction of pool ``p``'s decomposition flux that enters pool ``q`` in the
 state solves ``S X = I``.
 
 ``S`` is 140x140 for CLM5 but far from generic: ``K`` and ``F`` act within a layer, ``V`` within a
-pool, and carbon flows one way between groups of pools (CWD -> litter -> soil). `solve` exploits
-that: groups are solved in order, each by a block-tridiagonal Thomas sweep over layers with blocks
-of the group's size (1x1 for uncoupled litter pools, 3x3 for the coupled soil pools). The
-transposed system is solved by the same sweeps in reverse group order (`solve_transpose`).
+pool, and carbon flows one way between groups of pools (CWD -> litter -> soil). `factor` exploits
+that: each group's diagonal block is block-tridiagonal over layers, with blocks of the group's size
+(1x1 for uncoupled litter pools, 3x3 for the coupled soil pools), and gets a block LU (block
+Thomas). `solve` sweeps the groups in order; `solve_transpose` sweeps them in reverse order with
+the same factors, so the forward solve, the condition number and the gradient share one
+factorization.
 Gradients come from implicit differentiation: `steady_state` wraps the solves in
 ``jax.lax.custom_linear_solve``, so reverse mode costs one transposed structured solve and
 never differentiates through the elimination itself.
@@ -34,6 +36,8 @@ elimination needs none (Golub & Van Loan, Matrix Computations, 3.4.10).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -42,7 +46,15 @@ from jaxtyping import Array, Bool, Float
 
 from .transport import Tridiagonal
 
-__all__ = ["CompartmentalOperator", "solve", "solve_transpose", "steady_state", "condition"]
+__all__ = [
+    "CompartmentalOperator",
+    "Factorization",
+    "factor",
+    "solve",
+    "solve_transpose",
+    "steady_state",
+    "condition",
+]
 
 
 class CompartmentalOperator(eqx.Module):
@@ -154,93 +166,149 @@ def _small_solve(M: Array, B: Array) -> Array:
     return jnp.stack(x, axis=-2)
 
 
-def _block_thomas(
-    blocks: Float[Array, "L b b"],
-    lower: Float[Array, "L b"],
-    upper: Float[Array, "L b"],
-    rhs: Float[Array, "L b"],
-) -> Float[Array, "L b"]:
-    """Block-tridiagonal solve with diagonal off-diagonal blocks.
+class _BlockFactor(NamedTuple):
+    """Block LU of one block-tridiagonal system: ``S = L U``.
 
-    Row l reads ``diag(lower[l]) x[l-1] + blocks[l] x[l] + diag(upper[l]) x[l+1] = rhs[l]``.
+    ``L`` has pivot blocks ``M_l`` on its diagonal and ``diag(lower[l])`` below it; ``U`` has
+    identity blocks on its diagonal and ``C_l = M_l^-1 diag(upper[l])`` above it. Stored:
+    ``inv_pivot[l] = M_l^-1`` (L, b, b), ``c`` (L, b, b) and ``lower`` (L, b).
     """
+
+    inv_pivot: Array
+    c: Array
+    lower: Array
+
+
+def _block_factor(
+    blocks: Float[Array, "L b b"], lower: Float[Array, "L b"], upper: Float[Array, "L b"]
+) -> _BlockFactor:
+    """Block LU (block Thomas) of the system with rows
+    ``diag(lower[l]) x[l-1] + blocks[l] x[l] + diag(upper[l]) x[l+1]``."""
     b = blocks.shape[-1]
+    eye = jnp.eye(b, dtype=blocks.dtype)
 
-    def forward(carry, row):
-        c_prev, y_prev = carry
-        blk, lo, up, r = row
-        m = blk - lo[:, None] * c_prev
-        aug = jnp.concatenate([jnp.diag(up), (r - lo * y_prev)[:, None]], axis=1)
-        sol = _small_solve(m, aug)
-        c, y = sol[:, :b], sol[:, b]
-        return (c, y), (c, y)
+    def step(c_prev, row):
+        blk, lo, up = row
+        inv_pivot = _small_solve(blk - lo[:, None] * c_prev, eye)
+        c = inv_pivot * up[None, :]
+        return c, (inv_pivot, c)
 
-    init = (jnp.zeros((b, b), blocks.dtype), jnp.zeros((b,), blocks.dtype))
-    _, (cs, ys) = jax.lax.scan(forward, init, (blocks, lower, upper, rhs))
+    _, (inv_pivot, c) = jax.lax.scan(step, jnp.zeros((b, b), blocks.dtype), (blocks, lower, upper))
+    return _BlockFactor(inv_pivot, c, lower)
+
+
+def _block_solve(f: _BlockFactor, rhs: Float[Array, "L b"]) -> Float[Array, "L b"]:
+    """Solve ``L U x = rhs``: forward sweep with L, backward sweep with U."""
+
+    def forward(y_prev, row):
+        inv_pivot, lo, r = row
+        y = inv_pivot @ (r - lo * y_prev)
+        return y, y
+
+    _, ys = jax.lax.scan(forward, jnp.zeros_like(rhs[0]), (f.inv_pivot, f.lower, rhs))
 
     def backward(x_next, row):
         c, y = row
         x = y - c @ x_next
         return x, x
 
-    _, xs = jax.lax.scan(backward, ys[-1], (cs[:-1], ys[:-1]), reverse=True)
+    _, xs = jax.lax.scan(backward, ys[-1], (f.c[:-1], ys[:-1]), reverse=True)
     return jnp.concatenate([xs, ys[-1:]], axis=0)
 
 
-def _group_solve(
-    op: CompartmentalOperator, pools: tuple[int, ...], coupled: bool, rhs: Array, transpose: bool
-) -> Array:
-    """Solve the diagonal block of ``S`` (or ``S^T``) belonging to ``pools``; rhs (b, L)."""
-    idx = np.array(pools)
+def _block_solve_transpose(f: _BlockFactor, rhs: Float[Array, "L b"]) -> Float[Array, "L b"]:
+    """Solve ``(L U)^T x = U^T L^T x = rhs`` with the same factors."""
+    c_prev = jnp.concatenate([jnp.zeros_like(f.c[:1]), f.c[:-1]])
+
+    def forward(w_prev, row):  # U^T w = rhs: w[l] = rhs[l] - C[l-1]^T w[l-1]
+        c, g = row
+        w = g - c.T @ w_prev
+        return w, w
+
+    _, ws = jax.lax.scan(forward, jnp.zeros_like(rhs[0]), (c_prev, rhs))
+    lower_next = jnp.concatenate([f.lower[1:], jnp.zeros_like(f.lower[:1])])
+
+    def backward(x_next, row):  # L^T x = w: x[l] = M[l]^-T (w[l] - lower[l+1] x[l+1])
+        inv_pivot, lo, w = row
+        x = inv_pivot.T @ (w - lo * x_next)
+        return x, x
+
+    _, xs = jax.lax.scan(backward, jnp.zeros_like(rhs[0]), (f.inv_pivot, lower_next, ws),
+                         reverse=True)  # fmt: skip
+    return xs
+
+
+Factorization = tuple[_BlockFactor, ...]
+"""Per-group block LU factors of ``S`` (uncoupled groups: a batch of scalar factors)."""
+
+
+def factor(op: CompartmentalOperator) -> Factorization:
+    """Factor the diagonal blocks of ``S``, one per pool group (no gradients flow through)."""
+    op = jax.lax.stop_gradient(op)
     t = op.transport
-    m = op._mask()[idx]  # (b,)
-    k = op.decay[idx].T  # (L, b)
-    lower = t.lower[:, None] * m
-    upper = t.upper[:, None] * m
-    if transpose:
-        lower, upper = (
-            jnp.concatenate([jnp.zeros_like(upper[:1]), upper[:-1]]),
-            jnp.concatenate([lower[1:], jnp.zeros_like(lower[:1])]),
-        )
-    diag = t.diag[:, None] * m + k  # (L, b)
-    r = rhs.T  # (L, b)
-    if not coupled:
-        # b independent scalar tridiagonal systems, solved side by side.
-        x = jax.vmap(_block_thomas, in_axes=(1, 1, 1, 1), out_axes=1)(
-            diag[:, :, None, None], lower[:, :, None], upper[:, :, None], r[:, :, None]
-        )[..., 0]
-        return x.T
-    F = op.fractions[:, idx[:, None], idx[None, :]]  # (L, recv, donor)
-    if transpose:
-        blocks = jax.vmap(jnp.diag)(diag) - k[:, :, None] * jnp.swapaxes(F, 1, 2)
-    else:
-        blocks = jax.vmap(jnp.diag)(diag) - F * k[:, None, :]
-    return _block_thomas(blocks, lower, upper, r).T
-
-
-def solve(op: CompartmentalOperator, rhs: Float[Array, "P L"]) -> Float[Array, "P L"]:
-    """Solve ``S x = rhs`` by structure (groups in order, block Thomas within each)."""
-    x = jnp.zeros_like(rhs)
+    factors = []
     for pools, coupled in zip(op.groups, op.coupled, strict=True):
+        idx = np.array(pools)
+        m = op._mask()[idx]  # (b,)
+        k = op.decay[idx].T  # (L, b)
+        lower = t.lower[:, None] * m
+        upper = t.upper[:, None] * m
+        diag = t.diag[:, None] * m + k  # (L, b)
+        if coupled:
+            F = op.fractions[:, idx[:, None], idx[None, :]]  # (L, recv, donor)
+            blocks = jax.vmap(jnp.diag)(diag) - F * k[:, None, :]
+            factors.append(_block_factor(blocks, lower, upper))
+        else:  # b independent scalar systems, factored side by side (pool axis 1)
+            factors.append(
+                jax.vmap(_block_factor, in_axes=1, out_axes=1)(
+                    diag[:, :, None, None], lower[:, :, None], upper[:, :, None]
+                )
+            )
+    return tuple(factors)
+
+
+def _group_solve(f: _BlockFactor, coupled: bool, rhs: Array, transpose: bool) -> Array:
+    """Solve one group's diagonal block (or its transpose); rhs and result (b, L)."""
+    fn = _block_solve_transpose if transpose else _block_solve
+    if coupled:
+        return fn(f, rhs.T).T
+    x = jax.vmap(fn, in_axes=(1, 1), out_axes=1)(f, rhs.T[:, :, None])  # (L, b, 1)
+    return x[..., 0].T
+
+
+def solve(
+    op: CompartmentalOperator, rhs: Float[Array, "P L"], factors: Factorization | None = None
+) -> Float[Array, "P L"]:
+    """Solve ``S x = rhs`` by structure (groups in order, block LU within each)."""
+    factors = factor(op) if factors is None else factors
+    x = jnp.zeros_like(rhs)
+    for pools, coupled, f in zip(op.groups, op.coupled, factors, strict=True):
         idx = np.array(pools)
         # carbon arriving from pools solved so far (unsolved pools are still zero)
         inflow = jnp.einsum("lqp,pl->ql", op.fractions[:, idx, :], op.decay * x)
-        x = x.at[idx].set(_group_solve(op, pools, coupled, rhs[idx] + inflow, transpose=False))
+        x = x.at[idx].set(_group_solve(f, coupled, rhs[idx] + inflow, transpose=False))
     return x
 
 
-def solve_transpose(op: CompartmentalOperator, rhs: Float[Array, "P L"]) -> Float[Array, "P L"]:
-    """Solve ``S^T y = rhs`` by structure (groups in reverse order)."""
+def solve_transpose(
+    op: CompartmentalOperator, rhs: Float[Array, "P L"], factors: Factorization | None = None
+) -> Float[Array, "P L"]:
+    """Solve ``S^T y = rhs`` by structure (groups in reverse order, same factors)."""
+    factors = factor(op) if factors is None else factors
     y = jnp.zeros_like(rhs)
-    for pools, coupled in reversed(list(zip(op.groups, op.coupled, strict=True))):
+    groups = list(zip(op.groups, op.coupled, factors, strict=True))
+    for pools, coupled, f in reversed(groups):
         idx = np.array(pools)
         back = op.decay[idx] * jnp.einsum("lqp,ql->pl", op.fractions[:, :, idx], y)
-        y = y.at[idx].set(_group_solve(op, pools, coupled, rhs[idx] + back, transpose=True))
+        y = y.at[idx].set(_group_solve(f, coupled, rhs[idx] + back, transpose=True))
     return y
 
 
 def steady_state(
-    op: CompartmentalOperator, rhs: Float[Array, "P L"], method: str = "structured"
+    op: CompartmentalOperator,
+    rhs: Float[Array, "P L"],
+    method: str = "structured",
+    factors: Factorization | None = None,
 ) -> Float[Array, "P L"]:
     """Solve ``S x = rhs`` with implicit-differentiation gradients.
 
@@ -249,6 +317,7 @@ def steady_state(
         rhs: input rates, shape (P, L) (gC m-3 day-1 for the carbon models).
         method: ``"structured"`` (block sweeps, the fast path) or ``"dense"`` (the reference:
             ``jnp.linalg.solve`` on the (P*L)x(P*L) matrix).
+        factors: `factor(op)`, if already computed (e.g. shared with `condition`).
 
     Returns:
         x, shape (P, L).
@@ -258,16 +327,18 @@ def steady_state(
         return jnp.linalg.solve(op.to_dense(), rhs.reshape(P * L)).reshape(P, L)
     if method != "structured":
         raise ValueError(f"method must be 'structured' or 'dense', got {method!r}")
+    factors = factor(op) if factors is None else jax.lax.stop_gradient(factors)
+    # Gradients: d x = S^-1 (d rhs - dS x), reverse mode one transposed solve (same factors).
     return jax.lax.custom_linear_solve(
         op.matvec,
         rhs,
-        solve=lambda _, b: solve(op, b),
-        transpose_solve=lambda _, b: solve_transpose(op, b),
+        solve=lambda _, b: solve(op, b, factors),
+        transpose_solve=lambda _, b: solve_transpose(op, b, factors),
     )
 
 
 def condition(
-    op: CompartmentalOperator, method: str = "structured"
+    op: CompartmentalOperator, method: str = "structured", factors: Factorization | None = None
 ) -> tuple[Array, Bool[Array, ""]]:
     """Reciprocal 1-norm condition number of ``S`` (see the module docstring).
 
@@ -281,7 +352,7 @@ def condition(
         P, L = op.shape
         w = jnp.linalg.solve(op.to_dense().T, ones.reshape(P * L))
     else:
-        w = solve_transpose(op, ones)
+        w = solve_transpose(op, ones, factors)
     inv_norm = jnp.max(jnp.abs(w))
     norm = jnp.max(op.column_abs_sums())
     finite = jnp.isfinite(inv_norm) & jnp.isfinite(norm)

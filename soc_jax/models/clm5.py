@@ -54,7 +54,7 @@ from ..forcing import (
     water_scalar,
 )
 from ..grid import DZ, N_LAYERS, ZSOI
-from ..linalg import CompartmentalOperator, condition
+from ..linalg import CompartmentalOperator, condition, factor
 from ..linalg import steady_state as _solve_steady
 from ..parameters import ParameterSpace, ParameterSpec
 from ..transport import transport_operator
@@ -315,8 +315,9 @@ def steady_state(
 @functools.partial(jax.jit, static_argnames=("mode", "method"))
 def _steady_state(params: Array, forcing: Forcing, mode: str, method: str) -> SteadyState:
     m = matrices(params, forcing, mode)
-    x = _solve_steady(m.operator, m.inputs, method=method)
-    rcond, finite = condition(m.operator, method=method)
+    factors = factor(m.operator) if method == "structured" else None
+    x = _solve_steady(m.operator, m.inputs, method=method, factors=factors)
+    rcond, finite = condition(m.operator, method=method, factors=factors)
     x = jnp.where(x < 0, 0.0, x)
     ok = (
         _params_ok(params, mode)

@@ -88,9 +88,11 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
@@ -107,7 +109,7 @@ from ..forcing import (
     water_scalar,
 )
 from ..grid import DZ, N_LAYERS, ZSOI
-from ..linalg import CompartmentalOperator, condition
+from ..linalg import CompartmentalOperator, condition, factor
 from ..linalg import steady_state as _solve_steady
 from ..parameters import ParameterSpace, ParameterSpec
 from ..transport import transport_operator
@@ -519,10 +521,15 @@ def steady_state(
     require_x64("COMPAS steady state")
     _check_mode(mode)
     _validate(params, forcing)
-    params = jnp.asarray(params, dtype=jnp.float64)
+    return _steady_state(jnp.asarray(params, dtype=jnp.float64), forcing, mode, method)
+
+
+@functools.partial(jax.jit, static_argnames=("mode", "method"))
+def _steady_state(params: Array, forcing: Forcing, mode: str, method: str) -> SteadyState:
     m = matrices(params, forcing, mode)
-    litter = _solve_steady(m.operator, m.inputs, method=method)
-    rcond, finite = condition(m.operator, method=method)
+    factors = factor(m.operator) if method == "structured" else None
+    litter = _solve_steady(m.operator, m.inputs, method=method, factors=factors)
+    rcond, finite = condition(m.operator, method=method, factors=factors)
     litter = jnp.where(litter < 0, 0.0, litter)
     empty = jnp.all(litter_fluxes(m, litter) < LITTER_FLUX_FLOOR, axis=0)
     soil = soil_steady_state(m.kinetics, m.xi, *soil_inputs(m, litter), empty=empty)
