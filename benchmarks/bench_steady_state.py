@@ -188,6 +188,46 @@ def breakdown(name, module, n, repeat):
     return out
 
 
+def figure(rows: list[dict], env: dict, path: Path) -> None:
+    """Throughput against batch size, one panel per model (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), dpi=90, squeeze=False)
+    styles = {
+        "numpy": ("k", "o"),
+        "jax-dense": ("tab:blue", "s"),
+        "jax-structured": ("tab:red", "D"),
+    }
+    for ax, model in zip(axes[0], models, strict=True):
+        for impl, (color, marker) in styles.items():
+            for kind, line in (("forward", "-"), ("forward+gradient", ":")):
+                pts = sorted(
+                    (r["n"], r["rate"])
+                    for r in rows
+                    if r["model"] == model and r["impl"] == impl and r["kind"] == kind
+                )
+                if pts:
+                    n, rate = zip(*pts, strict=True)
+                    ax.plot(n, rate, line, color=color, marker=marker, label=f"{impl} {kind}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("profiles per batch")
+        ax.set_ylabel("steady states per second")
+        ax.set_title(
+            f"{model.upper()} steady state, {env['device']} ({env['cpu_count']} cores), float64"
+        )
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def environment() -> dict:
     dev = jax.devices()[0]
     cpu = ""
@@ -235,6 +275,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--breakdown-n", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument(
+        "--figure", type=Path, default=ROOT.parent / "docs/figures/bench_steady_state.png"
+    )
     args = parser.parse_args(argv)
 
     env = environment()
@@ -253,6 +296,9 @@ def main(argv=None) -> int:
     path = args.out / f"steady_state_{env['platform']}.json"
     path.write_text(json.dumps(dict(environment=env, results=rows, breakdown_us=parts), indent=1))
     print(f"saved {path}")
+    if args.figure:
+        figure(rows, env, args.figure)
+        print(f"saved {args.figure}")
     return 0
 
 
