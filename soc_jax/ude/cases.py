@@ -39,8 +39,10 @@ from soc_jax.ude.train import TrainConfig, ensemble_predict, train
 #: Depth correlation of the AR(1) noise used in all noisy cases.
 NOISE_RHO = 0.6
 
-#: Iteration caps of ``--quick`` (Adam, L-BFGS).
-QUICK_ADAM, QUICK_LBFGS = 200, 100
+#: Iteration caps of ``--quick`` (Adam, L-BFGS). Noisy cases skip L-BFGS in ``--quick``: it gave
+#: no improvement there (Case 3: 24 iterations, 55 s, loss unchanged) and pushes towards fitting
+#: the noise.
+QUICK_ADAM, QUICK_LBFGS = 200, 50
 
 #: Seed Table 8 (its reported numbers, for the side-by-side table).
 SEED_TABLE8 = {
@@ -85,9 +87,13 @@ def _cases() -> dict[int, CaseSpec]:
     c4 = TrainConfig((32, 16), "gelu", 3e-3, 200, 400, 0.0, 1.0, 0.0, 1e-4)
     c5 = TrainConfig((32, 32), "tanh", 3e-3, 200, 400, 0.0, 1.5, 0.0, 1e-3)
     c6 = TrainConfig((64, 32), "tanh", 1e-3, 400, 800, 0.0, 2.0, 0.0, 1e-4)
-    noisy = dict(
-        likelihood="discrepancy", rho=NOISE_RHO, lambda_coll=0.0, lambda_wd=1e-2, ensemble=1
-    )
+    # noisy drivers have kinks at the annual samples: step to them (see solve(step_to_knots))
+    c2, c3, c5, c6 = (dataclasses.replace(c, step_to_knots=True) for c in (c2, c3, c5, c6))
+    # noise-aware variant: the multiplicative AR(1) Gaussian likelihood with the known eta and
+    # rho (seed Eq 13), everything else as the plain configuration. (The discrepancy-principle
+    # loss, max(chi2, 1), stopped at chi2 = 1 with a poor fit in Cases 3 and 6: R2 clean 0.48
+    # and 0.05.)
+    noisy = dict(likelihood="multiplicative", rho=NOISE_RHO)
     return {
         1: CaseSpec(1, "trajectory", 0.0, c1, None),
         2: CaseSpec(2, "trajectory", 0.07, c2, dataclasses.replace(c2, **noisy, eta=0.07)),
@@ -158,6 +164,7 @@ def run_case(
     truth: str = "reaction",
     log_every: int = 50,
     figures: bool = True,
+    max_iters: int | None = None,
     log=print,
 ) -> dict:
     """Run one case end to end: data, (grid search), plain and noise-aware training, scores.
@@ -170,6 +177,7 @@ def run_case(
         truth: ``"reaction"`` (default, networks have a law to learn) or ``"seed"``.
         log_every: print the loss every this many iterations.
         figures: write PNG figures.
+        max_iters: if given, cap Adam and L-BFGS at this many iterations each (smoke tests).
         log: printer.
 
     Returns:
@@ -192,13 +200,22 @@ def run_case(
     plain = dataclasses.replace(case.plain, seed=seed)
     caps = {}
     if quick:
-        # --quick budget (< 3 min on 2 CPU cores): at most 200 Adam and 100 L-BFGS iterations
-        caps = {"adam_steps": min(plain.adam_steps, QUICK_ADAM), "lbfgs_steps": QUICK_LBFGS}
-        plain = dataclasses.replace(plain, **caps)
+        # --quick budget (< 3 min on 2 CPU cores): at most 200 Adam and 50 L-BFGS iterations,
+        # no L-BFGS for noisy data
+        caps = {
+            "adam_steps": min(plain.adam_steps, QUICK_ADAM),
+            "lbfgs_steps": 0 if case.noise else min(plain.lbfgs_steps, QUICK_LBFGS),
+        }
+    if max_iters is not None:
+        caps = {
+            "adam_steps": min(caps.get("adam_steps", plain.adam_steps), max_iters),
+            "lbfgs_steps": min(caps.get("lbfgs_steps", plain.lbfgs_steps), max_iters),
+        }
+    plain = dataclasses.replace(plain, **caps)
     result["iteration_caps"] = caps
     if not quick:
         log(f"case {number}: grid search (16 configs, Adam-only tuning)")
-        grid = grid_search(case, data, log=log)
+        grid = grid_search(case, data, log=log, **({"adam_steps": max_iters} if max_iters else {}))
         result["grid"] = grid
         best = grid[0]
         plain = dataclasses.replace(
@@ -330,9 +347,23 @@ def plot_case(case: CaseSpec, data: UDEData, preds: dict, out: str, dpi: int = 8
     return paths
 
 
-def run_cases(numbers, *, quick, seed, out, truth="reaction", log=print) -> list[dict]:
+def run_cases(
+    numbers, *, quick, seed, out, truth="reaction", max_iters=None, figures=True, log=print
+) -> list[dict]:
     """Run several cases and write ``out/ude_cases.json``; returns the per-case results."""
-    results = [run_case(n, quick=quick, seed=seed, out=out, truth=truth, log=log) for n in numbers]
+    results = [
+        run_case(
+            n,
+            quick=quick,
+            seed=seed,
+            out=out,
+            truth=truth,
+            max_iters=max_iters,
+            figures=figures,
+            log=log,
+        )
+        for n in numbers
+    ]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "ude_cases.json"), "w") as fh:
         json.dump(results, fh, indent=2, default=float)

@@ -30,6 +30,14 @@ def register(subparsers) -> None:
         default="reaction",
         help="data-generating law: known reaction (default) or seed's P=R=0",
     )
+    p.add_argument(
+        "--max-iters",
+        type=int,
+        default=None,
+        metavar="K",
+        help="cap Adam and L-BFGS at K iterations each (smoke tests; results are not converged)",
+    )
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.set_defaults(func=run)
 
 
@@ -46,7 +54,15 @@ def run(args: argparse.Namespace) -> int:
         numbers = [args.case]
     else:
         raise SystemExit("soc-jax ude: give --case N (1-6) or --all")
-    results = run_cases(numbers, quick=args.quick, seed=args.seed, out=args.out, truth=args.truth)
+    results = run_cases(
+        numbers,
+        quick=args.quick,
+        seed=args.seed,
+        out=args.out,
+        truth=args.truth,
+        max_iters=args.max_iters,
+        figures=not args.no_figures,
+    )
     for r in results[:-1]:
         print(summary_line(r))
     last = results[-1]

@@ -29,7 +29,7 @@ import jax.random as jr
 import optax
 
 from soc_jax.ude.column import Column, require_x64
-from soc_jax.ude.losses import collocation_residual, data_misfit, weight_decay
+from soc_jax.ude.losses import LIKELIHOODS, collocation_residual, data_misfit, weight_decay
 from soc_jax.ude.synthetic import UDEData
 from soc_jax.ude.vector_field import NeuralReaction, Transport, UDEVectorField, safe_loss, solve
 
@@ -38,23 +38,27 @@ from soc_jax.ude.vector_field import NeuralReaction, Transport, UDEVectorField, 
 class ObjectiveSpec:
     """Static (compile-time) part of the objective.
 
+    Everything that varies between the methods of one case (loss weights, likelihood choice,
+    eta, rho, tolerances) is traced (:class:`Weights`), so plain-MSE and noise-aware training of
+    one architecture share one compilation.
+
     Attributes:
         mode: ``"trajectory"`` or ``"terminal"``.
-        likelihood: data term, one of :data:`soc_jax.ude.losses.LIKELIHOODS`.
-        huber_delta, student_nu, student_scale, rho, eta: likelihood settings.
-        max_steps: solver step budget.
+        huber_delta, student_nu, student_scale: fixed settings of the robust likelihoods.
+        max_steps: solver step budget during training (a solve that needs more fails and gets
+            the penalty; the cost of ``RecursiveCheckpointAdjoint`` grows with the steps taken,
+            so a small budget also bounds the cost of a bad iterate).
         dt_fixed: constant step (yr) instead of PID control (tests only).
+        step_to_knots: PID steps to the driver sample times (see :func:`solve`).
     """
 
     mode: str = "terminal"
-    likelihood: str = "mse"
     huber_delta: float = 0.02
     student_nu: float = 4.0
     student_scale: float = 0.02
-    rho: float = 0.0
-    eta: float = 0.1
-    max_steps: int = 1024
+    max_steps: int = 400
     dt_fixed: float | None = None
+    step_to_knots: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +81,15 @@ class TrainConfig:
         patience: early-stopping patience (iterations without relative improvement > 1e-4).
         ensemble: number of members (different initialisation seeds), predictions averaged.
         seed: base PRNG seed for initialisation.
+        step_to_knots: PID steps to the driver sample times (use with noisy drivers; see
+            :func:`~soc_jax.ude.vector_field.solve`).
+        holdout_every: trajectory mode only: if > 0, the observation times ``t_k`` with
+            ``k % holdout_every == 3`` are left out of the loss and used as a validation set
+            (noise is independent across times, so they are an honest check); Adam keeps the
+            iterate with the lowest validation MSE (against the noisy observations), checked
+            every ``val_every`` iterations, and stops after ``patience`` iterations without
+            improvement. 0: no hold-out, early stopping on the training loss.
+        val_every: validation interval (Adam iterations).
     """
 
     hidden: tuple[int, int] = (32, 16)
@@ -99,14 +112,20 @@ class TrainConfig:
     patience: int = 50
     ensemble: int = 1
     seed: int = 0
+    step_to_knots: bool = False
+    holdout_every: int = 0
+    val_every: int = 5
 
     def objective_spec(self, mode: str) -> ObjectiveSpec:
         """The static objective for ``mode``."""
-        return ObjectiveSpec(mode=mode, likelihood=self.likelihood, rho=self.rho, eta=self.eta)
+        return ObjectiveSpec(mode=mode, step_to_knots=self.step_to_knots)
 
 
 class Weights(eqx.Module):
-    """Traced loss weights and tolerances (changing them does not recompile)."""
+    """Traced loss weights, likelihood choice and tolerances (changing them does not recompile).
+
+    ``likelihood`` is a one-hot vector over :data:`~soc_jax.ude.losses.LIKELIHOODS`.
+    """
 
     traj: jax.Array
     term: jax.Array
@@ -114,9 +133,16 @@ class Weights(eqx.Module):
     wd: jax.Array
     rtol: jax.Array
     atol: jax.Array
+    likelihood: jax.Array
+    rho: jax.Array
+    eta: jax.Array
+    train_rows: jax.Array
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig) -> Weights:
+    def from_config(cls, cfg: TrainConfig, nt: int | None = None) -> Weights:
+        """Weights of ``cfg``; ``nt`` (number of observation times) is needed for a hold-out."""
+        if cfg.likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {cfg.likelihood!r}; choose from {LIKELIHOODS}")
         f = lambda x: jnp.asarray(x, dtype=float)
         return cls(
             f(cfg.lambda_traj),
@@ -125,7 +151,23 @@ class Weights(eqx.Module):
             f(cfg.lambda_wd),
             f(cfg.rtol),
             f(cfg.atol),
+            f([name == cfg.likelihood for name in LIKELIHOODS]),
+            f(cfg.rho),
+            f(cfg.eta),
+            f(holdout_rows(cfg.holdout_every, nt) == 0.0) if nt else f(1.0),
         )
+
+
+def holdout_rows(holdout_every: int, nt: int) -> jax.Array:
+    """1.0 at the held-out rows ``k >= 1`` with ``k % holdout_every == 3``, else 0.0; ``(nt - 1,)``.
+
+    Rows index ``t_1 .. t_{nt-1}`` (the initial profile is prescribed); the last row (the
+    terminal profile) is never held out.
+    """
+    k = jnp.arange(1, nt)
+    if holdout_every <= 0:
+        return jnp.zeros(nt - 1)
+    return ((k % holdout_every == 3) & (k < nt - 1)).astype(float)
 
 
 def init_model(cfg: TrainConfig, nz: int, key) -> UDEVectorField:
@@ -167,20 +209,32 @@ def objective(params, static, data: UDEData, weights: Weights, spec: ObjectiveSp
         atol=weights.atol,
         max_steps=spec.max_steps,
         dt_fixed=spec.dt_fixed,
+        step_to_knots=spec.step_to_knots,
     )
-    fit = lambda p, o: data_misfit(
-        p,
-        o,
-        spec.likelihood,
-        huber_delta=spec.huber_delta,
-        student_nu=spec.student_nu,
-        student_scale=spec.student_scale,
-        rho=spec.rho,
-        eta=spec.eta,
-    )
+
+    def fit(p, o):
+        # every likelihood is evaluated (cheap next to the solve) and the traced one-hot weight
+        # picks one, so switching likelihood does not recompile
+        terms = [
+            data_misfit(
+                p,
+                o,
+                name,
+                huber_delta=spec.huber_delta,
+                student_nu=spec.student_nu,
+                student_scale=spec.student_scale,
+                rho=weights.rho,
+                eta=weights.eta,
+            )
+            for name in LIKELIHOODS
+        ]
+        return jnp.dot(weights.likelihood, jnp.stack(terms))
+
     loss = weights.term * fit(pred[-1], data.soc_obs[-1])
     if spec.mode == "trajectory":
-        loss = loss + weights.traj * fit(pred[1:], data.soc_obs[1:])
+        rows = jnp.broadcast_to(weights.train_rows, (pred.shape[0] - 1,))
+        per_row = jax.vmap(fit)(pred[1:], data.soc_obs[1:])
+        loss = loss + weights.traj * jnp.sum(rows * per_row) / jnp.sum(rows)
         loss = loss + weights.coll * collocation_residual(
             model, data.soc_obs, data.ts, data.drivers_obs
         )
@@ -191,6 +245,27 @@ def objective(params, static, data: UDEData, weights: Weights, spec: ObjectiveSp
 
 
 _objective_jit = eqx.filter_jit(objective)
+
+
+@eqx.filter_jit
+def _validation_mse(params, static, data: UDEData, weights: Weights, spec: ObjectiveSpec):
+    """MSE against the noisy observations on the held-out rows (inf if the solve fails)."""
+    model = eqx.combine(params, static)
+    pred, ok = solve(
+        model,
+        data.c0,
+        data.drivers_obs,
+        data.ts,
+        rtol=weights.rtol,
+        atol=weights.atol,
+        max_steps=spec.max_steps,
+        dt_fixed=spec.dt_fixed,
+        step_to_knots=spec.step_to_knots,
+    )
+    held = 1.0 - jnp.broadcast_to(weights.train_rows, (pred.shape[0] - 1,))
+    err = jnp.mean((pred[1:] - data.soc_obs[1:]) ** 2, axis=-1)
+    val = jnp.sum(held * err) / jnp.maximum(jnp.sum(held), 1.0)
+    return jnp.where(ok, val, jnp.inf)
 
 
 def _sanitise(grads):
@@ -240,12 +315,15 @@ class TrainResult:
 
 
 def _train_one(cfg, mode, data, key, log_every, label):
+    t_start = time.perf_counter()
     model = init_model(cfg, data.z.shape[0], key)
     params, static = eqx.partition(model, filter_spec(model, cfg.learn_physics))
-    weights = Weights.from_config(cfg)
+    use_val = mode == "trajectory" and cfg.holdout_every > 0
+    weights = Weights.from_config(cfg, data.ts.shape[0] if use_val else None)
     spec = cfg.objective_spec(mode)
     history: list[float] = []
     best, best_params, since = jnp.inf, params, 0
+    best_val, val_since = jnp.inf, 0
 
     adam = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.lr)
     opt_state = adam.init(eqx.filter(params, eqx.is_inexact_array))
@@ -255,19 +333,29 @@ def _train_one(cfg, mode, data, key, log_every, label):
         )
         loss = float(loss)
         history.append(loss)
-        if loss < best * (1 - 1e-4):
+        if use_val:
+            if i % cfg.val_every == 0:
+                val = float(_validation_mse(params, static, data, weights, spec))
+                if val < best_val:
+                    best_val, best, best_params, val_since = val, loss, params, 0
+                else:
+                    val_since += cfg.val_every
+            since = val_since
+        elif loss < best * (1 - 1e-4):
             best, best_params, since = loss, params, 0
         else:
             since += 1
         params = new_params
         if log_every and (i % log_every == 0 or i == cfg.adam_steps - 1):
-            print(f"  [{label}] adam {i:4d} loss={loss:.4e}", flush=True)
+            extra = f" val_mse={best_val:.4e}" if use_val else ""
+            print(f"  [{label}] adam {i:4d} loss={loss:.4e}{extra}", flush=True)
         if since >= cfg.patience:
             if log_every:
                 print(f"  [{label}] adam early stop at {i}", flush=True)
             break
     params = best_params
-    if cfg.lbfgs_steps > 0:
+    t_adam = time.perf_counter()
+    if cfg.lbfgs_steps > 0 and not use_val:
         lbfgs = optax.lbfgs()
         # strong-typed state: optax initialises some line-search counters as weak-typed
         # scalars, which would force a second compilation after the first step
@@ -297,6 +385,12 @@ def _train_one(cfg, mode, data, key, log_every, label):
         last = float(_objective_jit(params, static, data, weights, spec))
         if last < best:
             best, best_params = last, params
+    if log_every:
+        print(
+            f"  [{label}] {len(history)} iterations, adam {t_adam - t_start:.1f} s, "
+            f"lbfgs {time.perf_counter() - t_adam:.1f} s (compile included)",
+            flush=True,
+        )
     return eqx.combine(best_params, static), history, float(best)
 
 
