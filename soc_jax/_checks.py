@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
+import numpy as np
+
+if TYPE_CHECKING:
+    from .forcing import Forcing
+    from .parameters import ParameterSpace
 
 
 def is_concrete(*trees: Any) -> bool:
@@ -20,3 +25,27 @@ def require_x64(what: str) -> None:
             "of your program (before creating arrays). soc_jax does not change this global "
             "setting on import."
         )
+
+
+def validate_profile_inputs(
+    space: ParameterSpace, params: Any, forcing: Forcing, *, within_prior: bool
+) -> None:
+    """Host-side checks of one profile's (params, forcing), skipped for traced inputs.
+
+    Raises:
+        ValueError: naming the parameter, the forcing field or the shape that is wrong.
+    """
+    if not is_concrete(params, forcing):
+        return
+    if np.ndim(params) != 1:
+        raise ValueError(
+            f"params must be one ({len(space)},) vector per profile (vmap for batches), got "
+            f"shape {np.shape(params)}"
+        )
+    space.validate_physical(params, within_prior=within_prior)
+    if forcing.batch_shape != ():
+        raise ValueError(
+            "forcing must be one profile (fields without a batch axis; vmap for batches), got "
+            f"batch shape {forcing.batch_shape}"
+        )
+    forcing.validate()

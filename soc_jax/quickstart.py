@@ -177,41 +177,26 @@ def _figures(results: dict, world, out: Path) -> None:
     picks = order[np.linspace(0, order.size - 1, min(6, order.size)).astype(int)]
     colors = plt.cm.viridis(np.linspace(0, 0.9, picks.size))
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharey=True, dpi=90)
-    for ax, name in zip(axes, ("clm5_default", "clm5_proda_midpoint"), strict=True):
-        for c, i in zip(colors, picks, strict=True):
-            ax.plot(
-                results[name].soc[i][shown], z, "-o", ms=2.5, color=c, label=f"{world.lat[i]:.0f} N"
-            )
-        ax.set_xscale("log")
-        ax.set_title(f"CLM5, {name.removeprefix('clm5_').replace('_', ' ')}")
-        ax.set_xlabel("SOC (gC m$^{-3}$)")
-        ax.set_ylim(250, 0)
-    axes[0].set_ylabel("depth (cm)")
-    axes[1].legend(title="site latitude", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "profiles.png")
-    plt.close(fig)
+    def panels(names: tuple[str, str], titles: tuple[str, str], filename: str) -> None:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharey=True, dpi=90)
+        for ax, name, title in zip(axes, names, titles, strict=True):
+            for c, i in zip(colors, picks, strict=True):
+                label = f"{world.lat[i]:.0f} N"
+                ax.plot(results[name].soc[i][shown], z, "-o", ms=2.5, color=c, label=label)
+            ax.set_xscale("log")
+            ax.set_title(title)
+            ax.set_xlabel("SOC (gC m$^{-3}$)")
+            ax.set_ylim(250, 0)
+        axes[0].set_ylabel("depth (cm)")
+        axes[1].legend(title="site latitude", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / filename)
+        plt.close(fig)
 
-    if "compas_midpoint" not in results:
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharey=True, dpi=90)
-    for ax, name, title in zip(
-        axes,
-        ("clm5_proda_midpoint", "compas_midpoint"),
-        ("CLM5 (first order)", "COMPAS (Michaelis-Menten)"),
-        strict=True,
-    ):
-        for c, i in zip(colors, picks, strict=True):
-            ax.plot(
-                results[name].soc[i][shown], z, "-o", ms=2.5, color=c, label=f"{world.lat[i]:.0f} N"
-            )
-        ax.set_xscale("log")
-        ax.set_title(f"{title}, prior midpoint")
-        ax.set_xlabel("SOC (gC m$^{-3}$)")
-        ax.set_ylim(250, 0)
-    axes[0].set_ylabel("depth (cm)")
-    axes[1].legend(title="site latitude", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "clm5_vs_compas.png")
-    plt.close(fig)
+    panels(("clm5_default", "clm5_proda_midpoint"),
+           ("CLM5, customary parameters (default mode)", "CLM5, PRODA prior midpoint"),
+           "profiles.png")  # fmt: skip
+    if "compas_midpoint" in results:
+        panels(("clm5_proda_midpoint", "compas_midpoint"),
+               ("CLM5 (first order), prior midpoint", "COMPAS (Michaelis-Menten), prior midpoint"),
+               "clm5_vs_compas.png")  # fmt: skip

@@ -43,7 +43,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from .. import grid
-from .._checks import is_concrete, require_x64
+from .._checks import require_x64, validate_profile_inputs
 from ..forcing import (
     DAYS_PER_YEAR,
     Forcing,
@@ -171,21 +171,7 @@ def _check_mode(mode: str) -> None:
 
 
 def _validate(params: ArrayLike, forcing: Forcing, mode: str) -> None:
-    """Host-side validation with clear messages (skipped for traced inputs)."""
-    if not is_concrete(params, forcing):
-        return
-    PARAMETERS.validate_physical(params, within_prior=(mode == "proda"))
-    if np.ndim(params) != 1:
-        raise ValueError(
-            f"params must be one (21,) vector per profile (vmap for batches), got shape "
-            f"{np.shape(params)}"
-        )
-    if forcing.batch_shape != ():
-        raise ValueError(
-            f"forcing must be one profile (fields without a batch axis; vmap for batches), got "
-            f"batch shape {forcing.batch_shape}"
-        )
-    forcing.validate()
+    validate_profile_inputs(PARAMETERS, params, forcing, within_prior=(mode == "proda"))
 
 
 def matrices(params: Float[ArrayLike, 21], forcing: Forcing, mode: Mode = "proda") -> CLM5Matrices:
