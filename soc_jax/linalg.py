@@ -238,7 +238,13 @@ def _block_solve_transpose(f: _BlockFactor, rhs: Float[Array, "L b"]) -> Float[A
     return xs
 
 
-Factorization = tuple[_BlockFactor, ...]
+class _DiagonalFactor(NamedTuple):
+    """A group without transport or internal transfers: its block is ``diag(k)``."""
+
+    inverse: Array  # (b, L), 1 / k
+
+
+Factorization = tuple[_BlockFactor | _DiagonalFactor, ...]
 """Per-group block LU factors of ``S`` (uncoupled groups: a batch of scalar factors)."""
 
 
@@ -254,7 +260,9 @@ def factor(op: CompartmentalOperator) -> Factorization:
         lower = t.lower[:, None] * m
         upper = t.upper[:, None] * m
         diag = t.diag[:, None] * m + k  # (L, b)
-        if coupled:
+        if not coupled and not any(op.transported[p] for p in pools):
+            factors.append(_DiagonalFactor(1.0 / op.decay[idx]))  # e.g. CWD: no sweep needed
+        elif coupled:
             F = op.fractions[:, idx[:, None], idx[None, :]]  # (L, recv, donor)
             blocks = jax.vmap(jnp.diag)(diag) - F * k[:, None, :]
             factors.append(_block_factor(blocks, lower, upper))
@@ -267,8 +275,12 @@ def factor(op: CompartmentalOperator) -> Factorization:
     return tuple(factors)
 
 
-def _group_solve(f: _BlockFactor, coupled: bool, rhs: Array, transpose: bool) -> Array:
+def _group_solve(
+    f: _BlockFactor | _DiagonalFactor, coupled: bool, rhs: Array, transpose: bool
+) -> Array:
     """Solve one group's diagonal block (or its transpose); rhs and result (b, L)."""
+    if isinstance(f, _DiagonalFactor):
+        return rhs * f.inverse
     fn = _block_solve_transpose if transpose else _block_solve
     if coupled:
         return fn(f, rhs.T).T
