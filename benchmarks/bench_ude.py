@@ -23,6 +23,7 @@ References:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -70,8 +71,20 @@ def main(args: argparse.Namespace) -> int:
         best = min(timeit.repeat(lambda: jax.block_until_ready(fn()), number=1, repeat=args.repeat))
         return first, best
 
+    load_before = os.getloadavg()
     f_first, f_run = timed(lambda: forward(model))
     g_first, g_run = timed(lambda: grad_fn(params, static, data, weights, spec))
+
+    # the same with the PID controller stepping to the driver knots (the setting of the noisy
+    # cases, see soc_jax.ude.vector_field.solve(step_to_knots=True))
+    @eqx.filter_jit
+    def forward_knots(m):
+        kw = dict(rtol=args.rtol, atol=args.rtol, step_to_knots=True)
+        return solve(m, data.c0, data.drivers_obs, data.ts, **kw)[0]
+
+    spec_k = dataclasses.replace(spec, step_to_knots=True)
+    fk_first, fk_run = timed(lambda: forward_knots(model))
+    gk_first, gk_run = timed(lambda: grad_fn(params, static, data, weights, spec_k))
 
     # step count of the JAX solve, for equal-work comparison
     sol = diffrax.diffeqsolve(
@@ -86,6 +99,20 @@ def main(args: argparse.Namespace) -> int:
         stepsize_controller=diffrax.PIDController(rtol=args.rtol, atol=args.rtol),
     )
     jax_steps = int(sol.stats["num_steps"])
+    jax_rejected = int(sol.stats["num_rejected_steps"])
+    sol_k = diffrax.diffeqsolve(
+        diffrax.ODETerm(model),
+        diffrax.Tsit5(),
+        data.ts[0],
+        data.ts[-1],
+        0.05,
+        data.c0,
+        args=data.drivers_obs,
+        saveat=diffrax.SaveAt(ts=data.ts),
+        stepsize_controller=diffrax.ClipStepSizeController(
+            diffrax.PIDController(rtol=args.rtol, atol=args.rtol), step_ts=data.ts
+        ),
+    )
 
     # SciPy baseline: same RHS in NumPy (weights copied out of the Equinox model)
     def np_mlp(mlp):
@@ -148,7 +175,17 @@ def main(args: argparse.Namespace) -> int:
         "n_times": int(ts.size),
         "rtol": args.rtol,
         "hidden": [32, 16],
+        "data_noise": 0.07,
+        "load_average_1_5_15_before": list(load_before),
+        "load_average_1_5_15_after": list(os.getloadavg()),
         "jax_steps": jax_steps,
+        "jax_rejected_steps": jax_rejected,
+        "knots_jax_steps": int(sol_k.stats["num_steps"]),
+        "knots_jax_rejected_steps": int(sol_k.stats["num_rejected_steps"]),
+        "knots_forward_ms": 1e3 * fk_run,
+        "knots_forward_compile_s": fk_first - fk_run,
+        "knots_loss_grad_ms": 1e3 * gk_run,
+        "knots_loss_grad_compile_s": gk_first - gk_run,
         "scipy_rhs_evals": int(ref.nfev),
         "forward_ms": 1e3 * f_run,
         "forward_compile_s": f_first - f_run,
