@@ -314,6 +314,14 @@ class TrainResult:
     seconds: float
 
 
+# One optimiser object per process: filter_jit treats an optax transformation (a tuple of
+# closures) as static, so a fresh ``optax.adam(...)`` per run would recompile the training step
+# for every method, ensemble member and grid point. The learning rate is an injected (traced)
+# hyperparameter.
+_ADAM = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+_LBFGS = optax.lbfgs()
+
+
 def _train_one(cfg, mode, data, key, log_every, label):
     t_start = time.perf_counter()
     model = init_model(cfg, data.z.shape[0], key)
@@ -325,8 +333,9 @@ def _train_one(cfg, mode, data, key, log_every, label):
     best, best_params, since = jnp.inf, params, 0
     best_val, val_since = jnp.inf, 0
 
-    adam = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.lr)
+    adam = _ADAM
     opt_state = adam.init(eqx.filter(params, eqx.is_inexact_array))
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(cfg.lr, dtype=float)
     for i in range(cfg.adam_steps):
         new_params, opt_state, loss = _adam_step(
             params, opt_state, static, data, weights, spec, adam
@@ -356,7 +365,7 @@ def _train_one(cfg, mode, data, key, log_every, label):
     params = best_params
     t_adam = time.perf_counter()
     if cfg.lbfgs_steps > 0 and not use_val:
-        lbfgs = optax.lbfgs()
+        lbfgs = _LBFGS
         # strong-typed state: optax initialises some line-search counters as weak-typed
         # scalars, which would force a second compilation after the first step
         opt_state = jax.tree.map(
