@@ -252,6 +252,7 @@ def environment() -> dict:
         scipy=scipy.__version__,
         python=platform.python_version(),
         precision="float64",
+        load_average_1min_at_start=os.getloadavg()[0],
         date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
 
@@ -294,6 +295,7 @@ def main(argv=None) -> int:
             parts[name] = breakdown(name, module, args.breakdown_n, args.repeat)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"steady_state_{env['platform']}.json"
+    env["load_average_1min_at_end"] = os.getloadavg()[0]
     path.write_text(json.dumps(dict(environment=env, results=rows, breakdown_us=parts), indent=1))
     print(f"saved {path}")
     if args.figure:
