@@ -325,7 +325,8 @@ def plot_case(case: CaseSpec, data: UDEData, preds: dict, out: str, dpi: int = 8
     plt.close(fig)
 
     p = list(preds.values())[-1]
-    fig, axs = plt.subplots(1, 3, figsize=(10, 3.2), sharey=True)
+    fig, axs = plt.subplots(1, 3, figsize=(10, 3.6), sharey=True)
+    fig.subplots_adjust(bottom=0.15, top=0.82)
     ext = [ts[0], ts[-1], z[-1], z[0]]
     vmin, vmax = clean.min(), clean.max()
     for ax, arr, title in ((axs[0], clean, "True (clean)"), (axs[1], p, "UDE prediction")):
