@@ -270,8 +270,8 @@ def summary_line(result: dict) -> str:
     """``case N: mse_noisy=... r2_noisy=... mse_clean=... r2_clean=...``"""
     s = result["summary"]
     return (
-        f"case {result['case']}: mse_noisy={s['mse_noisy']:.4g} r2_noisy={s['r2_noisy']:.4g} "
-        f"mse_clean={s['mse_clean']:.4g} r2_clean={s['r2_clean']:.4g}"
+        f"case {result['case']}: mse_noisy={s['mse_noisy']:.4g} r2_noisy={s['r2_noisy']:.6g} "
+        f"mse_clean={s['mse_clean']:.4g} r2_clean={s['r2_clean']:.6g}"
     )
 
 
