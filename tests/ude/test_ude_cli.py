@@ -5,7 +5,6 @@ import re
 
 import equinox as eqx
 import jax.random as jr
-import pytest
 
 from soc_jax.ude.synthetic import SyntheticConfig, make_dataset
 from soc_jax.ude.train import TrainConfig, Weights, filter_spec, init_model, objective
@@ -36,9 +35,12 @@ def test_cli_smoke(tmp_path, capsys):
     assert (out / "ude_cases.json").exists()
 
 
-@pytest.mark.parametrize("mode", ["terminal", "trajectory"])
-def test_methods_share_one_compilation(mode):
-    """Loss weights, likelihood, eta, rho and tolerances are traced: one trace for all methods."""
+def test_methods_share_one_compilation():
+    """Loss weights, likelihood, eta, rho and tolerances are traced: one trace for all methods.
+
+    Trajectory mode (it contains every term of the terminal objective as well).
+    """
+    mode = "trajectory"
     data = make_dataset(SyntheticConfig(nz=8, n_times=6, t_final=5.0, noise=0.07), jr.key(0))
     base = TrainConfig(hidden=(4, 4))
     model = init_model(base, 8, jr.key(1))
