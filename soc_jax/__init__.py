@@ -1,3 +1,33 @@
-"""soc_jax: differentiable soil organic carbon modelling in JAX."""
+"""soc_jax: differentiable soil organic carbon modelling in JAX.
+
+The public API, re-exported here:
+
+- process models (one profile, pure, vmappable): ``soc_jax.clm5``, ``soc_jax.compas``;
+- building blocks: `Forcing`, `ParameterSpace`, `stocks`, `pchip_interpolate`, `map_profiles`;
+- sub-packages: ``soc_jax.data`` (profiles, loaders, synthetic world), ``soc_jax.ude``.
+
+soc_jax never switches JAX to float64 on import; call
+``jax.config.update("jax_enable_x64", True)`` at the start of your program.
+"""
+
+from .batching import map_profiles as map_profiles
+from .forcing import Forcing as Forcing
+from .grid import pchip_interpolate as pchip_interpolate
+from .grid import stocks as stocks
+from .models import clm5 as clm5
+from .models import compas as compas
+from .parameters import ParameterSpace as ParameterSpace
+from .parameters import ParameterSpec as ParameterSpec
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Forcing",
+    "ParameterSpace",
+    "ParameterSpec",
+    "clm5",
+    "compas",
+    "map_profiles",
+    "pchip_interpolate",
+    "stocks",
+]
