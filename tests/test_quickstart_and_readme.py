@@ -40,6 +40,8 @@ def test_quickstart_writes_netcdf_and_figures(tmp_path, capsys):
     assert ok.any()
     # stocks in the file are the depth integrals of the layer SOC in the file
     soc = ds["soc_clm5_default"].values[ok]
-    np.testing.assert_allclose(ds["stock_0_100cm_clm5_default"].values[ok], stocks(soc).top_100cm / 1000, rtol=1e-12)
+    np.testing.assert_allclose(
+        ds["stock_0_100cm_clm5_default"].values[ok], stocks(soc).top_100cm / 1000, rtol=1e-12
+    )
     out = capsys.readouterr().out
     assert "mean 0-100 cm stock" in out and "12 synthetic sites" in out
