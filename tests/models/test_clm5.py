@@ -186,3 +186,19 @@ def test_default_mode_uses_sand_and_cesm_inputs():
     )
     res = clm5.steady_state(clm5.default_parameters(), forcing, mode="default")
     assert bool(res.ok) and np.all(res.soc > 0)
+
+
+def test_residence_time_equals_numpy_and_stock_over_input():
+    forcing = prior_draws(1, 0)[0][1]
+    params = np.asarray(SPACE.midpoint())
+    rt = jax.jit(clm5.residence_time)(params, forcing)
+    ref = numpy_clm5.residence_time_diagnostics(params, forcing.as_numpy())
+    np.testing.assert_allclose(rt.total, ref["total_res_time"], rtol=1e-9)
+    np.testing.assert_allclose(rt.baseline, ref["total_res_time_baseline"], rtol=1e-9)
+    np.testing.assert_allclose(rt.temperature_scalar, ref["t_scalar"], rtol=1e-12)
+    # sum_j total_j dz_j = column SOC stock / column input (yr)
+    res = clm5.steady_state(params, forcing)
+    m = jax.jit(clm5.matrices)(params, forcing)
+    carbon_input = float(jnp.sum(m.input_totals))
+    stock = float(jnp.sum(res.soc * DZ[:20]))
+    assert float(jnp.sum(rt.total * DZ[:20])) == pytest.approx(stock / carbon_input, rel=1e-9)
