@@ -197,11 +197,10 @@ def filter_spec(model: UDEVectorField, learn_physics: bool):
     return spec
 
 
-def objective(params, static, data: UDEData, weights: Weights, spec: ObjectiveSpec):
-    """Scalar training loss (penalised on solver failure)."""
-    model = eqx.combine(params, static)
-    pred, ok = solve(
-        model,
+def _predict(params, static, data: UDEData, weights: Weights, spec: ObjectiveSpec):
+    """Solve the model on the training data: (pred (n_times, Nz), ok)."""
+    return solve(
+        eqx.combine(params, static),
         data.c0,
         data.drivers_obs,
         data.ts,
@@ -211,6 +210,11 @@ def objective(params, static, data: UDEData, weights: Weights, spec: ObjectiveSp
         dt_fixed=spec.dt_fixed,
         step_to_knots=spec.step_to_knots,
     )
+
+
+def objective(params, static, data: UDEData, weights: Weights, spec: ObjectiveSpec):
+    """Scalar training loss (penalised on solver failure)."""
+    pred, ok = _predict(params, static, data, weights, spec)
 
     def fit(p, o):
         # every likelihood is evaluated (cheap next to the solve) and the traced one-hot weight
@@ -236,7 +240,7 @@ def objective(params, static, data: UDEData, weights: Weights, spec: ObjectiveSp
         per_row = jax.vmap(fit)(pred[1:], data.soc_obs[1:])
         loss = loss + weights.traj * jnp.sum(rows * per_row) / jnp.sum(rows)
         loss = loss + weights.coll * collocation_residual(
-            model, data.soc_obs, data.ts, data.drivers_obs
+            eqx.combine(params, static), data.soc_obs, data.ts, data.drivers_obs
         )
     elif spec.mode != "terminal":
         raise ValueError(f"mode must be 'trajectory' or 'terminal', got {spec.mode!r}")
@@ -250,18 +254,7 @@ _objective_jit = eqx.filter_jit(objective)
 @eqx.filter_jit
 def _validation_mse(params, static, data: UDEData, weights: Weights, spec: ObjectiveSpec):
     """MSE against the noisy observations on the held-out rows (inf if the solve fails)."""
-    model = eqx.combine(params, static)
-    pred, ok = solve(
-        model,
-        data.c0,
-        data.drivers_obs,
-        data.ts,
-        rtol=weights.rtol,
-        atol=weights.atol,
-        max_steps=spec.max_steps,
-        dt_fixed=spec.dt_fixed,
-        step_to_knots=spec.step_to_knots,
-    )
+    pred, ok = _predict(params, static, data, weights, spec)
     held = 1.0 - jnp.broadcast_to(weights.train_rows, (pred.shape[0] - 1,))
     err = jnp.mean((pred[1:] - data.soc_obs[1:]) ** 2, axis=-1)
     val = jnp.sum(held * err) / jnp.maximum(jnp.sum(held), 1.0)
