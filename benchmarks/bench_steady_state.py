@@ -139,52 +139,39 @@ def bench_model(name, module, baseline, sizes, repeat, numpy_max, dense_max):
                 )
                 continue
             solver = "structured" if method == "structured-chunked" else method
-            one = functools.partial(module.steady_state, method=solver)
-            if method == "structured-chunked":
-                fwd = jax.jit(lambda p, f, one=one: map_profiles(one, p, f, chunk_size=CHUNK))
-            else:
-                fwd = jax.jit(jax.vmap(one))
-            first, best = best_time(fwd, params, forcing_j, repeat=repeat)
-            rows.append(
-                dict(
+            chunked = method == "structured-chunked"
+            best_fwd = None
+            for kind, one in (
+                ("forward", functools.partial(module.steady_state, method=solver)),
+                ("forward+gradient", jax.grad(functools.partial(misfit, method=solver))),
+            ):
+                if chunked:
+                    fn = jax.jit(lambda p, f, one=one: map_profiles(one, p, f, chunk_size=CHUNK))
+                else:
+                    fn = jax.jit(jax.vmap(one))
+                first, best = best_time(fn, params, forcing_j, repeat=repeat)
+                row = dict(
                     model=name,
                     n=n,
                     impl=f"jax-{method}",
-                    kind="forward",
+                    kind=kind,
                     rate=n / best,
                     compile_s=first - best,
                     ratio=(n / best) / np_rate,
                 )
-            )
-            print(
-                f"{name:7s} n={n:6d} jax-{method:10s} forward   {n / best:12.1f} /s  "
-                f"x{(n / best) / np_rate:8.1f} numpy  compile {first - best:6.1f} s",
-                flush=True,
-            )
-            one_grad = jax.grad(functools.partial(misfit, method=solver))
-            if method == "structured-chunked":
-                grad = jax.jit(lambda p, f, g=one_grad: map_profiles(g, p, f, chunk_size=CHUNK))
-            else:
-                grad = jax.jit(jax.vmap(one_grad))
-            first_g, best_g = best_time(grad, params, forcing_j, repeat=repeat)
-            rows.append(
-                dict(
-                    model=name,
-                    n=n,
-                    impl=f"jax-{method}",
-                    kind="forward+gradient",
-                    rate=n / best_g,
-                    compile_s=first_g - best_g,
-                    ratio=(n / best_g) / np_rate,
-                    cost_vs_forward=best_g / best,
+                label = "forward " if kind == "forward" else "fwd+grad"
+                extra = ""
+                if best_fwd is None:
+                    best_fwd = best
+                else:
+                    row["cost_vs_forward"] = best / best_fwd
+                    extra = f"  grad/fwd {best / best_fwd:4.2f}"
+                rows.append(row)
+                print(
+                    f"{name:7s} n={n:6d} jax-{method:10s} {label}  {n / best:12.1f} /s  "
+                    f"x{(n / best) / np_rate:8.1f} numpy  compile {first - best:6.1f} s{extra}",
+                    flush=True,
                 )
-            )
-            print(
-                f"{name:7s} n={n:6d} jax-{method:10s} fwd+grad  {n / best_g:12.1f} /s  "
-                f"x{(n / best_g) / np_rate:8.1f} numpy  compile {first_g - best_g:6.1f} s  "
-                f"grad/fwd {best_g / best:4.2f}",
-                flush=True,
-            )
     return rows
 
 

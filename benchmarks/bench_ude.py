@@ -87,32 +87,24 @@ def main(args: argparse.Namespace) -> int:
     gk_first, gk_run = timed(lambda: grad_fn(params, static, data, weights, spec_k))
 
     # step count of the JAX solve, for equal-work comparison
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(model),
-        diffrax.Tsit5(),
-        data.ts[0],
-        data.ts[-1],
-        0.05,
-        data.c0,
-        args=data.drivers_obs,
-        saveat=diffrax.SaveAt(ts=data.ts),
-        stepsize_controller=diffrax.PIDController(rtol=args.rtol, atol=args.rtol),
-    )
+    def solve_stats(controller):
+        return diffrax.diffeqsolve(
+            diffrax.ODETerm(model),
+            diffrax.Tsit5(),
+            data.ts[0],
+            data.ts[-1],
+            0.05,
+            data.c0,
+            args=data.drivers_obs,
+            saveat=diffrax.SaveAt(ts=data.ts),
+            stepsize_controller=controller,
+        )
+
+    pid = diffrax.PIDController(rtol=args.rtol, atol=args.rtol)
+    sol = solve_stats(pid)
     jax_steps = int(sol.stats["num_steps"])
     jax_rejected = int(sol.stats["num_rejected_steps"])
-    sol_k = diffrax.diffeqsolve(
-        diffrax.ODETerm(model),
-        diffrax.Tsit5(),
-        data.ts[0],
-        data.ts[-1],
-        0.05,
-        data.c0,
-        args=data.drivers_obs,
-        saveat=diffrax.SaveAt(ts=data.ts),
-        stepsize_controller=diffrax.ClipStepSizeController(
-            diffrax.PIDController(rtol=args.rtol, atol=args.rtol), step_ts=data.ts
-        ),
-    )
+    sol_k = solve_stats(diffrax.ClipStepSizeController(pid, step_ts=data.ts))
 
     # SciPy baseline: same RHS in NumPy (weights copied out of the Equinox model)
     def np_mlp(mlp):
