@@ -360,9 +360,10 @@ def steady_state(
 
     The closed forms are MATLAB's (``matrix_fun.m``), evaluated per layer on the litter and then
     the inputs scaled by powers of two (``np.ldexp``, exact in binary floating point) so that
-    nothing underflows; MIC and ENZ are scaled back. The closed form is homogeneous (degree one for MIC and
-    ENZ, zero for DOC and SOC), so this is MATLAB's result wherever MATLAB's own arithmetic does
-    not underflow, and stays exact where the litter reaching a frozen layer is ~1e-300. Layers
+    nothing underflows; MIC and ENZ are scaled back. The closed form is homogeneous (degree one
+    for MIC and ENZ, zero for DOC and SOC), so this is MATLAB's result wherever MATLAB's own
+    arithmetic does not underflow, and stays exact where the litter reaching a frozen layer is
+    ~1e-300. Layers
     whose three litter fluxes are exactly zero (MATLAB's 0/0) get zero soil carbon.
 
     Args:
@@ -548,10 +549,5 @@ def steady_states(
         forcing_list = [forcing_list] * n
     if len(forcing_list) != n:
         raise ValueError(f"{n} parameter vectors but {len(forcing_list)} forcings")
-    results = [
-        steady_state(
-            params_batch[i], forcing_list[i], mode
-        )
-        for i in range(n)
-    ]
+    results = [steady_state(params_batch[i], forcing_list[i], mode) for i in range(n)]
     return {key: np.stack([np.asarray(r[key]) for r in results]) for key in results[0]}
