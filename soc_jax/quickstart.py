@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cli_args import HelpFormatter, nonneg_int, output_dir, positive_int
+
 __all__ = ["register", "run", "quickstart"]
 
 
@@ -29,11 +31,13 @@ def register(subparsers) -> None:
         "quickstart",
         help="steady-state SOC with CLM5 and COMPAS on the embedded synthetic world",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--n-sites", type=int, default=300, help="number of sites (default 300)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic world")
-    p.add_argument("--out", type=Path, default=Path("results/quickstart"), help="output folder")
+    p.add_argument("--n-sites", type=positive_int, default=300, help="number of synthetic sites")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the synthetic world")
+    p.add_argument(
+        "--out", type=output_dir, default=Path("results/quickstart"), help="output folder"
+    )
     p.set_defaults(func=run)
 
 
