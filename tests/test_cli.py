@@ -127,7 +127,10 @@ def test_run_command_turns_user_errors_into_one_line(capsys, tmp_path, monkeypat
         raise ValueError("profile 'P1' (index 0): soc is negative\n(layer 2)")
 
     assert ca.run_command(invalid, None, "soc-jax x") == 2
-    assert capsys.readouterr().err == "soc-jax x: error: profile 'P1' (index 0): soc is negative (layer 2)\n"
+    assert (
+        capsys.readouterr().err
+        == "soc-jax x: error: profile 'P1' (index 0): soc is negative (layer 2)\n"
+    )
 
     def bug(args):
         raise KeyError("a bug keeps its traceback")
