@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
+from soc_jax import _cli_args
 from soc_jax._cli_args import ArgumentParser, run_command
 
 # Modules that expose register(subparsers); imported when the parser is built, so keep them light.
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    words = sys.argv[1:] if argv is None else argv
+    _cli_args.command_line = shlex.join([parser.prog, *words])
     return run_command(args.func, args, prog=f"{parser.prog} {args.command}")
 
 

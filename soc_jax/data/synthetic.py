@@ -65,6 +65,7 @@ from ._environment import (
 )
 from .covariates import COVARIATE_NAMES, covariates_dataset, nearest_cell
 from .forcing_io import dataset_to_forcing, forcing_to_dataset, write_forcing
+from .netcdf import write_netcdf
 from .schema import ObservationBatch, _assemble, pad_observations, write_profiles
 
 __all__ = ["World", "make_world", "truth_table", "true_parameters", "MODELS", "MODEL_MODES"]
@@ -339,11 +340,23 @@ class World:
             k: os.path.join(out, f"{k}.nc")
             for k in ("profiles", "covariates", "forcing", "truth", "grid")
         }
+        what = f"model {self.model}, seed {self.seed}, noise {self.noise}"
+        titles = {
+            "covariates": "synthetic world: the 60 PRODA covariates at the sites",
+            "forcing": "synthetic world: monthly forcing at the sites",
+            "truth": "synthetic world: true parameters at the sites",
+            "grid": "synthetic world: global grid of land cells (covariates, forcing, truth)",
+        }
+        source = f"soc_jax synthetic world ({what})"
+        for key in titles:
+            ds = getattr(self, key)
+            ds.attrs.setdefault("title", titles[key])
+            ds.attrs.setdefault("source", source)
         write_profiles(self.profiles, paths["profiles"])
-        self.covariates.to_netcdf(paths["covariates"], engine="netcdf4")
+        write_netcdf(self.covariates, paths["covariates"])
         write_forcing(self.forcing, paths["forcing"])
-        self.truth.to_netcdf(paths["truth"], engine="netcdf4")
-        self.grid.to_netcdf(paths["grid"], engine="netcdf4")
+        write_netcdf(self.truth, paths["truth"])
+        write_netcdf(self.grid, paths["grid"])
         return paths
 
     def summary(self) -> str:
@@ -424,11 +437,26 @@ def _truth_dataset(model: str, p: np.ndarray, dim: str) -> xr.Dataset:
             "physical": (
                 (dim, "parameter"),
                 physical,
-                {"long_name": "true parameter, physical units (see unit)"},
+                {
+                    "long_name": "true parameter in physical units",
+                    "units": "see the coordinate 'unit' (per parameter)",
+                },
             ),
-            "centre": ("parameter", np.array([v[0] for v in table.values()])),
-            "amplitude": ("parameter", np.array([v[1] for v in table.values()])),
-            "weight": (("parameter", "feature"), np.array([v[2] for v in table.values()])),
+            "centre": (
+                "parameter",
+                np.array([v[0] for v in table.values()]),
+                {"long_name": "centre of the truth function (normalized)", "units": "1"},
+            ),
+            "amplitude": (
+                "parameter",
+                np.array([v[1] for v in table.values()]),
+                {"long_name": "amplitude of the truth function (normalized)", "units": "1"},
+            ),
+            "weight": (
+                ("parameter", "feature"),
+                np.array([v[2] for v in table.values()]),
+                {"long_name": "weight of each feature in the truth function", "units": "1"},
+            ),
         },
         coords={
             dim: np.arange(p.shape[0]),
@@ -578,12 +606,18 @@ def make_world(
     covariates = covariates_dataset(
         cov_matrix, profile_id=ids[keep], grid_cell=cell_index[ci_lat, ci_lon]
     )
-    covariates["grid_cell"].attrs["long_name"] = "nearest grid cell (SPEC 1.11); -1 if ocean"
+    covariates["grid_cell"].attrs.update(
+        long_name="index of the nearest land grid cell; -1 if the nearest cell is ocean", units="1"
+    )
     forcing = forcing_to_dataset(
         Forcing(**{k: v[keep] for k, v in f_site.as_numpy().items()}), profile_id=ids[keep]
     )
     truth = _truth_dataset(model, p[keep], "profile")
-    truth["redraws"] = ("profile", redraws[keep], {"long_name": "truth redraws (0 = none)"})
+    truth["redraws"] = (
+        "profile",
+        redraws[keep],
+        {"long_name": "times the truth was redrawn toward the centre (0 = none)", "units": "1"},
+    )
     truth = truth.assign_coords(profile_id=("profile", ids[keep]))
 
     gkeep = np.flatnonzero(gok)
@@ -595,14 +629,26 @@ def make_world(
         Forcing(**{k: v[gkeep] for k, v in f_cell.as_numpy().items()}), dim="cell"
     )
     grid = xr.merge([grid, gforce], compat="override")
-    grid["p"] = (("cell", "parameter"), gp[gkeep])
+    grid["p"] = (
+        ("cell", "parameter"),
+        gp[gkeep],
+        {"long_name": "true normalized parameter", "units": "1"},
+    )
     grid = grid.assign_coords(
         parameter=truth["parameter"].values,
         grid_lat=("grid_lat", glat),
         grid_lon=("grid_lon", glon),
     )
-    grid["soc_model"] = (("cell", "node"), gsoc[gkeep], {"units": "gC m-3"})
-    grid["stock_100cm"] = ("cell", np.asarray(stocks(gsoc[gkeep]).top_100cm), {"units": "gC m-2"})
+    grid["soc_model"] = (
+        ("cell", "node"),
+        gsoc[gkeep],
+        {"units": "gC m-3", "long_name": "model SOC at the 20 nodes"},
+    )
+    grid["stock_100cm"] = (
+        "cell",
+        np.asarray(stocks(gsoc[gkeep]).top_100cm),
+        {"units": "gC m-2", "long_name": "model SOC stock 0-100 cm"},
+    )
     grid.attrs.update(resolution_deg=grid_resolution, n_failed_cells=int((~gok).sum()))
     timings["observations_and_datasets"] = time.perf_counter() - t0
     return World(
