@@ -492,7 +492,8 @@ def make_world(
         noise: standard deviation of the multiplicative log-normal observation noise
             (``obs = model * exp(noise * eps)``); 0 gives the model exactly.
         grid_resolution: resolution of the global grid of land cells, degrees.
-        progress: show a tqdm progress bar over the steady-state chunks.
+        progress: show tqdm progress bars over the steady-state chunks (one counting the
+            sites, one counting the cells of the global grid).
 
     Returns:
         `World`.
@@ -530,15 +531,22 @@ def make_world(
     timings["forcing"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    bar = None
-    if progress:
+
+    def bar(total: int, what: str):
+        if not progress:
+            return None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_sites + clat.size, desc=f"{model} steady states", unit="site")
-    p, soc20, ok, redraws = _solve_with_redraws(model, site["cov"], f_site, bar)
-    gp, gsoc, gok, _ = _solve_with_redraws(model, cell["cov"], f_cell, bar)
-    if bar is not None:
-        bar.close()
+        return tqdm(total=total, desc=f"{model} steady states, {what}", unit=what.split()[-1])
+
+    site_bar = bar(n_sites, "sites")
+    p, soc20, ok, redraws = _solve_with_redraws(model, site["cov"], f_site, site_bar)
+    if site_bar is not None:
+        site_bar.close()
+    cell_bar = bar(clat.size, f"{grid_resolution:g} degree grid cells")
+    gp, gsoc, gok, _ = _solve_with_redraws(model, cell["cov"], f_cell, cell_bar)
+    if cell_bar is not None:
+        cell_bar.close()
     timings["steady_state"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
