@@ -199,6 +199,8 @@ def colorbar(fig, mappable, ax, quantity: str, unit: str | None, *, log: bool = 
     kw.setdefault("shrink", 0.85)
     cb = fig.colorbar(mappable, ax=ax, **kw)
     cb.set_label(label(quantity, unit, log=log))
+    if log:
+        plain_log_ticks(cb.ax)
     return cb
 
 

@@ -202,11 +202,11 @@ def _needs_units(var: xr.Variable) -> bool:
 def cf_problems(ds: xr.Dataset) -> list[str]:
     """The CF attributes a Dataset still lacks (empty list: complete).
 
-    Checked: global ``Conventions`` (CF-...), ``title``, ``source``, ``history``; every variable
-    and coordinate has a ``long_name`` or ``standard_name``; every numeric one that is not a
-    flag has ``units``; lat/lon in degrees_north/degrees_east; flags have as many
-    ``flag_meanings`` as ``flag_values`` and hold only those values; a ``bounds`` attribute
-    names an existing variable.
+    Checked: global ``Conventions`` (CF-...), ``title``, ``source``, ``history``; every
+    variable and coordinate has a ``long_name`` or ``standard_name``; every numeric one that is
+    not a flag or a boundary variable has ``units``; lat/lon in degrees_north/degrees_east;
+    flags have as many ``flag_meanings`` as ``flag_values`` and hold only those values; a
+    ``bounds`` attribute names an existing variable.
     """
     out = []
     if not str(ds.attrs.get("Conventions", "")).startswith("CF-"):
@@ -214,11 +214,13 @@ def cf_problems(ds: xr.Dataset) -> list[str]:
     for key in ("title", "source", "history"):
         if not str(ds.attrs.get(key, "")).strip():
             out.append(f"global attribute {key!r} missing")
+    # a boundary variable takes the units of its coordinate (CF 7.1; xarray drops them on write)
+    bounds = {str(v.attrs["bounds"]) for v in ds.variables.values() if "bounds" in v.attrs}
     for name, var in ds.variables.items():
         a = var.attrs
         if not (a.get("long_name") or a.get("standard_name")):
             out.append(f"{name}: no long_name")
-        if _needs_units(var) and "units" not in a and "units" not in var.encoding:
+        if _needs_units(var) and "units" not in a and name not in bounds:
             out.append(f"{name}: no units")
         if "flag_values" in a:
             n_meanings = len(str(a.get("flag_meanings", "")).split())

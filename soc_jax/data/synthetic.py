@@ -376,55 +376,71 @@ class World:
             f"grid: {self.grid.sizes['cell']} land cells"
         )
 
-    def figure(self, path: str | os.PathLike, dpi: int = 90) -> None:
-        """Summary figure: map of sites coloured by 0-100 cm stock; SOC-vs-depth examples."""
-        import matplotlib
+    def figure(self, path: str | os.PathLike, dpi: int | None = None):
+        """Summary figure: map of the sites coloured by 0-100 cm stock; SOC-vs-depth examples.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        Follows `soc_jax.plots` (degree axes, units, depth in m, log scale said in words).
 
-        fig = plt.figure(figsize=(10, 4.2))
-        fig.subplots_adjust(left=0.07)
-        ax = fig.add_axes([0.07, 0.12, 0.55, 0.8])
+        Returns:
+            The path written.
+        """
+        from matplotlib.colors import LogNorm
+        from matplotlib.lines import Line2D
+
+        from .. import plots
+
+        plt = plots.pyplot()
+        fig = plt.figure(figsize=(12, 4.8), layout="constrained")
+        ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.3, 1]})
         g = self.grid
-        ax.scatter(g["lon"], g["lat"], s=6, c="0.88", marker="s", lw=0)
+        res = float(g.attrs.get("resolution_deg", np.nan))
+        ax.scatter(g["lon"], g["lat"], s=6, c="0.85", marker="s", lw=0,
+                   label=f"land grid cell ({res:g} degree)")  # fmt: skip
         stock = self.profiles["stock_100cm"].values / 1000.0
         order = np.argsort(stock)
         sc = ax.scatter(
-            self.lon[order], self.lat[order], c=np.log10(stock[order]), s=4, cmap="viridis", lw=0
+            self.lon[order],
+            self.lat[order],
+            c=stock[order],
+            s=5,
+            cmap=plots.SEQUENTIAL,
+            norm=LogNorm(),
+            lw=0,
+            label="site (colour: stock)",
         )
-        cb = fig.colorbar(sc, ax=ax, shrink=0.8)
-        cb.set_label("log10 stock 0-100 cm (kgC m-2)")
-        ax.set(
-            xlim=(-180, 180),
-            ylim=(-60, 85),
-            xlabel="lon",
-            ylabel="lat",
-            title=f"{self.n_sites} sites ({self.model}, noise {self.noise})",
+        plots.colorbar(fig, sc, ax, "model SOC stock 0-100 cm", "kgC m-2", log=True)
+        plots.map_axes(ax)
+        ax.legend(loc="lower left", fontsize=8, markerscale=2)
+        ax.set_title(
+            f"Synthetic world: {self.n_sites} sites (observations from {self.model.upper()}, "
+            f"noise sigma {self.noise:g})",
+            fontsize=10,
         )
-        ax2 = fig.add_axes([0.72, 0.12, 0.26, 0.8])
         rng = np.random.default_rng(0)
         picks = rng.choice(self.n_sites, size=min(5, self.n_sites), replace=False)
-        for c, i in zip(plt.cm.tab10.colors, picks, strict=False):
-            m = self.profiles["mask"].values[i]
-            ax2.plot(self.profiles["soc_model"].values[i], ZSOI[:N_LAYERS], color=c, lw=1)
-            ax2.plot(
-                self.profiles["soc"].values[i, m],
-                self.profiles["depth_node"].values[i, m],
-                "o",
-                color=c,
-                ms=3,
-            )
-        ax2.set(
-            xscale="log",
-            xlim=(30, 3e5),
-            ylim=(2.5, 0),
-            xlabel="SOC (gC m-3)",
-            ylabel="depth (m)",
-            title="model (line) and obs (dots)",
-        )
-        fig.savefig(path, dpi=dpi)
-        plt.close(fig)
+        picks = picks[np.argsort(self.lat[picks])]
+        soc_model = self.profiles["soc_model"].values
+        obs = self.profiles["soc"].values
+        mask = self.profiles["mask"].values
+        lo, hi = plots.shared_limits([soc_model[picks], obs[picks][mask[picks]]], log=True,
+                                     decades=4)  # fmt: skip
+        colors = plt.get_cmap(plots.CATEGORICAL).colors
+        handles = []
+        for c, i in zip(colors, picks, strict=False):
+            m = mask[i]
+            ax2.plot(soc_model[i], ZSOI[:N_LAYERS], color=c, lw=1)
+            ax2.plot(obs[i, m], self.profiles["depth_node"].values[i, m], "o", color=c, ms=3)
+            handles.append(Line2D([], [], color=c, label=plots.lat_label(self.lat[i])))
+        handles += [
+            Line2D([], [], color="k", lw=1, label="model"),
+            Line2D([], [], color="k", marker="o", ms=3, ls="", label="observed"),
+        ]
+        ax2.set(xscale="log", xlim=(lo, hi))
+        ax2.set_xlabel(plots.label(plots.SOC_DENSITY, "gC m-3", log=True))
+        plots.depth_axis(ax2, 2.5)
+        ax2.legend(handles=handles, title="site latitude", fontsize=8)
+        ax2.set_title("model and observed SOC at 5 sites", fontsize=10)
+        return plots.save(fig, path, dpi=dpi or plots.DPI)
 
 
 def _truth_dataset(model: str, p: np.ndarray, dim: str) -> xr.Dataset:
