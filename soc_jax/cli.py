@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     jax.config.update("jax_enable_x64", True)
     words = sys.argv[1:] if argv is None else argv
     _cli_args.command_line = shlex.join([parser.prog, *words])
-    return run_command(args.func, args, prog=f"{parser.prog} {args.command}")
+    try:
+        return run_command(args.func, args, prog=f"{parser.prog} {args.command}")
+    finally:
+        _cli_args.command_line = None
 
 
 if __name__ == "__main__":
