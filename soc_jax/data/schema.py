@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Bool, Float
 
-from .netcdf import open_netcdf, write_netcdf
+from .netcdf import flag_attrs, open_netcdf, write_netcdf
 
 __all__ = [
     "PROFILE_VARIABLES",
@@ -53,7 +53,7 @@ PROFILE_VARIABLES: dict[str, tuple[str, str]] = {
     "lat": ("degrees_north", "latitude"),
     "lon": ("degrees_east", "longitude"),
     "n_layers": ("1", "number of valid layers"),
-    "mask": ("1", "valid layer (True) or padding (False)"),
+    "mask": ("1", "valid layer or padding"),
     "depth_top": ("m", "depth of the upper layer boundary"),
     "depth_bottom": ("m", "depth of the lower layer boundary"),
     "depth_node": ("m", "depth of the layer node (comparison depth)"),
@@ -185,6 +185,8 @@ def _assemble(
     for name, (units, long_name) in {**PROFILE_VARIABLES, **OPTIONAL_VARIABLES}.items():
         if name in ds:
             ds[name].attrs.update(units=units, long_name=long_name)
+    ds["mask"].attrs.pop("units")  # a flag (CF 3.5): values and meanings instead of units
+    ds["mask"].attrs.update(flag_attrs({0: "padding", 1: "valid layer"}, "valid layer or padding"))
     if validate:
         validate_profiles(ds)
     return ds
