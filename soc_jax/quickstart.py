@@ -4,8 +4,9 @@ Builds a small synthetic world (sites with covariates, forcing and known true pa
 computes steady states of three UNCALIBRATED configurations at every site:
 
   clm5_default         CLM5 with its customary parameter values (mode "default")
-  clm5_proda_midpoint  CLM5 at the middle of PRODA's prior (p = 0.5 for every parameter, the
-                       start of PRODA's MCMC; mode "proda")
+  clm5_proda_midpoint  CLM5 at the middle of the prior of PRODA (the data assimilation of Tao
+                       et al. 2024): p = 0.5 for every parameter, where PRODA's MCMC starts;
+                       mode "proda"
   compas_midpoint      COMPAS at the middle of its prior (mode "proda")
 
 and writes into --out:
@@ -90,6 +91,7 @@ def failure_codes(model, result, params, forcing, mode: str) -> np.ndarray:
 
     The one place that explains failures, from the fields a result has today (``ok``,
     ``rcond``; COMPAS's ``negative`` and ``mic_ratio``); the first reason that applies wins.
+    When the core's results carry per-profile failure flags, decode them here instead.
 
     Args:
         model: `soc_jax.models.clm5` or `soc_jax.models.compas`.
@@ -226,7 +228,7 @@ def quickstart(n_sites: int = 300, seed: int = 0, out: Path | str = "results/qui
                 f"  {name} failed at {int(failed.sum())} sites: {reasons}. Where: "
                 f"{_where(world.lat, failed)}."
             )
-    lines += _deep_carbon_note(stock_values)
+    lines += _deep_carbon_note(stock_values, configs)
     lines.append(f"  total time {elapsed:.1f} s")
     text = "\n".join(
         textwrap.fill(line, 100, subsequent_indent="    ") if len(line) > 100 else line
@@ -237,10 +239,14 @@ def quickstart(n_sites: int = 300, seed: int = 0, out: Path | str = "results/qui
     return summary
 
 
-def _deep_carbon_note(stock_values: dict) -> list[str]:
-    """Explain a column that holds most of its carbon below 1 m (CLM5 at the prior midpoint)."""
+def _deep_carbon_note(stock_values: dict, configs: dict) -> list[str]:
+    """Explain a CLM5 column that holds most of its carbon below 1 m (the prior midpoint)."""
     lines = []
     for name, st in stock_values.items():
+        model, params, _ = configs[name]
+        if not model.__name__.endswith("clm5"):
+            continue
+        efolding = float(params[model.PARAMETERS.index("efolding")])
         total, top = st["total"], st["0_100cm"]
         good = np.isfinite(total) & (total > 0)
         if not good.any():
@@ -251,10 +257,11 @@ def _deep_carbon_note(stock_values: dict) -> list[str]:
             lines.append(
                 f"  note: {name} holds {100 * below:.0f} % of its 0-8.6 m carbon below 1 m "
                 f"(up to {total[i]:.0f} kgC m-2 at one site, {top[i]:.0f} of it in 0-100 cm). "
-                "This is what the model gives (checked against the NumPy baseline): with the "
-                "prior-midpoint e-folding depth of 0.5 m, decomposition is slowed by "
-                "exp(-z / 0.5 m), below 2 % under 2 m, so the deep layers are nearly inert "
-                "and fill with carbon mixed down from above; see docs/quickstart.md."
+                "This is what the model gives (checked against the NumPy baseline): with an "
+                f"e-folding depth of {efolding:g} m, decomposition is slowed by exp(-z / "
+                f"{efolding:g} m), to {100 * np.exp(-2.0 / efolding):.2g} % at 2 m, so the "
+                "deep layers are nearly inert and fill with carbon mixed down from above; see "
+                "docs/quickstart.md."
             )
     return lines
 

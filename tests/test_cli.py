@@ -140,3 +140,19 @@ def test_run_command_turns_user_errors_into_one_line(capsys, tmp_path, monkeypat
     monkeypatch.setenv("SOC_JAX_TRACEBACK", "1")
     with pytest.raises(ValueError):
         ca.run_command(invalid, None, "soc-jax x")
+
+
+def test_lazy_exports_resolve():
+    """The lazy package ``__init__``s export what they list, and sub-modules by name."""
+    import soc_jax
+    import soc_jax.data
+    import soc_jax.ude
+
+    for package in (soc_jax, soc_jax.data, soc_jax.ude):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, (package.__name__, name)
+            assert name in dir(package)
+    assert soc_jax.clm5.__name__ == "soc_jax.models.clm5"
+    assert soc_jax.data.netcdf.__name__ == "soc_jax.data.netcdf"
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        soc_jax.data.nope  # noqa: B018
