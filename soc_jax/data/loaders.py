@@ -226,6 +226,7 @@ def screen_layers(
     excluded_ids = {r["profile_id"] for r in report.excluded}
 
     def exclude(pid: str, reason: str, detail: str = "") -> None:
+        pid = str(pid)  # a plain str, never np.str_ (its repr would leak into messages)
         excluded_ids.add(pid)
         report.excluded.append({"profile_id": pid, "reason": reason, "detail": detail})
 

@@ -269,3 +269,29 @@ def test_missing_or_unreadable_file_is_one_line(tmp_path):
         load_wosis(text)
     assert "\n" not in str(err.value)
     assert not any("xarray" in str(entry.path) for entry in err.traceback)
+
+
+def test_report_holds_plain_strings(tmp_path):
+    """No numpy reprs (np.str_('A'), np.float64(0.15)) in what the user reads."""
+    path = tmp_path / "a.csv"
+    _csv(
+        path,
+        [
+            ("A", 1, 2, 0, 10, 5.0),
+            ("A", 1, 2, 10, 20, -1.0),
+            ("A", 1, 2, 20, 80, 3.0),
+            ("B", 95, 2, 0, 10, 5.0),
+        ],
+        header="profile_id,lat,lon,upper_depth,lower_depth,soc_stock",
+    )
+    _, report = load_csv(path)
+    assert report.excluded == [
+        {"profile_id": "B", "reason": "lat/lon out of range", "detail": "lat 95, lon 2 degrees"},
+        {
+            "profile_id": "A",
+            "reason": "negative soc",
+            "detail": "soc -1 gC m-3 (layer 2 of 3 counted from the surface, 10-20 cm, CSV line 3)",
+        },
+    ]
+    assert all(type(row["profile_id"]) is str for row in report.excluded)
+    assert "np." not in repr(report.excluded) + report.summary()
