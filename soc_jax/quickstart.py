@@ -384,6 +384,8 @@ def profiles_figure(results: dict, lat: np.ndarray):
     axes[0].text(0.03, 0.02, f"SOC below {lo:.2g} gC m$^{{-3}}$ is off the axis",
                  transform=axes[0].transAxes, fontsize=8, color="0.3")  # fmt: skip
     axes[1].legend(title="site latitude", fontsize=8)
+    axes[1].text(0.03, 0.02, "a profile that drops off has reached the site's bedrock",
+                 transform=axes[1].transAxes, fontsize=8, color="0.3")  # fmt: skip
     fig.suptitle("Steady-state SOC profiles of uncalibrated CLM5 at six synthetic sites")
     return fig
 
