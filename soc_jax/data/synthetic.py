@@ -376,71 +376,17 @@ class World:
             f"grid: {self.grid.sizes['cell']} land cells"
         )
 
-    def figure(self, path: str | os.PathLike, dpi: int | None = None):
+    def figure(self, path: str | os.PathLike, dpi: int | None = None) -> str:
         """Summary figure: map of the sites coloured by 0-100 cm stock; SOC-vs-depth examples.
 
-        Follows `soc_jax.plots` (degree axes, units, depth in m, log scale said in words).
+        Drawn by `soc_jax.data._world_figure.world_figure` (conventions of `soc_jax.plots`).
 
         Returns:
             The path written.
         """
-        from matplotlib.colors import LogNorm
-        from matplotlib.lines import Line2D
+        from ._world_figure import world_figure
 
-        from .. import plots
-
-        plt = plots.pyplot()
-        fig = plt.figure(figsize=(12, 4.8), layout="constrained")
-        ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.3, 1]})
-        g = self.grid
-        res = float(g.attrs.get("resolution_deg", np.nan))
-        ax.scatter(g["lon"], g["lat"], s=6, c="0.85", marker="s", lw=0,
-                   label=f"land grid cell ({res:g} degree)")  # fmt: skip
-        stock = self.profiles["stock_100cm"].values / 1000.0
-        order = np.argsort(stock)
-        sc = ax.scatter(
-            self.lon[order],
-            self.lat[order],
-            c=stock[order],
-            s=5,
-            cmap=plots.SEQUENTIAL,
-            norm=LogNorm(),
-            lw=0,
-            label="site (colour: stock)",
-        )
-        plots.colorbar(fig, sc, ax, "model SOC stock 0-100 cm", "kgC m-2", log=True)
-        plots.map_axes(ax)
-        ax.legend(loc="lower left", fontsize=8, markerscale=2)
-        ax.set_title(
-            f"Synthetic world: {self.n_sites} sites (observations from {self.model.upper()}, "
-            f"noise sigma {self.noise:g})",
-            fontsize=10,
-        )
-        rng = np.random.default_rng(0)
-        picks = rng.choice(self.n_sites, size=min(5, self.n_sites), replace=False)
-        picks = picks[np.argsort(self.lat[picks])]
-        soc_model = self.profiles["soc_model"].values
-        obs = self.profiles["soc"].values
-        mask = self.profiles["mask"].values
-        lo, hi = plots.shared_limits([soc_model[picks], obs[picks][mask[picks]]], log=True,
-                                     decades=4)  # fmt: skip
-        colors = plt.get_cmap(plots.CATEGORICAL).colors
-        handles = []
-        for c, i in zip(colors, picks, strict=False):
-            m = mask[i]
-            ax2.plot(soc_model[i], ZSOI[:N_LAYERS], color=c, lw=1)
-            ax2.plot(obs[i, m], self.profiles["depth_node"].values[i, m], "o", color=c, ms=3)
-            handles.append(Line2D([], [], color=c, label=plots.lat_label(self.lat[i])))
-        handles += [
-            Line2D([], [], color="k", lw=1, label="model"),
-            Line2D([], [], color="k", marker="o", ms=3, ls="", label="observed"),
-        ]
-        ax2.set(xscale="log", xlim=(lo, hi))
-        ax2.set_xlabel(plots.label(plots.SOC_DENSITY, "gC m-3", log=True))
-        plots.depth_axis(ax2, 2.5)
-        ax2.legend(handles=handles, title="site latitude", fontsize=8)
-        ax2.set_title("model and observed SOC at 5 sites", fontsize=10)
-        return plots.save(fig, path, dpi=dpi or plots.DPI)
+        return world_figure(self, path, dpi)
 
 
 def _truth_dataset(model: str, p: np.ndarray, dim: str) -> xr.Dataset:
