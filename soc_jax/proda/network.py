@@ -98,15 +98,21 @@ class PRODANet(eqx.Module):
 
 
 def make_ensemble(
-    keys: PRNGKeyArray, n_in: int, n_out: int, *, dropout: float = 0.0, dtype=jnp.float32
+    keys: PRNGKeyArray,
+    n_in: int,
+    n_out: int,
+    *,
+    hidden: Sequence[int] = HIDDEN,
+    dropout: float = 0.0,
+    dtype=jnp.float32,
 ) -> PRODANet:
     """Stacked members: one `PRODANet` whose array leaves have a leading member axis.
 
     Member ``i`` equals ``PRODANet(n_in, n_out, key=keys[i], ...)`` exactly.
     """
-    return eqx.filter_vmap(lambda k: PRODANet(n_in, n_out, key=k, dropout=dropout, dtype=dtype))(
-        keys
-    )
+    return eqx.filter_vmap(
+        lambda k: PRODANet(n_in, n_out, key=k, hidden=hidden, dropout=dropout, dtype=dtype)
+    )(keys)
 
 
 def n_weights(model: PRODANet) -> int:

@@ -36,7 +36,7 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from .losses import get_loss
-from .network import PRODANet, make_ensemble
+from .network import HIDDEN, PRODANet, make_ensemble
 
 __all__ = [
     "TrainConfig",
@@ -50,6 +50,8 @@ __all__ = [
     "train_member_chunk",
     "new_ensemble",
     "read_header",
+    "TrainingData",
+    "training_data",
     "save_checkpoint",
     "load_checkpoint",
 ]
@@ -83,6 +85,7 @@ class TrainConfig:
         learning_rate, rho, eps: Adadelta settings (Keras: 1e-3, 0.95, 1e-7).
         dtype: ``"float32"`` (Keras) or ``"float64"``.
         epochs_per_call: epochs per compiled call (progress bar and checkpoint granularity).
+        hidden: hidden widths (PRODA: 256, 512, 512, 256; smaller only for quick tests).
     """
 
     loss: str = "clm5"
@@ -95,8 +98,10 @@ class TrainConfig:
     eps: float = 1e-7
     dtype: str = "float32"
     epochs_per_call: int = 10
+    hidden: tuple[int, ...] = HIDDEN
 
     def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         get_loss(self.loss)
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
             raise ValueError("batch_size, max_epochs and patience must be >= 1")
@@ -191,6 +196,7 @@ def init_state(keys: PRNGKeyArray, n_in: int, n_out: int, cfg: TrainConfig) -> T
         jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
         n_in,
         n_out,
+        hidden=cfg.hidden,
         dropout=cfg.dropout,
         dtype=cfg.jdtype,
     )
@@ -212,12 +218,12 @@ def init_state(keys: PRNGKeyArray, n_in: int, n_out: int, cfg: TrainConfig) -> T
     )
 
 
-def _batches(idx: Array, batch_size: int) -> tuple[Array, Array]:
+def _batches(idx: Array, batch_size: int, dtype) -> tuple[Array, Array]:
     """Pad ``idx`` (n,) to whole batches: (n_batches, batch) indices and 0/1 row weights."""
     n = idx.shape[0]
     nb = math.ceil(n / batch_size)
     pad = nb * batch_size - n
-    w = jnp.concatenate([jnp.ones(n), jnp.zeros(pad)])
+    w = jnp.concatenate([jnp.ones(n, dtype), jnp.zeros(pad, dtype)])
     idx = jnp.concatenate([idx, jnp.zeros(pad, idx.dtype)])
     return idx.reshape(nb, batch_size), w.reshape(nb, batch_size)
 
@@ -225,12 +231,12 @@ def _batches(idx: Array, batch_size: int) -> tuple[Array, Array]:
 def _eval_loss(model: PRODANet, X: Array, Y: Array, idx: Array, cfg: TrainConfig) -> Array:
     """Keras' validation loss: batches of ``batch_size`` in order, mean weighted by batch size."""
     loss_fn = get_loss(cfg.loss)
-    b_idx, b_w = _batches(idx, cfg.batch_size)
+    b_idx, b_w = _batches(idx, cfg.batch_size, X.dtype)
 
     def one(carry, bw):
         i, w = bw
         y_hat = jax.vmap(model)(X[i])
-        return carry + loss_fn(Y[i], y_hat, w.astype(X.dtype)) * jnp.sum(w), None
+        return carry + loss_fn(Y[i], y_hat, w) * jnp.sum(w), None
 
     total, _ = jax.lax.scan(one, jnp.zeros((), X.dtype), (b_idx, b_w))
     return total / idx.shape[0]
@@ -252,7 +258,7 @@ def _epoch(
     k_epoch = jax.random.fold_in(jax.random.fold_in(key, 1), epoch)  # fold_in(key, 0): init
     k_perm, k_drop = jax.random.split(k_epoch)
     order = train_idx[jax.random.permutation(k_perm, train_idx.shape[0])]
-    b_idx, b_w = _batches(order, cfg.batch_size)
+    b_idx, b_w = _batches(order, cfg.batch_size, X.dtype)
     b_keys = jax.random.split(k_drop, b_idx.shape[0])
 
     def objective(model, x, y, w, k):
@@ -264,7 +270,6 @@ def _epoch(
     def step(carry, batch):
         model, opt_state = carry
         i, w, k = batch
-        w = w.astype(X.dtype)
         loss, grads = eqx.filter_value_and_grad(objective)(model, X[i], Y[i], w, k)
         updates, opt_state = opt.update(grads, opt_state)
         model = eqx.apply_updates(model, updates)
@@ -529,3 +534,80 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Ensemble, TrainConfig, dic
     ens = eqx.tree_deserialise_leaves(os.fspath(path), like)
     ens = dataclasses.replace(ens, keys=jax.random.wrap_key_data(ens.keys))
     return ens, cfg, header
+
+
+# -- training table -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """The network's (X, Y) table.
+
+    Attributes:
+        X: (n, 60) covariates min-max scaled with the grid's bounds, clipped to [0, 1].
+        Y: (n, n_par) normalized target parameters.
+        profile_id: (n,) ids of the rows kept.
+        parameter_names: names of the Y columns.
+        vmin, vmax: (60,) the grid's covariate bounds used for scaling.
+        dropped: ids of profiles dropped (NaN covariate or target), reported, never silent.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    profile_id: np.ndarray
+    parameter_names: list[str]
+    vmin: np.ndarray
+    vmax: np.ndarray
+    dropped: list[str]
+
+
+def training_data(covariates, grid, targets, target_var: str | None = None) -> TrainingData:
+    """Assemble (X, Y) from covariates, the grid (for the scaling bounds) and targets.
+
+    Args:
+        covariates: covariates Dataset (profile, covariate) with ``profile_id``.
+        grid: grid Dataset with ``covariates`` (cell, covariate) (min/max source, SPEC 7).
+        targets: Dataset with normalized parameters (profile, parameter) and ``profile_id``:
+            variable ``target_var``, else the first of ``p`` (synthetic truth),
+            ``p_mean``, ``posterior_mean`` found.
+        target_var: name of the target variable (optional).
+
+    Returns:
+        `TrainingData`; rows are matched by ``profile_id``.
+    """
+    from ..data import covariate_bounds, minmax_scale
+    from ..data.covariates import _matrix
+
+    if target_var is None:
+        for name in ("p", "p_mean", "posterior_mean"):
+            if name in targets:
+                target_var = name
+                break
+        else:
+            raise ValueError("targets have none of the variables p, p_mean, posterior_mean")
+    if target_var not in targets:
+        raise ValueError(f"targets have no variable {target_var!r}")
+    t = targets[target_var]
+    pdim = [d for d in t.dims if d != "parameter"][0]
+    t = t.transpose(pdim, "parameter")
+    t_ids = np.asarray(targets["profile_id"].values).astype(str)
+    c_ids = np.asarray(covariates["profile_id"].values).astype(str)
+    pos = {pid: i for i, pid in enumerate(c_ids)}
+    missing = [pid for pid in t_ids if pid not in pos]
+    rows = np.array([pos[pid] for pid in t_ids if pid in pos], dtype=int)
+    keep_t = np.array([pid in pos for pid in t_ids])
+    vmin, vmax = covariate_bounds(grid)
+    X = minmax_scale(_matrix(covariates)[rows], vmin, vmax)
+    Y = np.asarray(t.values, dtype=float)[keep_t]
+    ids = t_ids[keep_t]
+    good = np.all(np.isfinite(X), axis=1) & np.all(np.isfinite(Y), axis=1)
+    dropped = missing + [str(i) for i in ids[~good]]
+    return TrainingData(
+        X=X[good],
+        Y=Y[good],
+        profile_id=ids[good],
+        parameter_names=[str(n) for n in targets["parameter"].values],
+        vmin=vmin,
+        vmax=vmax,
+        dropped=dropped,
+    )
