@@ -52,6 +52,7 @@ __all__ = [
     "read_header",
     "TrainingData",
     "training_data",
+    "recovery_table",
     "save_checkpoint",
     "load_checkpoint",
 ]
@@ -611,3 +612,18 @@ def training_data(covariates, grid, targets, target_var: str | None = None) -> T
         vmax=vmax,
         dropped=dropped,
     )
+
+
+def recovery_table(pred: np.ndarray, target: np.ndarray, names: list[str]) -> list[dict]:
+    """Per-parameter R2 and RMSE of predictions against targets (normalized units).
+
+    R2 is ``1 - SSE / SST``; for a target with (near) zero variance it is reported as None
+    (only the RMSE is meaningful).
+    """
+    rows = []
+    for j, name in enumerate(names):
+        err = pred[:, j] - target[:, j]
+        sst = np.sum((target[:, j] - target[:, j].mean()) ** 2)
+        r2 = float(1.0 - np.sum(err**2) / sst) if sst > 1e-12 * len(err) else None
+        rows.append({"parameter": name, "r2": r2, "rmse": float(np.sqrt(np.mean(err**2)))})
+    return rows
