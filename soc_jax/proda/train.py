@@ -447,11 +447,12 @@ def train_ensemble(
         ens = dataclasses.replace(ens, state=state, epochs_done=jnp.asarray(e, jnp.int32))
         chunk_no += 1
         if bar is not None:
-            bar.update(k)
             bar.set_postfix(
                 running=int(jnp.sum(~state.stopped)),
                 best_val=f"{float(jnp.median(state.best_val)):.4g}",
+                refresh=False,
             )
+            bar.update(k)
         if checkpoint is not None and chunk_no % checkpoint_every == 0:
             save_checkpoint(checkpoint, ens, cfg)
         if callback is not None:
