@@ -11,6 +11,7 @@ NSE, ``profiles.nc`` + ``forcing.nc`` + ``covariates.nc``) and writes ``maps.nc`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 
@@ -186,8 +187,16 @@ def run_train(args: argparse.Namespace) -> int:
         if not os.path.exists(ckpt):
             parser.error(f"--resume: no checkpoint at {ckpt}")
         ens, old_cfg, header = load_checkpoint(ckpt)
-        if old_cfg != cfg or header.get("kinds") != kinds:
-            parser.error("--resume: the checkpoint was made with different settings")
+        same = dataclasses.replace(old_cfg, max_epochs=cfg.max_epochs) == cfg
+        if not same or header.get("kinds") != kinds:
+            parser.error(
+                "--resume: the checkpoint was made with different settings "
+                "(only --epochs may change)"
+            )
+        # --epochs may grow: members stopped only by the old epoch limit run on
+        st = ens.state
+        stopped = (st.wait >= cfg.patience) | (st.epoch >= cfg.max_epochs)
+        ens = dataclasses.replace(ens, state=dataclasses.replace(st, stopped=stopped))
         print(f"resuming at epoch {header['epochs_done']}")
     else:
         ens = new_ensemble(X.shape[1], Y.shape[1], tr, va, cfg, seed=args.seed)

@@ -110,9 +110,10 @@ def make_ensemble(
 
     Member ``i`` equals ``PRODANet(n_in, n_out, key=keys[i], ...)`` exactly.
     """
-    return eqx.filter_vmap(
-        lambda k: PRODANet(n_in, n_out, key=k, hidden=hidden, dropout=dropout, dtype=dtype)
-    )(keys)
+    make = eqx.filter_vmap(
+        lambda k: PRODANet(n_in, n_out, key=k, hidden=tuple(hidden), dropout=dropout, dtype=dtype)
+    )
+    return eqx.filter_jit(make)(keys)  # one compiled call instead of eager vmapped ops
 
 
 def n_weights(model: PRODANet) -> int:

@@ -102,7 +102,7 @@ def test_adadelta_equals_numpy_transcription_of_keras():
 
 def test_make_ensemble_members_equal_single_networks():
     keys = jax.random.split(jax.random.key(5), 3)
-    ens = make_ensemble(keys, 60, 4, hidden=(16, 8), dtype=jnp.float64)
-    one = PRODANet(60, 4, key=keys[1], hidden=(16, 8), dtype=jnp.float64)
+    ens = make_ensemble(keys, 5, 2, hidden=(3,), dtype=jnp.float64)
+    one = PRODANet(5, 2, key=keys[1], hidden=(3,), dtype=jnp.float64)
     for layer_e, layer_1 in zip(ens.layers, one.layers, strict=True):
         np.testing.assert_array_equal(layer_e.weight[1], layer_1.weight)
