@@ -246,7 +246,7 @@ def run_train(args: argparse.Namespace) -> int:
 
         seeds = np.array([k == "seed" for k in kinds])
         seed_models = jax.tree.map(lambda a: a[seeds] if eqx.is_array(a) else a, ens.best_models)
-        pred = predict_parameters(seed_models, data.X[hold]).mean(axis=0)
+        pred = predict_parameters(seed_models, data.X[hold]).astype(float).mean(axis=0)
         table = recovery_table(pred, data.Y[hold], data.parameter_names)
         member["heldout_pred"] = (
             ("heldout", "parameter"),

@@ -105,7 +105,7 @@ def _predict_block(models, x):
 
 
 def predict_parameters(models, X: np.ndarray, block: int = 4096) -> np.ndarray:
-    """Raw network outputs for every member and row: (M, n, n_par), unclipped.
+    """Raw network outputs for every member and row: (M, n, n_par), unclipped, network dtype.
 
     Args:
         models: stacked members (`soc_jax.proda.train.Ensemble.best_models`).
@@ -120,7 +120,7 @@ def predict_parameters(models, X: np.ndarray, block: int = 4096) -> np.ndarray:
         out.append(
             np.asarray(_predict_block(models, jnp.asarray(X[idx], dtype)))[:, : min(block, n - s)]
         )
-    return np.concatenate(out, axis=1).astype(float)
+    return np.concatenate(out, axis=1)
 
 
 def _model_module(model: str):
@@ -210,7 +210,7 @@ class Prediction:
     """Everything predicted on the grid's land cells (n cells).
 
     Attributes:
-        params: (M, n, n_par) clipped normalized parameters of every member.
+        params: (M, n, n_par) clipped normalized parameters of every member (network dtype).
         stocks: (M, n, 4) stocks (0-30, 0-100, 0-200 cm, total) gC m-2, 0 where failed.
         soc: (n, 20) per-cell median over seed members of layer SOC, gC m-3.
         ok: (M, n) steady state succeeded.
@@ -280,8 +280,7 @@ def global_prediction(
     boots = np.array([k == "bootstrap" for k in kinds])
     if not seeds.any():
         raise ValueError("need at least one seed (best-guess) member")
-    raw = predict_parameters(models, X)
-    params = np.asarray(clip_parameters(raw))
+    params = np.asarray(clip_parameters(predict_parameters(models, X)))  # network's dtype
     M, n, _ = params.shape
     extra_runs = int(homogeneous is not None) + int(default and model == "clm5")
     bar = None
@@ -289,15 +288,22 @@ def global_prediction(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=(M + extra_runs) * n, desc="steady states", unit="cell")
-    soc = np.zeros((M, n, N_LAYERS))
+    # per member only the four stocks are kept (a 0.5-degree grid has ~60k cells x 210
+    # members); layer SOC is kept for the seed members (their per-cell median)
+    st = np.zeros((M, n, len(STOCK_NAMES)))
     ok = np.zeros((M, n), bool)
+    seed_soc = np.zeros((int(seeds.sum()), n, N_LAYERS))
+    k = 0
     for m in range(M):
-        x = np.asarray(space.to_physical(jnp.asarray(params[m])))
-        soc[m], ok[m] = simulate_cells(model, x, forcing, mode=mode, block=block, progress=bar)
-    st = _stock_array(soc)  # (M, n, 4)
+        x = np.asarray(space.to_physical(jnp.asarray(params[m], jnp.float64)))
+        soc, ok[m] = simulate_cells(model, x, forcing, mode=mode, block=block, progress=bar)
+        st[m] = _stock_array(soc)
+        if seeds[m]:
+            seed_soc[k] = soc
+            k += 1
     area = cell_area(lat, resolution)
     best = _masked_quantiles(st[seeds], ok[seeds][..., None], 0.5)
-    best_soc = _masked_quantiles(soc[seeds], ok[seeds][..., None], 0.5)
+    best_soc = _masked_quantiles(seed_soc, ok[seeds][..., None], 0.5)
     best_ok = ok[seeds].any(axis=0)
     totals: dict = {}
     totals["proda_best_guess"] = {
@@ -666,7 +672,7 @@ def heldout_nse(
     params = np.asarray(clip_parameters(predict_parameters(seed_models, X)))
     sims, oks = [], []
     for m in range(params.shape[0]):
-        x = np.asarray(space.to_physical(jnp.asarray(params[m])))
+        x = np.asarray(space.to_physical(jnp.asarray(params[m], jnp.float64)))
         soc, ok = simulate_cells(model, x, forcing, mode=mode, block=block)
         sims.append(np.asarray(_pchip_rows(jnp.asarray(soc), jnp.asarray(obs.depth))))
         oks.append(ok)

@@ -99,7 +99,7 @@ def test_prediction_stocks_totals_and_failures(small_world, tmp_path):
     assert np.all(pred.stocks[:, 0] == 0.0)
     # per-cell stocks equal a direct steady state with the clipped member parameters
     for c in (1, n // 2, n - 1):
-        x = clm5.PARAMETERS.to_physical(pred.params[0, c])
+        x = clm5.PARAMETERS.to_physical(jnp.asarray(pred.params[0, c], jnp.float64))
         f = jax.tree.map(lambda a: jnp.asarray(a[c]), forcing)
         direct = np.asarray(stocks(clm5.steady_state(x, f, mode="proda").soc).top_100cm)
         np.testing.assert_allclose(pred.stocks[0, c, 1], direct, rtol=1e-10)
