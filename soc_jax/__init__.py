@@ -4,7 +4,8 @@ The public API, re-exported here:
 
 - process models (one profile, pure, vmappable): ``soc_jax.clm5``, ``soc_jax.compas``;
 - building blocks: `Forcing`, `ParameterSpace`, `stocks`, `pchip_interpolate`, `map_profiles`;
-- sub-packages: ``soc_jax.data`` (profiles, loaders, synthetic world), ``soc_jax.ude``.
+- sub-packages: ``soc_jax.data`` (profiles, loaders, synthetic world), ``soc_jax.ude``,
+  ``soc_jax.proda`` (the PRODA network, ensembles, global prediction).
 
 soc_jax never switches JAX to float64 on import; call
 ``jax.config.update("jax_enable_x64", True)`` at the start of your program.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from . import proda as proda
     from .batching import map_profiles as map_profiles
     from .forcing import Forcing as Forcing
     from .grid import pchip_interpolate as pchip_interpolate
@@ -37,6 +39,7 @@ __all__ = [
     "compas",
     "map_profiles",
     "pchip_interpolate",
+    "proda",
     "stocks",
 ]
 
@@ -51,5 +54,6 @@ __getattr__, __dir__ = lazy_exports(
         "compas": ".models.compas",
         "ParameterSpace": ".parameters",
         "ParameterSpec": ".parameters",
+        "proda": ".proda",
     },
 )

@@ -89,36 +89,31 @@ class _Steps:
 def failure_codes(model, result, params, forcing, mode: str) -> np.ndarray:
     """Why each steady state failed: (n,) int8 codes of `FAILURES` (0 where ``ok``).
 
-    The one place that explains failures, from the fields a result has today (``ok``,
-    ``rcond``; COMPAS's ``negative`` and ``mic_ratio``); the first reason that applies wins.
-    When the core's results carry per-profile failure flags, decode them here instead.
+    Decodes the result's flags (`soc_jax.models.common`) into one reason per profile; the first
+    that applies wins: input, then the DA check, the sign flip, the condition number and a
+    non-finite solve.
 
     Args:
-        model: `soc_jax.models.clm5` or `soc_jax.models.compas`.
+        model: `soc_jax.models.clm5` or `soc_jax.models.compas` (unused: flags say it all).
         result: batched steady-state result (numpy leaves, leading profile axis n).
-        params: (n_params,) or (n, n_params) physical parameters used.
-        forcing: the batched `Forcing` used.
-        mode: the mode used.
+        params: (n_params,) or (n, n_params) physical parameters used (unused).
+        forcing: the batched `Forcing` used (unused).
+        mode: the mode used (unused).
     """
-    import jax
+    from .models import common
 
-    ok = np.asarray(result.ok, bool)
-    n = ok.shape[0]
-    valid_forcing = np.asarray(jax.vmap(lambda f: f.is_valid())(forcing), bool)
-    in_prior = np.broadcast_to(np.asarray(model.PARAMETERS.in_bounds(params), bool), (n,))
-    bad_input = ~valid_forcing | (~in_prior if mode == "proda" else False)
-    codes = np.full(n, 5, np.int8)
-    mic_ratio = getattr(result, "mic_ratio", None)
-    negative = getattr(result, "negative", None)
-    checks = [
-        (4, np.zeros(n, bool) if mic_ratio is None or mode != "proda" else mic_ratio < 10.0),
-        (3, np.zeros(n, bool) if negative is None else np.asarray(negative, bool)),
-        (2, ~(np.asarray(result.rcond) >= model.RCOND_MIN)),
-        (1, bad_input),
+    flags = np.asarray(result.flags)
+    codes = np.zeros(flags.shape, np.int8)
+    order = [
+        (5, common.NONFINITE),
+        (2, common.SINGULAR),
+        (3, common.NEGATIVE),
+        (4, common.MIC_RATIO),
+        (1, common.INPUT | common.PRIOR),
     ]
-    for code, hit in checks:  # later checks win: input first, then the solve, then COMPAS
-        codes = np.where(hit, code, codes)
-    return np.where(ok, 0, codes).astype(np.int8)
+    for code, bits in order:  # later entries win
+        codes = np.where(flags & bits, code, codes)
+    return codes.astype(np.int8)
 
 
 def _where(lat: np.ndarray, failed: np.ndarray) -> str:
