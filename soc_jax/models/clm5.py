@@ -43,7 +43,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .. import grid
-from .._checks import is_concrete, require_x64, validate_profile_inputs
+from .._checks import require_x64, validate_profile_inputs
 from ..forcing import (
     DAYS_PER_YEAR,
     Forcing,
@@ -59,7 +59,15 @@ from ..linalg import CompartmentalOperator
 from ..linalg import steady_state as _solve_steady
 from ..parameters import ParameterSpace, ParameterSpec
 from ..transport import TransportBasis, transport_basis
-from .common import finish, parameters_ok, solve_guarded, stand_in_parameters
+from .common import RCOND_MIN as RCOND_MIN
+from .common import (
+    as_prepared,
+    finish,
+    parameters_ok,
+    prepare_batch,
+    solve_guarded,
+    stand_in_parameters,
+)
 
 __all__ = [
     "POOLS",
@@ -182,12 +190,7 @@ def prepare(forcing: Forcing, mode: Mode = "proda") -> Prepared:
             or a traced forcing, is flagged per profile instead).
     """
     _check_mode(mode)
-    if is_concrete(forcing) and forcing.batch_shape == ():
-        forcing.validate()
-    fn = functools.partial(_prepare, mode=mode)
-    for _ in forcing.batch_shape:
-        fn = jax.vmap(fn)
-    return fn(forcing)
+    return prepare_batch(_prepare, forcing, mode)
 
 
 def _prepare(forcing: Forcing, mode: str) -> Prepared:
@@ -209,17 +212,7 @@ def _prepare(forcing: Forcing, mode: str) -> Prepared:
 
 
 def _as_prepared(forcing: Forcing | Prepared, mode: str | None) -> tuple[Prepared, str]:
-    """The prepared profile and the mode to use (a prepared profile fixes the mode)."""
-    if isinstance(forcing, Prepared):
-        if mode is not None and mode != forcing.mode:
-            raise ValueError(
-                f"profile was prepared for mode={forcing.mode!r}, not {mode!r}: call "
-                f"prepare(forcing, mode={mode!r})"
-            )
-        return forcing, forcing.mode
-    mode = "proda" if mode is None else mode
-    _check_mode(mode)
-    return _prepare(forcing, mode), mode
+    return as_prepared(forcing, mode, Prepared, _prepare, _check_mode)
 
 
 class CLM5Matrices(eqx.Module):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
@@ -199,3 +200,43 @@ def finish(
         *((flag, computed & cond) for flag, cond in extra),
     )
     return flags, jnp.where(computed & finite, x, 0.0)
+
+
+def prepare_batch(prepare_one: Any, forcing: Any, mode: str) -> Any:
+    """Run a model's one-profile ``prepare_one(forcing, mode)`` on a profile or a batch.
+
+    Outside ``jit`` a single profile whose forcing breaks a rule raises ``ValueError`` naming the
+    field; a batch (or a traced forcing) is flagged per profile instead.
+    """
+    from .._checks import is_concrete
+
+    if is_concrete(forcing) and forcing.batch_shape == ():
+        forcing.validate()
+    fn = lambda f: prepare_one(f, mode)  # noqa: E731
+    for _ in forcing.batch_shape:
+        fn = jax.vmap(fn)
+    return fn(forcing)
+
+
+def as_prepared(
+    forcing: Any, mode: str | None, prepared_type: type, prepare_one: Any, check_mode: Any
+) -> tuple[Any, str]:
+    """The prepared profile and the mode to use (a prepared profile fixes its mode).
+
+    Args:
+        forcing: a `Forcing` (prepared here, traceably) or an instance of ``prepared_type``.
+        mode: the mode asked for, or None for the prepared profile's (else ``"proda"``).
+        prepared_type: the model's ``Prepared`` class.
+        prepare_one: the model's one-profile prepare function ``(forcing, mode)``.
+        check_mode: the model's mode check (raises ``ValueError``).
+    """
+    if isinstance(forcing, prepared_type):
+        if mode is not None and mode != forcing.mode:
+            raise ValueError(
+                f"profile was prepared for mode={forcing.mode!r}, not {mode!r}: call "
+                f"prepare(forcing, mode={mode!r})"
+            )
+        return forcing, forcing.mode
+    mode = "proda" if mode is None else mode
+    check_mode(mode)
+    return prepare_one(forcing, mode), mode

@@ -100,7 +100,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .. import grid
-from .._checks import is_concrete, require_x64, validate_profile_inputs
+from .._checks import require_x64, validate_profile_inputs
 from ..forcing import (
     DAYS_PER_YEAR,
     Forcing,
@@ -117,11 +117,14 @@ from ..transport import TransportBasis, transport_basis
 from .common import (
     MIC_RATIO,
     NEGATIVE,
+    as_prepared,
     finish,
     parameters_ok,
+    prepare_batch,
     solve_guarded,
     stand_in_parameters,
 )
+from .common import RCOND_MIN as RCOND_MIN
 
 __all__ = [
     "POOLS",
@@ -295,12 +298,7 @@ def prepare(forcing: Forcing, mode: Mode = "proda") -> Prepared:
         ValueError: outside ``jit``, for a single profile whose forcing breaks a rule.
     """
     _check_mode(mode)
-    if is_concrete(forcing) and forcing.batch_shape == ():
-        forcing.validate()
-    fn = functools.partial(_prepare, mode=mode)
-    for _ in forcing.batch_shape:
-        fn = jax.vmap(fn)
-    return fn(forcing)
+    return prepare_batch(_prepare, forcing, mode)
 
 
 def _prepare(forcing: Forcing, mode: str) -> Prepared:
@@ -319,17 +317,7 @@ def _prepare(forcing: Forcing, mode: str) -> Prepared:
 
 
 def _as_prepared(forcing: Forcing | Prepared, mode: str | None) -> tuple[Prepared, str]:
-    """The prepared profile and the mode to use (a prepared profile fixes the mode)."""
-    if isinstance(forcing, Prepared):
-        if mode is not None and mode != forcing.mode:
-            raise ValueError(
-                f"profile was prepared for mode={forcing.mode!r}, not {mode!r}: call "
-                f"prepare(forcing, mode={mode!r})"
-            )
-        return forcing, forcing.mode
-    mode = "proda" if mode is None else mode
-    _check_mode(mode)
-    return _prepare(forcing, mode), mode
+    return as_prepared(forcing, mode, Prepared, _prepare, _check_mode)
 
 
 class COMPASMatrices(eqx.Module):
