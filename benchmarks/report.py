@@ -11,7 +11,15 @@ import json
 import sys
 from pathlib import Path
 
-IMPLS = ["numpy", "jax-dense", "jax-structured", "jax-structured-chunked"]
+IMPLS = [
+    "numpy",
+    "numpy-stacked",
+    "jax-dense",
+    "jax-structured",
+    "jax-structured-chunked",
+    "jax-prepared",
+    "jax-prepared-chunked",
+]
 
 
 def table(path: Path) -> str:
@@ -22,9 +30,9 @@ def table(path: Path) -> str:
         f"{env['precision']}, {env['date']}, load average {env['load_average_1min_at_start']:.1f} "
         f"-> {env.get('load_average_1min_at_end', float('nan')):.1f}",
         "",
-        "| model | profiles | implementation | forward /s | x NumPy | fwd+grad /s | x NumPy "
-        "| grad/fwd cost | compile fwd / grad (s) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| model | profiles | implementation | forward /s | x NumPy | x stacked | fwd+grad /s "
+        "| x NumPy | grad/fwd cost | compile fwd / grad (s) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = data["results"]
     keys = sorted(
@@ -37,11 +45,19 @@ def table(path: Path) -> str:
         if impl == "numpy":
             lines.append(
                 f"| {model} | {n} | NumPy (loop of {fwd['measured_profiles']}) | "
-                f"{fwd['rate']:,.0f} | 1 | - | - | - | - |"
+                f"{fwd['rate']:,.0f} | 1 | - | - | - | - | - |"
             )
             continue
+        if impl == "numpy-stacked":
+            lines.append(
+                f"| {model} | {n} | NumPy stacked solve ({fwd['measured_profiles']} systems, "
+                f"assembly excluded) | {fwd['rate']:,.0f} | - | 1 | - | - | - | - |"
+            )
+            continue
+        stacked = fwd.get("ratio_numpy_stacked")
+        stacked = f"{stacked:,.1f}" if stacked is not None else "-"
         lines.append(
-            f"| {model} | {n} | {impl} | {fwd['rate']:,.0f} | {fwd['ratio']:,.0f} | "
+            f"| {model} | {n} | {impl} | {fwd['rate']:,.0f} | {fwd['ratio']:,.0f} | {stacked} | "
             f"{grad['rate']:,.0f} | {grad['ratio']:,.0f} | {grad['cost_vs_forward']:.2f} | "
             f"{fwd['compile_s']:.1f} / {grad['compile_s']:.1f} |"
         )
