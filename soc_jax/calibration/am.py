@@ -42,9 +42,10 @@ phase), so restarts and discards happen *per chain* by resetting that chain's st
 others go on; a finished chain is frozen by a mask (its evaluations are still computed, as
 lock-step vectorisation requires, and counted as wasted in `ChainState.n_evals`). The host calls
 `run_block` repeatedly (blocks of ``block`` steps) until every chain is done or failed, or the
-step budget is spent: with no restart at all one chain needs exactly ``n_test + n_formal``
-steps. The random key of a step is ``fold_in(chain_key, t)`` with ``t`` the chain's own count
-of active steps, so results do not depend on how the run is cut into blocks or which other
+step budget is spent: with no restart at all one chain needs exactly ``1 + n_test + n_formal``
+steps (the first evaluates the start p0, so there is no separately compiled initialisation).
+The random key of a step is ``fold_in(chain_key, t)`` with ``t`` the chain's own count of
+active steps, so results do not depend on how the run is cut into blocks or which other
 profiles share the batch.
 
 **Memory per chain** (bounded, independent of the run length): the state, the test-run
@@ -77,18 +78,21 @@ from jaxtyping import Array
 __all__ = [
     "AMConfig",
     "ChainState",
+    "START",
     "TEST",
     "FORMAL",
     "DONE",
     "FAILED",
     "init_chains",
+    "pred_width",
     "run_block",
     "run",
     "chain_keys",
 ]
 
-TEST, FORMAL, DONE, FAILED = 0, 1, 2, 3
-"""Chain phases. FAILED: more than ``max_discards`` discards (PRODA's profile failure)."""
+START, TEST, FORMAL, DONE, FAILED = -1, 0, 1, 2, 3
+"""Chain phases. START: the next step evaluates p0. FAILED: more than ``max_discards`` discards
+(PRODA's profile failure)."""
 
 BAD_START_COST: float = 1e10
 """Cost given to a failed evaluation of the starting point p0 (finite; any valid move beats it)."""
@@ -160,7 +164,7 @@ class AMConfig(NamedTuple):
     def max_steps(self) -> int:
         """Worst-case steps of one chain: every test try and every discard used."""
         per_attempt = (self.max_test_tries + 1) * self.n_test + self.n_formal
-        return (self.max_discards + 1) * per_attempt
+        return 1 + (self.max_discards + 1) * per_attempt
 
 
 class ChainState(NamedTuple):
@@ -234,25 +238,23 @@ def _sanitized(evaluation) -> tuple[Array, Array, Array]:
     return j, pred, failed
 
 
-def _init_one(data, evaluate: Evaluator, cfg: AMConfig, n: int) -> ChainState:
+def _init_one(cfg: AMConfig, n: int, w: int) -> ChainState:
+    """Phase START: the first step of a chain evaluates p0 (no separate compiled init)."""
     p0 = jnp.full((n,), cfg.start)
-    j0, pred0, failed0 = _sanitized(evaluate(p0, data))
-    j0 = jnp.where(failed0, BAD_START_COST, j0)
-    w = pred0.shape[0]
     c = cfg.capacity
     z = jnp.zeros
     i0 = jnp.asarray(0, jnp.int32)
     f64 = p0.dtype
     return ChainState(
         t=i0,
-        phase=i0,
+        phase=jnp.asarray(START, jnp.int32),
         simu=i0,
         theta=p0,
-        cost=j0,
-        pred=pred0,
-        cost0=j0,
-        pred0=pred0,
-        failed0=failed0,
+        cost=z((), f64),
+        pred=z((w,), f64),
+        cost0=z((), f64),
+        pred0=z((w,), f64),
+        failed0=jnp.asarray(False),
         n_acc=i0,
         coef=z((), f64),
         last_dj=z((), f64),
@@ -268,23 +270,29 @@ def _init_one(data, evaluate: Evaluator, cfg: AMConfig, n: int) -> ChainState:
         rec_theta=z((c, n), f64),
         rec_pred=z((c, w), f64),
         n_rec=i0,
-        n_evals=jnp.asarray(1, jnp.int32),
-        n_failed=failed0.astype(jnp.int32),
+        n_evals=i0,
+        n_failed=i0,
         n_test_restarts=i0,
         n_resample_cap=i0,
         acc_formal=i0,
     )
 
 
-def init_chains(data, evaluate: Evaluator, cfg: AMConfig, n_params: int, n_chains: int):
-    """Initial states of ``n_chains`` chains for a batch of profiles (vmapped over ``data``).
+def init_chains(cfg: AMConfig, n_profiles: int, n_chains: int, n_params: int, width: int):
+    """Initial states (phase START, at p0) with leading axes (n_profiles, n_chains).
 
-    All chains start at p0, so J(p0) is evaluated once per profile and broadcast.
+    Args:
+        width: length of the evaluator's ``pred`` (observation slots).
     """
-    one = jax.vmap(lambda d: _init_one(d, evaluate, cfg, n_params))(data)
-    return jax.tree.map(
-        lambda x: jnp.broadcast_to(x[:, None], (x.shape[0], n_chains) + x.shape[1:]), one
-    )
+    one = _init_one(cfg, n_params, width)
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n_profiles, n_chains) + x.shape), one)
+
+
+def pred_width(evaluate: Evaluator, data, n_params: int) -> int:
+    """Length of ``evaluate``'s prediction for one profile of ``data`` (no computation)."""
+    p0 = jnp.zeros((n_params,))
+    shapes = jax.eval_shape(lambda d: evaluate(p0, jax.tree.map(lambda x: x[0], d)), data)
+    return int(shapes[1].shape[0])
 
 
 def _inside(p: Array) -> Array:
@@ -334,11 +342,28 @@ def _welford(s: ChainState, x: Array) -> tuple:
 
 def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> ChainState:
     n = s.theta.shape[0]
-    active = s.phase <= FORMAL
+    active = s.phase <= FORMAL  # START, TEST or FORMAL
     key = jax.random.fold_in(key0, s.t)
     k_prop, k_u = jax.random.split(key)
     prop, inside, cap_hit = _propose(k_prop, s, cfg, n)
+    starting = s.phase == START
+    p0 = jnp.full_like(s.theta, cfg.start)
+    prop = jnp.where(starting, p0, prop)
+    inside = inside | starting
     j_new, pred_new, failed = _sanitized(evaluate(jnp.clip(prop, 0.0, 1.0), data))
+    j_start = jnp.where(failed, BAD_START_COST, j_new)
+    started = s._replace(
+        t=s.t + 1,
+        phase=jnp.asarray(TEST, s.phase.dtype),
+        theta=p0,
+        cost=j_start,
+        cost0=j_start,
+        pred=pred_new,
+        pred0=pred_new,
+        failed0=failed,
+        n_evals=s.n_evals + 1,
+        n_failed=s.n_failed + failed,
+    )
     failed = failed | ~inside
     j_new = jnp.where(failed, s.cost + cfg.penalty, j_new)
     is_test = s.phase == TEST
@@ -375,7 +400,7 @@ def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> 
         k = simu
         keep = ~is_test & (k % cfg.thin == 0)
     slot = jnp.clip(k // cfg.thin - 1, 0, cfg.capacity - 1)
-    keep &= (k // cfg.thin - 1 < cfg.capacity) & active
+    keep &= (k // cfg.thin - 1 < cfg.capacity) & active & ~starting
     rec_theta = s.rec_theta.at[slot].set(jnp.where(keep, theta, s.rec_theta[slot]))
     rec_pred = s.rec_pred.at[slot].set(jnp.where(keep, pred, s.rec_pred[slot]))
     n_rec = s.n_rec + keep
@@ -482,6 +507,7 @@ def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> 
         ),
         acc_formal=jnp.where(finished, n_acc, out.acc_formal),
     )
+    out = pick(starting, started, out)
     out = pick(active, out, s)
     return out._replace(rec_theta=rec_theta, rec_pred=rec_pred)
 
@@ -509,11 +535,6 @@ def run_block(states: ChainState, data, keys: Array, evaluate: Evaluator, cfg: A
     return jax.vmap(per_profile, in_axes=(0, 0, 0))(states, data, keys)
 
 
-@functools.partial(jax.jit, static_argnames=("evaluate", "cfg", "n_params", "n_chains"))
-def _init_jit(data, evaluate, cfg, n_params, n_chains):
-    return init_chains(data, evaluate, cfg, n_params, n_chains)
-
-
 def run(
     data,
     profile_keys: Array,
@@ -532,8 +553,8 @@ def run(
         evaluate, cfg: as in `run_block`.
         n_params: number of parameters n.
         n_chains: chains per profile (PRODA 3).
-        block: steps per compiled block (default ``n_test + n_formal``, i.e. one pass when no
-            chain restarts).
+        block: steps per compiled block (default ``1 + n_test + n_formal``, i.e. one pass when
+            no chain restarts).
         callback: called with the states after every block (progress reporting).
 
     Returns:
@@ -541,12 +562,14 @@ def run(
         worst-case budget (`AMConfig.max_steps`) is spent keep phase TEST/FORMAL.
     """
     cfg.validate()
-    block = int(block or cfg.n_test + cfg.n_formal)
+    block = int(block or 1 + cfg.n_test + cfg.n_formal)
     keys = jax.vmap(lambda k: chain_keys(k, n_chains))(jnp.asarray(profile_keys))
-    states = _init_jit(data, evaluate, cfg, n_params, n_chains)
+    n_profiles = int(jax.tree.leaves(data)[0].shape[0])
+    width = pred_width(evaluate, data, n_params)
+    states = init_chains(cfg, n_profiles, n_chains, n_params, width)
     done_steps = 0
     while done_steps < cfg.max_steps():
-        if not np.any(np.asarray(states.phase) <= FORMAL):
+        if not np.any(np.asarray(states.phase) <= FORMAL):  # every chain DONE or FAILED
             break
         states = run_block(states, data, keys, evaluate, cfg, block)
         done_steps += block

@@ -92,8 +92,8 @@ def test_test_run_restart_rule():
     assert int(st.phase[0, 0]) == am.FAILED
     assert int(st.n_discards[0, 0]) == 1
     assert float(st.sd_factor[0, 0]) == pytest.approx(0.7)
-    # steps: 3 x (n_test - 1) restarts, n_test, n_formal - 1 to the check
-    assert int(st.t[0, 0]) == 3 * 99 + 100 + 49
+    # steps: the start (evaluates p0), 3 x (n_test - 1) restarts, n_test, n_formal - 1 to the check
+    assert int(st.t[0, 0]) == 1 + 3 * 99 + 100 + 49
 
 
 def test_default_samples_exp_minus_j():

@@ -53,9 +53,8 @@ def _fake_states(theta, n_rec, pred, phase):
     """A ChainState of (P, C) chains with the given records (other fields from init)."""
     P, C, K, n = theta.shape
     w = pred.shape[-1]
-    ev = lambda p, d: (jnp.sum(p) * 0.0, jnp.zeros(w), jnp.asarray(False))
     cfg = am.AMConfig(n_test=10, n_formal=K, thin=1)
-    st = am.init_chains({"x": jnp.zeros(P)}, ev, cfg, n, C)
+    st = am.init_chains(cfg, P, C, n, w)
     return st._replace(
         rec_theta=jnp.asarray(theta),
         rec_pred=jnp.asarray(pred),
