@@ -370,10 +370,14 @@ def _assemble(profiles, chunks, keep, skipped, space, settings):
     obs = pad_observations(profiles, w)
     data["soc_obs"] = (
         ("profile", "slot"),
-        obs.soc,
-        {"long_name": "observed SOC (0 on padding)", "units": "gC m-3"},
+        np.where(np.isfinite(obs.soc), obs.soc, 0.0),
+        {"long_name": "observed SOC (0 on padding and where the input is NaN)", "units": "gC m-3"},
     )
-    data["depth_obs"] = (("profile", "slot"), obs.depth, {"long_name": "node depth", "units": "m"})
+    data["depth_obs"] = (
+        ("profile", "slot"),
+        np.where(np.isfinite(obs.depth), obs.depth, 0.0),
+        {"long_name": "observed node depth (0 where the input is NaN)", "units": "m"},
+    )
     data["obs_mask"] = (
         ("profile", "slot"),
         obs.mask.astype(np.int8),

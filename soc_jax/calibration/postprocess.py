@@ -137,7 +137,8 @@ def gev_mode(x: np.ndarray, valid: np.ndarray | None = None, axis: int = -2) -> 
     sigma = np.where(small, l2 / math.log(2.0), l2 * khs / ((1.0 - 2.0 ** (-khs)) * g))
     mu = np.where(small, l1 - 0.5772156649015329 * sigma, l1 - sigma * (1.0 - g) / khs)
     k = -khs
-    mode = np.where(small, mu, mu + sigma * ((1.0 + k) ** (-k) - 1.0) / k)
+    base = np.where(1.0 + k > 0, 1.0 + k, 1.0)  # the mode exists for k > -1 only; else mu
+    mode = np.where(small | (1.0 + k <= 0), mu, mu + sigma * (base ** (-k) - 1.0) / k)
     mode = np.where(flat, l1, mode)
     return mode[..., 0]
 
