@@ -240,7 +240,8 @@ def _sanitized(evaluation) -> tuple[Array, Array, Array]:
 
 def _init_one(cfg: AMConfig, n: int, w: int) -> ChainState:
     """Phase START: the first step of a chain evaluates p0 (no separate compiled init)."""
-    p0 = jnp.full((n,), cfg.start)
+    # not weak-typed: the state's types must equal run_block's outputs (else a recompile)
+    p0 = jnp.full((n,), cfg.start, dtype=jnp.zeros(()).dtype)
     c = cfg.capacity
     z = jnp.zeros
     i0 = jnp.asarray(0, jnp.int32)
@@ -285,7 +286,10 @@ def init_chains(cfg: AMConfig, n_profiles: int, n_chains: int, n_params: int, wi
         width: length of the evaluator's ``pred`` (observation slots).
     """
     one = _init_one(cfg, n_params, width)
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n_profiles, n_chains) + x.shape), one)
+    states = jax.tree.map(lambda x: jnp.broadcast_to(x, (n_profiles, n_chains) + x.shape), one)
+    weak = [f for f, x in zip(ChainState._fields, states, strict=True) if x.weak_type]
+    assert not weak, f"weak-typed initial state fields {weak} would trigger a recompile"
+    return states
 
 
 def pred_width(evaluate: Evaluator, data, n_params: int) -> int:
