@@ -95,8 +95,9 @@ def run_model(model: str, args) -> dict:
         rows.append(
             {
                 "parameter": name,
-                "r2": float(1 - np.sum((e - t) ** 2) / ss) if ss > 0 else float("nan"),
-                "corr": float(np.corrcoef(t, e)[0, 1]) if t.std() > 0 and e.std() > 0 else 0.0,
+                "r2": float(1 - np.sum((e - t) ** 2) / ss) if ss > 1e-12 else None,
+                "mae": float(np.mean(np.abs(e - t))),
+                "corr": float(np.corrcoef(t, e)[0, 1]) if t.std() > 1e-9 and e.std() > 0 else None,
                 "coverage90": float(cov[k]),
                 "median_rhat": float(np.median(post["rhat"].values[done][:, k])),
                 "truth_sd": float(t.std()),
@@ -124,6 +125,7 @@ def run_model(model: str, args) -> dict:
         "filter_pass": float(post["filter_pass"].values[done].mean()),
         "median_acceptance": float(np.median(acc)) if acc.size else float("nan"),
         "median_r2_fit": float(np.median(post["r2_max"].values[done])),
+        "median_gr_mean": float(np.median(post["gr_mean"].values[done])),
         "world_seconds": t_world,
         "calibration_seconds": wall,
         "model_evaluations": res["evals"],
@@ -140,16 +142,22 @@ def table(summary: dict) -> str:
         f"{summary['noise']}, {summary['steps_test']} + {summary['steps_formal']} steps x 3 "
         f"chains, {'faithful' if summary['faithful'] else 'corrected'} AM; site filter pass "
         f"{100 * summary['filter_pass']:.0f} %, median acceptance "
-        f"{summary['median_acceptance']:.2f}, {summary['calibration_seconds']:.0f} s)",
+        f"{summary['median_acceptance']:.2f}, median fit R2 {summary['median_r2_fit']:.2f}, "
+        f"median mean-GR {summary['median_gr_mean']:.2f}, {summary['calibration_seconds']:.0f} s)",
         "",
-        "| parameter | R2 (mean vs truth) | corr | 90 % coverage | median R-hat | "
+        "| parameter | R2 (mean vs truth) | corr | MAE | 90 % coverage | median R-hat | "
         "truth sd | median posterior sd |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def f(x):
+        return "const" if x is None else f"{x:.2f}"
+
     for r in summary["rows"]:
         lines.append(
-            f"| {r['parameter']} | {r['r2']:.2f} | {r['corr']:.2f} | {r['coverage90']:.2f} | "
-            f"{r['median_rhat']:.2f} | {r['truth_sd']:.3f} | {r['posterior_sd_median']:.3f} |"
+            f"| {r['parameter']} | {f(r['r2'])} | {f(r['corr'])} | {r['mae']:.3f} | "
+            f"{r['coverage90']:.2f} | {r['median_rhat']:.2f} | {r['truth_sd']:.3f} | "
+            f"{r['posterior_sd_median']:.3f} |"
         )
     return "\n".join(lines)
 

@@ -4,12 +4,14 @@ The public API, re-exported here:
 
 - process models (one profile, pure, vmappable): ``soc_jax.clm5``, ``soc_jax.compas``;
 - building blocks: `Forcing`, `ParameterSpace`, `stocks`, `pchip_interpolate`, `map_profiles`;
-- sub-packages: ``soc_jax.data`` (profiles, loaders, synthetic world), ``soc_jax.ude``.
+- sub-packages: ``soc_jax.data`` (profiles, loaders, synthetic world), ``soc_jax.ude``,
+  ``soc_jax.calibration`` (PRODA's batched adaptive Metropolis, ``soc-jax calibrate``).
 
 soc_jax never switches JAX to float64 on import; call
 ``jax.config.update("jax_enable_x64", True)`` at the start of your program.
 """
 
+from . import calibration as calibration
 from .batching import map_profiles as map_profiles
 from .forcing import Forcing as Forcing
 from .grid import pchip_interpolate as pchip_interpolate
@@ -25,6 +27,7 @@ __all__ = [
     "Forcing",
     "ParameterSpace",
     "ParameterSpec",
+    "calibration",
     "clm5",
     "compas",
     "map_profiles",
