@@ -119,3 +119,61 @@ def test_cost_gradient_ignores_padding():
 def test_unknown_model_and_likelihood_raise():
     with pytest.raises(ValueError, match="model"):
         lk.cost("foo", PRED, OBS, DEPTH, MASK)
+
+
+def _profile_data(fail: bool = False):
+    from soc_jax.examples import example_forcing
+
+    forcing, _ = example_forcing(1, seed=2)
+    f = forcing[0]
+    if fail:  # a forcing outside its rules (tsoi 100 K): every evaluation is a failed simulation
+        f = type(f)(**{**{k: getattr(f, k) for k in f.field_info()}, "tsoi": f.tsoi * 0 + 100.0})
+    depth = np.array([0.05, 0.2, 0.5, 0.1])
+    return {
+        "forcing": jax.tree.map(jnp.asarray, f),
+        "depth": jnp.asarray(depth),
+        "obs": jnp.asarray([3000.0, 2000.0, 900.0, 0.0]),
+        "mask": jnp.asarray([True, True, True, False]),
+    }
+
+
+def test_evaluator_and_log_density_on_the_real_model():
+    from soc_jax.models import clm5
+
+    data = _profile_data()
+    ev = lk.make_evaluator("clm5", "proda")
+    p = jnp.full(21, 0.5)
+    e = jax.jit(ev)(p, data)
+    assert not bool(e.failed)
+    # the evaluator's cost equals the cost of the model's SOC put through SciPy's PCHIP
+    soc = np.asarray(clm5.steady_state(clm5.PARAMETERS.to_physical(p), data["forcing"]).soc)
+    m = PchipInterpolator(ZSOI[:20], soc)(np.asarray(data["depth"][:3]))
+    np.testing.assert_allclose(e.pred[:3], m, rtol=1e-10)
+    assert float(e.pred[3]) == 0.0
+    w = lk.clm5_weights(data["obs"], data["depth"], data["mask"])
+    np.testing.assert_allclose(
+        e.cost, lk.cost_clm5(m, data["obs"][:3], w[:3], np.ones(3, bool)), rtol=1e-10
+    )
+
+
+@pytest.mark.slow
+def test_log_density_gradient_matches_finite_difference():
+    # log-density on z = logit(p): finite, its gradient matches a central difference
+    data = _profile_data()
+    z = jnp.full(21, 0.3)
+    k, h = 3, 1e-5
+    zs = jnp.stack([z, z.at[k].add(h), z.at[k].add(-h)])
+    vals, grads = jax.jit(jax.vmap(jax.value_and_grad(lambda z: lk.log_density(z, data))))(zs)
+    assert np.all(np.isfinite(vals)) and np.all(np.isfinite(grads))
+    fd = (vals[1] - vals[2]) / (2 * h)
+    np.testing.assert_allclose(grads[0, k], fd, rtol=1e-5, atol=1e-8)
+
+
+def test_failed_simulation_is_flagged_finite_and_minus_inf_without_nan():
+    data = _profile_data(fail=True)
+    # (outside jit the model refuses such forcing with a ValueError; inside it flags it)
+    e = jax.jit(lk.make_evaluator("clm5", "proda"))(jnp.full(21, 0.5), data)
+    assert bool(e.failed) and np.isfinite(e.cost) and np.all(np.isfinite(e.pred))
+    v, g = jax.jit(jax.value_and_grad(lambda z: lk.log_density(z, data)))(jnp.zeros(21))
+    assert float(v) == -np.inf
+    assert np.all(np.asarray(g) == 0.0)
