@@ -88,6 +88,7 @@ __all__ = [
     "run_block",
     "run",
     "chain_keys",
+    "profile_sharding",
 ]
 
 START, TEST, FORMAL, DONE, FAILED = -1, 0, 1, 2, 3
@@ -539,6 +540,12 @@ def run_block(states: ChainState, data, keys: Array, evaluate: Evaluator, cfg: A
     return jax.vmap(per_profile, in_axes=(0, 0, 0))(states, data, keys)
 
 
+def profile_sharding() -> jax.sharding.NamedSharding:
+    """Sharding of arrays along their leading (profile) axis over all visible devices."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("profile",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("profile"))
+
+
 def run(
     data,
     profile_keys: Array,
@@ -548,6 +555,7 @@ def run(
     n_chains: int = 3,
     block: int | None = None,
     callback: Callable[[ChainState], None] | None = None,
+    shard: bool | None = None,
 ) -> ChainState:
     """Run PRODA's AM to completion for a batch of profiles (host loop over compiled blocks).
 
@@ -560,6 +568,11 @@ def run(
         block: steps per compiled block (default ``1 + n_test + n_formal``, i.e. one pass when
             no chain restarts).
         callback: called with the states after every block (progress reporting).
+        shard: split the profile axis over all visible devices (``jax.sharding.NamedSharding``
+            on a one-axis ``Mesh`` named ``"profile"``); default: when there is more than one
+            device and the number of profiles is a multiple of the device count. Profiles are
+            independent, so the compiled program needs no communication and every profile's
+            result equals the single-device one.
 
     Returns:
         Final `ChainState`, leading axes (profiles, chains). Chains still running when the
@@ -571,6 +584,14 @@ def run(
     n_profiles = int(jax.tree.leaves(data)[0].shape[0])
     width = pred_width(evaluate, data, n_params)
     states = init_chains(cfg, n_profiles, n_chains, n_params, width)
+    n_dev = jax.device_count()
+    if shard is None:
+        shard = n_dev > 1 and n_profiles % n_dev == 0
+    if shard:
+        if n_profiles % n_dev:
+            raise ValueError(f"{n_profiles} profiles cannot be split over {n_dev} devices")
+        sharding = profile_sharding()
+        data, keys, states = jax.device_put((data, keys, states), sharding)
     done_steps = 0
     while done_steps < cfg.max_steps():
         if not np.any(np.asarray(states.phase) <= FORMAL):  # every chain DONE or FAILED

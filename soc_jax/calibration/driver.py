@@ -16,7 +16,9 @@
   diagnostics, modelled SOC at the observed depths, status and reason; no NaN), ``draws.nc``
   (the kept samples in ArviZ's (chain, draw) layout per profile), figures and ``summary.txt``.
 
-Multi-device sharding is not implemented (one device; the profile axis is where it would go).
+Multi-device: each chunk's profile axis is sharded over all visible devices
+(`am.profile_sharding`, a ``NamedSharding`` on a one-axis mesh ``"profile"``); chunks are padded
+to a multiple of the device count. Multi-host (``jax.distributed``) is not wired.
 """
 
 from __future__ import annotations
@@ -236,6 +238,9 @@ def calibrate(
     forcing_all = dataset_to_forcing(forcing)
     evaluate = make_evaluator(settings.model, settings.mode)
     cs = settings.chunk_size
+    # chunks are padded to a multiple of the device count so that they shard over all devices
+    n_dev = jax.device_count()
+    cs_pad = -(-cs // n_dev) * n_dev
     n_chunks = -(-keep.size // cs) if keep.size else 0
 
     bar = None
@@ -254,9 +259,9 @@ def calibrate(
             if bar is not None:
                 bar.update(sel.size)
             continue
-        pad = np.concatenate([sel, np.repeat(sel[-1:], cs - sel.size)])
+        pad = np.concatenate([sel, np.repeat(sel[-1:], cs_pad - sel.size)])
         fsel = f_index[c * cs : (c + 1) * cs]
-        fpad = np.concatenate([fsel, np.repeat(fsel[-1:], cs - fsel.size)])
+        fpad = np.concatenate([fsel, np.repeat(fsel[-1:], cs_pad - fsel.size)])
         data = {
             "forcing": jax.tree.map(lambda a, ix=fpad: jnp.asarray(a[ix]), forcing_all),
             "depth": jnp.asarray(obs_all.depth[pad]),
