@@ -270,7 +270,17 @@ def calibrate(
         }
         keys = jnp.stack([profile_key(settings.seed, ids_all[i]) for i in pad])
         t0 = time.perf_counter()
-        states = am.run(data, keys, evaluate, cfg, n_par, settings.n_chains)
+
+        def show(st, c=c, n_sel=sel.size):  # within-chunk progress: chains finished so far
+            if bar is not None:
+                done = int(np.sum(np.asarray(st.phase)[:n_sel] >= am.DONE))
+                bar.set_postfix(chunk=f"{c + 1}/{n_chunks}", chains_done=done)
+
+        # blocks of at most 5,000 steps keep the bar alive (results do not depend on the block)
+        block = min(5000, 1 + cfg.n_test + cfg.n_formal)
+        states = am.run(
+            data, keys, evaluate, cfg, n_par, settings.n_chains, block=block, callback=show
+        )
         jax.block_until_ready(states)
         t_run += time.perf_counter() - t0
         evals += int(np.asarray(states.n_evals)[: sel.size].sum())
