@@ -128,3 +128,24 @@ def test_faithful_mode_anneals():
         [rec[i, c, n_rec[i, c] // 2 : n_rec[i, c]] for i in range(3) for c in range(3)]
     )
     assert late[:, 0].mean() < 0.12
+
+
+def test_failed_proposals_accepted_only_in_faithful_formal_run():
+    # Flat cost, failures where p_1 > 0.6. PRODA's formal run reuses the previous dJ (0 here)
+    # for a failed proposal, so it accepts it and the chain's cost jumps by exactly 100 (SPEC 6
+    # driver detail 1); the corrected mode never accepts a failure, its cost stays 0 and the
+    # chain never sits in the failing region.
+    def flat_with_hole(p, d):
+        return 0.0 * p[0] + 0.0 * d["mu"][0], 1.0 * p, p[0] > 0.6
+
+    cfg = am.AMConfig(n_test=200, n_formal=400, thin=1, adapt_start=100, rate_high=1.0)
+    kw = dict(n_params=2, n_chains=3)
+    st = am.run(_data(), _keys(), flat_with_hole, cfg, **kw)
+    assert np.all(np.asarray(st.cost) == 0.0)
+    assert np.all(np.asarray(st.rec_theta)[..., 0] <= 0.6)
+    st_f = am.run(_data(), _keys(), flat_with_hole, cfg._replace(faithful=True), **kw)
+    cost = np.asarray(st_f.cost)
+    assert np.allclose(cost / 100.0, np.round(cost / 100.0))  # 0 + k x 100
+    rec = np.asarray(st_f.rec_theta)
+    kept = np.arange(rec.shape[2]) < np.asarray(st_f.n_rec)[..., None]
+    assert np.any((rec[..., 0] > 0.6) & kept)  # accepted states inside the failing region
