@@ -94,7 +94,7 @@ def screen(profiles: xr.Dataset, forcing: xr.Dataset, min_layers: int = 3):
         (index of calibratable profiles (file order), index into ``forcing`` for each,
         {profile index: reason} of skipped ones).
     """
-    ids = profiles["profile_id"].values.astype(str)
+    ids = [str(x) for x in profiles["profile_id"].values]  # plain str: clean messages
     reasons: dict[int, str] = {}
     for i, message in profile_problems(profiles):
         reasons.setdefault(i, message)
@@ -117,7 +117,7 @@ def screen(profiles: xr.Dataset, forcing: xr.Dataset, min_layers: int = 3):
             reasons[i] = f"profile {pid!r} (index {i}): {k} layers, fewer than {min_layers}"
         elif np.any(soc[i, mask[i]] <= 0):
             reasons[i] = f"profile {pid!r} (index {i}): SOC must be > 0 on observed layers"
-    keep = np.array([i for i in range(ids.size) if i not in reasons], int)
+    keep = np.array([i for i in range(len(ids)) if i not in reasons], int)
     f_index = np.array([where[ids[i]] for i in keep], int)
     return keep, f_index, reasons
 
