@@ -4,9 +4,7 @@ The public API, re-exported here:
 
 - process models (one profile, pure, vmappable): ``soc_jax.clm5``, ``soc_jax.compas``;
 - building blocks: `Forcing`, `ParameterSpace`, `stocks`, `pchip_interpolate`, `map_profiles`;
-- sub-packages: ``soc_jax.data`` (profiles, loaders, synthetic world), ``soc_jax.ude``,
-  ``soc_jax.calibration`` (PRODA's batched adaptive Metropolis; ``import soc_jax.calibration``,
-  not imported here so that ``import soc_jax`` stays light).
+- sub-packages: ``soc_jax.data`` (profiles, loaders, synthetic world), ``soc_jax.ude``.
 
 soc_jax never switches JAX to float64 on import; call
 ``jax.config.update("jax_enable_x64", True)`` at the start of your program.
