@@ -8,6 +8,12 @@ For 1, 100 and 10,000 profiles it times, in one run on one machine:
 - ``jax-structured``: soc_jax's structured solver, vmapped;
 - ``jax-structured-chunked``: the same, vmapped over chunks of 128 profiles inside one compiled
   loop (`soc_jax.batching.map_profiles`), for batches larger than a chunk;
+- ``jax-prepared`` / ``jax-prepared-chunked``: the same on prepared profiles
+  (``model.prepare(forcing)`` once, timed apart as ``prepare_s``), what calibration and training
+  evaluate: the forcing is fixed while the parameters change;
+- ``numpy-stacked``: the strongest plain-NumPy way, one stacked ``np.linalg.solve`` of the same
+  pre-assembled dense systems (CLM5 140x140, COMPAS's 80x80 litter system; assembly by the
+  baseline excluded from the time, so this is the solve alone);
 
 each forward only and forward + gradient (``vmap(grad)`` of a scalar SOC misfit with respect to
 all parameters; the NumPy baseline has no gradient). Compiled code is timed after a warm-up
@@ -94,7 +100,32 @@ def make_inputs(module, n: int, seed: int = 0):
     return params, forcing
 
 
-def bench_model(name, module, baseline, sizes, repeat, numpy_max, dense_max):
+def numpy_stacked(name, baseline, params, forcing, n: int) -> float:
+    """Steady states per second of one stacked ``np.linalg.solve`` of pre-assembled systems.
+
+    The baseline assembles the dense systems of ``n`` profiles (not timed); the solve of all of
+    them at once (LAPACK gesv per system, looped in C) is timed, best of three.
+    """
+    systems, rhs = [], []
+    for i in range(n):
+        f = forcing[i].as_numpy()
+        if name == "clm5":
+            m = baseline.build_matrices(params[i], f, mode="proda")
+            systems.append(m["V"] - m["A"] @ m["K"])
+        else:
+            m = baseline.build_litter_matrices(params[i], f, mode="proda")
+            systems.append(m["V4"] - m["A4"] @ m["K4"])
+        rhs.append(m["I"].reshape(-1, 1))
+    S, b = np.stack(systems), np.stack(rhs)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        np.linalg.solve(S, b)
+        times.append(time.perf_counter() - t0)
+    return n / min(times)
+
+
+def bench_model(name, module, baseline, sizes, repeat, numpy_max, dense_max, stack_max):
     rows = []
 
     def misfit(params, forcing, method):
@@ -128,8 +159,22 @@ def bench_model(name, module, baseline, sizes, repeat, numpy_max, dense_max):
             f"(loop over {n_np} profiles)",
             flush=True,
         )
-        for method in ("dense", "structured", "structured-chunked"):
-            if method == "structured-chunked" and n <= CHUNK:
+        stacked_rate = numpy_stacked(name, baseline, params, forcing, min(n, stack_max))
+        rows.append(
+            dict(model=name, n=n, impl="numpy-stacked", kind="forward", rate=stacked_rate,
+                 compile_s=0.0, measured_profiles=min(n, stack_max))
+        )  # fmt: skip
+        print(
+            f"{name:7s} n={n:6d} numpy-stacked    solve     {stacked_rate:12.1f} /s  "
+            f"(np.linalg.solve of {min(n, stack_max)} pre-assembled systems)",
+            flush=True,
+        )
+        t0 = time.perf_counter()
+        prepared = jax.block_until_ready(jax.jit(module.prepare)(forcing_j))
+        prepare_s = time.perf_counter() - t0
+        methods = ("dense", "structured", "structured-chunked", "prepared", "prepared-chunked")
+        for method in methods:
+            if method.endswith("chunked") and n <= CHUNK:
                 continue
             if method == "dense" and n > dense_max:
                 print(
@@ -138,8 +183,9 @@ def bench_model(name, module, baseline, sizes, repeat, numpy_max, dense_max):
                     flush=True,
                 )
                 continue
-            solver = "structured" if method == "structured-chunked" else method
-            chunked = method == "structured-chunked"
+            solver = "dense" if method == "dense" else "structured"
+            chunked = method.endswith("chunked")
+            profiles = prepared if method.startswith("prepared") else forcing_j
             best_fwd = None
             for kind, one in (
                 ("forward", functools.partial(module.steady_state, method=solver)),
@@ -149,7 +195,7 @@ def bench_model(name, module, baseline, sizes, repeat, numpy_max, dense_max):
                     fn = jax.jit(lambda p, f, one=one: map_profiles(one, p, f, chunk_size=CHUNK))
                 else:
                     fn = jax.jit(jax.vmap(one))
-                first, best = best_time(fn, params, forcing_j, repeat=repeat)
+                first, best = best_time(fn, params, profiles, repeat=repeat)
                 row = dict(
                     model=name,
                     n=n,
@@ -158,7 +204,10 @@ def bench_model(name, module, baseline, sizes, repeat, numpy_max, dense_max):
                     rate=n / best,
                     compile_s=first - best,
                     ratio=(n / best) / np_rate,
+                    ratio_numpy_stacked=(n / best) / stacked_rate,
                 )
+                if method.startswith("prepared"):
+                    row["prepare_s"] = prepare_s
                 label = "forward " if kind == "forward" else "fwd+grad"
                 extra = ""
                 if best_fwd is None:
@@ -168,8 +217,9 @@ def bench_model(name, module, baseline, sizes, repeat, numpy_max, dense_max):
                     extra = f"  grad/fwd {best / best_fwd:4.2f}"
                 rows.append(row)
                 print(
-                    f"{name:7s} n={n:6d} jax-{method:10s} {label}  {n / best:12.1f} /s  "
-                    f"x{(n / best) / np_rate:8.1f} numpy  compile {first - best:6.1f} s{extra}",
+                    f"{name:7s} n={n:6d} jax-{method:18s} {label}  {n / best:12.1f} /s  "
+                    f"x{(n / best) / np_rate:8.1f} numpy  x{(n / best) / stacked_rate:6.1f} "
+                    f"stacked  compile {first - best:6.1f} s{extra}",
                     flush=True,
                 )
     return rows
@@ -188,6 +238,10 @@ def breakdown(name, module, n, repeat):
         parts["solve"] = (jax.jit(jax.vmap(linalg.solve)), (op, rhs))
         parts["condition"] = (jax.jit(jax.vmap(linalg.condition)), (op,))
     parts["steady_state"] = (jax.jit(jax.vmap(module.steady_state)), (params, forcing))
+    prepared = jax.jit(module.prepare)(forcing)
+    parts["prepared_steady_state"] = (jax.jit(jax.vmap(module.steady_state)), (params, prepared))
+    if op is not None:
+        parts["guarded_solve"] = (jax.jit(jax.vmap(linalg.guarded_steady_state)), (op, rhs))
     out = {}
     for part, (fn, args) in parts.items():
         _, best = best_time(fn, *args, repeat=repeat)
@@ -210,6 +264,9 @@ def figure(rows: list[dict], env: dict, path: Path) -> None:
         "jax-dense": ("tab:blue", "s"),
         "jax-structured": ("tab:red", "D"),
         "jax-structured-chunked": ("tab:orange", "^"),
+        "jax-prepared": ("tab:green", "v"),
+        "jax-prepared-chunked": ("tab:olive", "P"),
+        "numpy-stacked": ("tab:gray", "x"),
     }
     for ax, model in zip(axes[0], models, strict=True):
         for impl, (color, marker) in styles.items():
@@ -286,6 +343,13 @@ def main(argv=None) -> int:
         "dense path (batched LU) intermittently stalls at 100 profiles and more, so it is timed "
         "on single profiles by default",
     )
+    parser.add_argument(
+        "--stack-max",
+        type=int,
+        default=2000,
+        help="profiles whose dense systems are assembled for the stacked NumPy solve (its "
+        "cost per profile does not depend on the batch)",
+    )
     parser.add_argument("--breakdown-n", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument(
@@ -301,7 +365,14 @@ def main(argv=None) -> int:
     for name in names:
         module, base = registry[name]
         rows += bench_model(
-            name, module, base, args.sizes, args.repeat, args.numpy_max, args.dense_max
+            name,
+            module,
+            base,
+            args.sizes,
+            args.repeat,
+            args.numpy_max,
+            args.dense_max,
+            args.stack_max,
         )
         if args.breakdown_n:
             parts[name] = breakdown(name, module, args.breakdown_n, args.repeat)

@@ -4,20 +4,30 @@ The public API, re-exported here:
 
 - process models (one profile, pure, vmappable): ``soc_jax.clm5``, ``soc_jax.compas``;
 - building blocks: `Forcing`, `ParameterSpace`, `stocks`, `pchip_interpolate`, `map_profiles`;
-- sub-packages: ``soc_jax.data`` (profiles, loaders, synthetic world), ``soc_jax.ude``.
+- sub-packages: ``soc_jax.data`` (profiles, loaders, synthetic world), ``soc_jax.ude``,
+  ``soc_jax.proda`` (the PRODA network, ensembles, global prediction).
 
 soc_jax never switches JAX to float64 on import; call
 ``jax.config.update("jax_enable_x64", True)`` at the start of your program.
+
+The names are imported on first use (`soc_jax._lazy`), so ``import soc_jax`` and
+``soc-jax --help`` do not load JAX.
 """
 
-from .batching import map_profiles as map_profiles
-from .forcing import Forcing as Forcing
-from .grid import pchip_interpolate as pchip_interpolate
-from .grid import stocks as stocks
-from .models import clm5 as clm5
-from .models import compas as compas
-from .parameters import ParameterSpace as ParameterSpace
-from .parameters import ParameterSpec as ParameterSpec
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from . import proda as proda
+    from .batching import map_profiles as map_profiles
+    from .forcing import Forcing as Forcing
+    from .grid import pchip_interpolate as pchip_interpolate
+    from .grid import stocks as stocks
+    from .models import clm5 as clm5
+    from .models import compas as compas
+    from .parameters import ParameterSpace as ParameterSpace
+    from .parameters import ParameterSpec as ParameterSpec
 
 __version__ = "0.1.0"
 
@@ -29,5 +39,21 @@ __all__ = [
     "compas",
     "map_profiles",
     "pchip_interpolate",
+    "proda",
     "stocks",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "map_profiles": ".batching",
+        "Forcing": ".forcing",
+        "pchip_interpolate": ".grid",
+        "stocks": ".grid",
+        "clm5": ".models.clm5",
+        "compas": ".models.compas",
+        "ParameterSpace": ".parameters",
+        "ParameterSpec": ".parameters",
+        "proda": ".proda",
+    },
+)

@@ -8,7 +8,6 @@ import jax
 import numpy as np
 
 if TYPE_CHECKING:
-    from .forcing import Forcing
     from .parameters import ParameterSpace
 
 
@@ -28,24 +27,36 @@ def require_x64(what: str) -> None:
 
 
 def validate_profile_inputs(
-    space: ParameterSpace, params: Any, forcing: Forcing, *, within_prior: bool
+    space: ParameterSpace, params: Any, forcing: Any, *, within_prior: bool
 ) -> None:
-    """Host-side checks of one profile's (params, forcing), skipped for traced inputs.
+    """Checks of one profile's (params, forcing).
+
+    Shapes are static, so they are checked inside ``jit`` and ``vmap`` too; values only for
+    concrete (untraced) inputs.
+
+    Args:
+        space: the model's parameter space.
+        params: physical parameter vector, shape (n,).
+        forcing: a `Forcing` (values checked) or a prepared profile (checked by ``prepare``).
 
     Raises:
         ValueError: naming the parameter, the forcing field or the shape that is wrong.
     """
-    if not is_concrete(params, forcing):
-        return
-    if np.ndim(params) != 1:
+    from .forcing import Forcing
+
+    shape = np.shape(params)
+    if len(shape) != 1 or shape[0] != len(space):
         raise ValueError(
-            f"params must be one ({len(space)},) vector per profile (vmap for batches), got "
-            f"shape {np.shape(params)}"
+            f"params must be one ({len(space)},) vector of physical values per profile "
+            f"({', '.join(space.names)}; vmap for batches), got shape {shape}"
         )
-    space.validate_physical(params, within_prior=within_prior)
-    if forcing.batch_shape != ():
+    if isinstance(forcing, Forcing) and forcing.batch_shape != ():
         raise ValueError(
             "forcing must be one profile (fields without a batch axis; vmap for batches), got "
             f"batch shape {forcing.batch_shape}"
         )
-    forcing.validate()
+    if not is_concrete(params, forcing):
+        return
+    space.validate_physical(params, within_prior=within_prior)
+    if isinstance(forcing, Forcing):
+        forcing.validate()

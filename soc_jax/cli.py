@@ -2,32 +2,54 @@
 
 Each sub-command lives beside the code it drives and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` (called with the parsed ``argparse.Namespace``).
-The CLI is an entry point, so it switches JAX to float64 before any computation.
+
+Conventions every sub-command follows (see `soc_jax._cli_args`):
+
+- options get a checking ``type=`` (``positive_int``, ``nonneg_float``, ``existing_file``, ...) and
+  ``formatter_class=HelpFormatter`` (defaults shown), so a bad value is one line naming the flag,
+  exit 2;
+- at run time `main` passes every command through `soc_jax._cli_args.run_command`: a missing file
+  or a ``ValueError`` from data validation is one line, exit 2 (``SOC_JAX_TRACEBACK=1`` shows the
+  traceback);
+- parsing stays light: a sub-command module, and its package's ``__init__``, import JAX, xarray and
+  matplotlib inside functions, not at module level (`soc_jax._lazy` makes a package ``__init__``
+  lazy), so ``soc-jax --help`` answers at once;
+- the CLI is an entry point: `main` switches JAX to float64 before any computation.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
-# (module, attribute) pairs; imported lazily so `soc-jax --help` stays fast.
+from soc_jax import _cli_args
+from soc_jax._cli_args import ArgumentParser, run_command
+
+# Modules that expose register(subparsers); imported when the parser is built, so keep them light.
 _SUBCOMMANDS: tuple[str, ...] = (
     "soc_jax.quickstart",
     "soc_jax.ude.cli",
     "soc_jax.data.cli",
     "soc_jax.calibration.cli",
+    "soc_jax.proda.cli",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="soc-jax",
         description=(
             "Differentiable soil organic carbon modelling in JAX (CLM5, COMPAS, PRODA, UDE)."
         ),
+        epilog=(
+            "Run 'soc-jax COMMAND --help' for a command's options. Outputs go to --out; a bad "
+            "argument or input file stops with one line and exit status 2 (set "
+            "SOC_JAX_TRACEBACK=1 to see the traceback)."
+        ),
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     for module_name in _SUBCOMMANDS:
         try:
             module = importlib.import_module(module_name)
@@ -40,16 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
+    """Parse ``argv``, switch JAX to float64, run the sub-command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    result = args.func(args)
-    return int(result or 0)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    words = sys.argv[1:] if argv is None else argv
+    _cli_args.command_line = shlex.join([parser.prog, *words])
+    try:
+        return run_command(args.func, args, prog=f"{parser.prog} {args.command}")
+    finally:
+        _cli_args.command_line = None
 
 
 if __name__ == "__main__":

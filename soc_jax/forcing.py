@@ -16,9 +16,10 @@ Environmental response functions (SPEC 1.4), per layer and month:
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from .grid import DZ, N_LAYERS, ZISOI
 
@@ -28,11 +29,15 @@ __all__ = [
     "N_LITTER_INPUTS",
     "DAYS_PER_YEAR",
     "DAYS_IN_MONTH",
+    "reference_forcing",
+    "where_valid",
+    "temperature_exponent",
     "temperature_scalar",
     "water_scalar",
     "depth_scalar",
     "input_totals",
     "beta_input_profile",
+    "beta_profile",
 ]
 
 N_MONTHS: int = 12
@@ -181,11 +186,61 @@ class Forcing(eqx.Module):
         return ok
 
 
+def reference_forcing() -> Forcing:
+    """A valid single-profile forcing (temperate, thawed, bedrock at layer 20, unit inputs).
+
+    Models evaluate it in place of a forcing that breaks a rule, so that a flagged profile's
+    values and gradients stay finite (see `soc_jax.models.common`).
+    """
+    months, layers = (N_MONTHS, N_LAYERS), (N_MONTHS,)
+    return Forcing(
+        tsoi=np.full(months, 288.15),
+        w_scalar=np.full(months, 0.5),
+        o_scalar=np.ones(months),
+        fpi=np.full(months, 0.5),
+        sand=np.full(months, 40.0),
+        nbedrock=np.full(layers, float(N_LAYERS)),
+        altmax=np.full(layers, 8.6),
+        altmax_lastyear=np.full(layers, 8.6),
+        litter_input=np.ones((N_LITTER_INPUTS, N_MONTHS, N_LAYERS)),
+        npp=np.full(layers, 1e-8),
+    )
+
+
+def where_valid(forcing: Forcing) -> tuple[Forcing, Array]:
+    """``(forcing, True)`` for a valid profile, ``(reference_forcing(), False)`` otherwise.
+
+    Traceable (a ``where`` per field), one profile.
+    """
+    valid = forcing.is_valid()
+    ref = reference_forcing()
+    safe = jax.tree.map(
+        lambda a, r: jnp.where(valid, jnp.asarray(a, jnp.result_type(float)), r), forcing, ref
+    )
+    return safe, valid
+
+
 def _first(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
-def temperature_scalar(tsoi: Float[ArrayLike, ...], q10: ArrayLike) -> Float[Array, ...]:
+def temperature_exponent(tsoi: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
+    """Exponent e of the Q10 modifier ``xi_T = q10**e`` (SPEC 1.4), dimensionless.
+
+    ``(T - 298.15) / 10`` above freezing; below it PRODA multiplies
+    ``q10^((273.15 - 298.15)/10)`` by ``fq10^((T - 273.15)/10)``, and with ``fq10 = q10`` that
+    is one power of the summed exponents (equal to rounding). Forcing-only: models compute it
+    once per profile (`prepare`).
+
+    Args:
+        tsoi: soil temperature, K.
+    """
+    tsoi = jnp.asarray(tsoi)
+    frozen_exponent = (T_FREEZE_K - T_REF_K) / 10.0 + (tsoi - T_FREEZE_K) / 10.0
+    return jnp.where(tsoi >= T_FREEZE_K, (tsoi - T_REF_K) / 10.0, frozen_exponent)
+
+
+def temperature_scalar(tsoi: Float[ArrayLike, "..."], q10: ArrayLike) -> Float[Array, "..."]:
     """Q10 temperature modifier of SPEC 1.4 (frozen branch with fq10 = q10).
 
     Args:
@@ -195,17 +250,12 @@ def temperature_scalar(tsoi: Float[ArrayLike, ...], q10: ArrayLike) -> Float[Arr
     Returns:
         xi_T, dimensionless, same shape as ``tsoi``.
     """
-    tsoi = jnp.asarray(tsoi)
-    # Below freezing PRODA multiplies q10^((273.15 - 298.15)/10) by fq10^((T - 273.15)/10); with
-    # fq10 = q10 that is one power of the summed exponents (equal to rounding), computed once.
-    frozen_exponent = (T_FREEZE_K - T_REF_K) / 10.0 + (tsoi - T_FREEZE_K) / 10.0
-    exponent = jnp.where(tsoi >= T_FREEZE_K, (tsoi - T_REF_K) / 10.0, frozen_exponent)
-    return q10**exponent
+    return q10 ** temperature_exponent(tsoi)
 
 
 def water_scalar(
-    w_scalar: Float[ArrayLike, ...], w_scaling: ArrayLike, capped: bool = True
-) -> Float[Array, ...]:
+    w_scalar: Float[ArrayLike, "..."], w_scaling: ArrayLike, capped: bool = True
+) -> Float[Array, "..."]:
     """Moisture modifier: ``min(W_SCALAR * w_scaling, 1)`` (PRODA) or W_SCALAR as is."""
     xiw = jnp.asarray(w_scalar) * w_scaling
     return jnp.minimum(xiw, 1.0) if capped else xiw
@@ -216,7 +266,7 @@ def depth_scalar(zsoi: Float[ArrayLike, " n"], efolding: ArrayLike) -> Float[Arr
     return jnp.exp(-jnp.asarray(zsoi) / efolding)
 
 
-def input_totals(litter_input: Float[ArrayLike, "4 12 20"]) -> Float[Array, 4]:
+def input_totals(litter_input: Float[ArrayLike, "4 12 20"]) -> Float[Array, "4"]:
     """Annual column input per litter pool: sum over months and layers of input * dz.
 
     Args:
@@ -228,7 +278,9 @@ def input_totals(litter_input: Float[ArrayLike, "4 12 20"]) -> Float[Array, 4]:
     return jnp.sum(jnp.asarray(litter_input) * jnp.asarray(DZ[:N_LAYERS]), axis=(-2, -1))
 
 
-def beta_input_profile(beta: ArrayLike, altmax_lastyear: Float[ArrayLike, 12]) -> Float[Array, 20]:
+def beta_input_profile(
+    beta: ArrayLike, altmax_lastyear: Float[ArrayLike, "12"]
+) -> Float[Array, "20"]:
     """Vertical distribution of inputs (Jackson et al. 1996 beta model, SPEC 1.8).
 
     If ALTMAX_LASTYEAR > 0 in **all** 12 months (MATLAB's ``if vector > 0``), the fraction of the
@@ -243,9 +295,13 @@ def beta_input_profile(beta: ArrayLike, altmax_lastyear: Float[ArrayLike, 12]) -
     Returns:
         (20,) fractions summing to 1.
     """
+    return beta_profile(beta, jnp.all(jnp.asarray(altmax_lastyear) > 0))
+
+
+def beta_profile(beta: ArrayLike, thawed: Bool[ArrayLike, ""]) -> Float[Array, "20"]:
+    """`beta_input_profile` given the forcing-only condition ``thawed`` (all months > 0)."""
     zi = jnp.asarray(np.concatenate([[0.0], ZISOI[:N_LAYERS]]))
     cum = beta ** (100.0 * zi)
     profile = (cum[:-1] - cum[1:]) / (1.0 - beta ** (100.0 * ZISOI[N_LAYERS - 1]))
     surface = jnp.zeros(N_LAYERS).at[0].set(1.0)
-    thawed = jnp.all(jnp.asarray(altmax_lastyear) > 0)
     return jnp.where(thawed, profile, surface)

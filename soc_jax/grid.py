@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -89,7 +90,7 @@ _W200 = depth_weights(2.0)
 _WTOTAL = DZ[:N_LAYERS].copy()
 
 
-def integrate_to_depth(soc: Float[ArrayLike, "... 20"], depth: float) -> Float[Array, ...]:
+def integrate_to_depth(soc: Float[ArrayLike, "... 20"], depth: float) -> Float[Array, "..."]:
     """Stock from the surface to ``depth`` (m) of a layer density ``soc`` (gC m-3) -> gC m-2."""
     return jnp.asarray(soc) @ jnp.asarray(depth_weights(depth))
 
@@ -121,24 +122,23 @@ def stocks(soc: Float[ArrayLike, "... 20"]) -> Stocks:
     )
 
 
-def _safe_div(num: Array, den: Array) -> Array:
-    """num / den with 0 where den == 0, and finite gradients there."""
-    ok = den != 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
-
-
 def _pchip_slopes(h: Array, delta: Array) -> Array:
     """Fritsch-Carlson slopes with scipy/MATLAB end conditions; h, delta shape (n-1,)."""
-    # Interior: weighted harmonic mean where the secants share a sign, else zero.
+    # Interior: weighted harmonic mean where the secants share a sign, else zero. Written as
+    # (w1 + w2) d0 d1 / (w1 d1 + w2 d0) on secants divided by their larger magnitude m (held out
+    # of the gradient: the mean is homogeneous of degree one, so m (u(d/m)) = u(d) exactly and
+    # d/dm of it is zero). Its derivative stays bounded however small the node values are: no
+    # 1/d and no d0 d1 underflowing in a denominator (tiny deep-layer SOC gave NaN gradients).
     h0, h1 = h[:-1], h[1:]
     d0, d1 = delta[:-1], delta[1:]
     w1 = 2.0 * h1 + h0
     w2 = h1 + 2.0 * h0
     same_sign = (jnp.sign(d0) * jnp.sign(d1)) > 0
-    denom = jnp.where(same_sign, w1 / jnp.where(same_sign, d0, 1.0), 0.0) + jnp.where(
-        same_sign, w2 / jnp.where(same_sign, d1, 1.0), 0.0
-    )
-    interior = jnp.where(same_sign, _safe_div(w1 + w2, denom), 0.0)
+    m = jax.lax.stop_gradient(jnp.maximum(jnp.abs(d0), jnp.abs(d1)))
+    m = jnp.where(same_sign, m, 1.0)
+    u0 = jnp.where(same_sign, d0 / m, 1.0)
+    u1 = jnp.where(same_sign, d1 / m, 1.0)
+    interior = jnp.where(same_sign, m * ((w1 + w2) * u0 * u1 / (w1 * u1 + w2 * u0)), 0.0)
 
     def edge(h_a: Array, h_b: Array, d_a: Array, d_b: Array) -> Array:
         # One-sided three-point estimate, then shape-preserving limits (scipy _edge_case).

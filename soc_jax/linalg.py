@@ -53,8 +53,25 @@ __all__ = [
     "solve",
     "solve_transpose",
     "steady_state",
+    "guarded_steady_state",
     "condition",
 ]
+
+
+def _transfer(fractions: Float[Array, "L Q P"], flux: Float[Array, "P L"]) -> Float[Array, "Q L"]:
+    """``sum_p F[l, q, p] flux[p, l]``: carbon received per pool and layer.
+
+    Written as broadcast multiply-adds: under vmap an einsum becomes a batched matrix product
+    of tiny matrices, several times slower on a CPU than this fused elementwise form.
+    """
+    return jnp.sum(fractions * flux.T[:, None, :], axis=-1).T
+
+
+def _transfer_transpose(
+    fractions: Float[Array, "L Q P"], y: Float[Array, "Q L"]
+) -> Float[Array, "P L"]:
+    """``sum_q F[l, q, p] y[q, l]`` (the transpose of `_transfer`)."""
+    return jnp.sum(fractions * y.T[:, :, None], axis=1).T
 
 
 class CompartmentalOperator(eqx.Module):
@@ -89,7 +106,7 @@ class CompartmentalOperator(eqx.Module):
     def matvec(self, x: Float[Array, "P L"]) -> Float[Array, "P L"]:
         """``S @ x`` for x of shape (P, L)."""
         flux = self.decay * x
-        transfer_in = jnp.einsum("lqp,pl->ql", self.fractions, flux)
+        transfer_in = _transfer(self.fractions, flux)
         return self._mask()[:, None] * self.transport.matvec(x) + flux - transfer_in
 
     def rmatvec(self, y: Float[Array, "P L"]) -> Float[Array, "P L"]:
@@ -100,7 +117,7 @@ class CompartmentalOperator(eqx.Module):
             t.diag,
             jnp.concatenate([t.lower[1:], jnp.zeros(1)]),
         )
-        back = jnp.einsum("lqp,ql->pl", self.fractions, y)
+        back = _transfer_transpose(self.fractions, y)
         return self._mask()[:, None] * vt.matvec(y) + self.decay * (y - back)
 
     def to_dense(self) -> Float[Array, "PL PL"]:
@@ -166,6 +183,11 @@ def _small_solve(M: Array, B: Array) -> Array:
     return jnp.stack(x, axis=-2)
 
 
+def _matvec(M: Array, v: Array) -> Array:
+    """``M @ v`` for a small (b, b) block as broadcast multiply-adds (no dot under vmap)."""
+    return jnp.sum(M * v[None, :], axis=-1)
+
+
 class _BlockFactor(NamedTuple):
     """Block LU of one block-tridiagonal system: ``S = L U``.
 
@@ -193,7 +215,9 @@ def _block_factor(
         c = inv_pivot * up[None, :]
         return c, (inv_pivot, c)
 
-    _, (inv_pivot, c) = jax.lax.scan(step, jnp.zeros((b, b), blocks.dtype), (blocks, lower, upper))
+    _, (inv_pivot, c) = jax.lax.scan(
+        step, jnp.zeros((b, b), blocks.dtype), (blocks, lower, upper), unroll=True
+    )
     return _BlockFactor(inv_pivot, c, lower)
 
 
@@ -202,17 +226,17 @@ def _block_solve(f: _BlockFactor, rhs: Float[Array, "L b"]) -> Float[Array, "L b
 
     def forward(y_prev, row):
         inv_pivot, lo, r = row
-        y = inv_pivot @ (r - lo * y_prev)
+        y = _matvec(inv_pivot, r - lo * y_prev)
         return y, y
 
-    _, ys = jax.lax.scan(forward, jnp.zeros_like(rhs[0]), (f.inv_pivot, f.lower, rhs))
+    _, ys = jax.lax.scan(forward, jnp.zeros_like(rhs[0]), (f.inv_pivot, f.lower, rhs), unroll=True)
 
     def backward(x_next, row):
         c, y = row
-        x = y - c @ x_next
+        x = y - _matvec(c, x_next)
         return x, x
 
-    _, xs = jax.lax.scan(backward, ys[-1], (f.c[:-1], ys[:-1]), reverse=True)
+    _, xs = jax.lax.scan(backward, ys[-1], (f.c[:-1], ys[:-1]), reverse=True, unroll=True)
     return jnp.concatenate([xs, ys[-1:]], axis=0)
 
 
@@ -222,19 +246,20 @@ def _block_solve_transpose(f: _BlockFactor, rhs: Float[Array, "L b"]) -> Float[A
 
     def forward(w_prev, row):  # U^T w = rhs: w[l] = rhs[l] - C[l-1]^T w[l-1]
         c, g = row
-        w = g - c.T @ w_prev
+        w = g - _matvec(c.T, w_prev)
         return w, w
 
-    _, ws = jax.lax.scan(forward, jnp.zeros_like(rhs[0]), (c_prev, rhs))
+    _, ws = jax.lax.scan(forward, jnp.zeros_like(rhs[0]), (c_prev, rhs), unroll=True)
     lower_next = jnp.concatenate([f.lower[1:], jnp.zeros_like(f.lower[:1])])
 
     def backward(x_next, row):  # L^T x = w: x[l] = M[l]^-T (w[l] - lower[l+1] x[l+1])
         inv_pivot, lo, w = row
-        x = inv_pivot.T @ (w - lo * x_next)
+        x = _matvec(inv_pivot.T, w - lo * x_next)
         return x, x
 
-    _, xs = jax.lax.scan(backward, jnp.zeros_like(rhs[0]), (f.inv_pivot, lower_next, ws),
-                         reverse=True)  # fmt: skip
+    _, xs = jax.lax.scan(
+        backward, jnp.zeros_like(rhs[0]), (f.inv_pivot, lower_next, ws), reverse=True, unroll=True
+    )
     return xs
 
 
@@ -297,7 +322,7 @@ def solve(
     for pools, coupled, f in zip(op.groups, op.coupled, factors, strict=True):
         idx = np.array(pools)
         # carbon arriving from pools solved so far (unsolved pools are still zero)
-        inflow = jnp.einsum("lqp,pl->ql", op.fractions[:, idx, :], op.decay * x)
+        inflow = _transfer(op.fractions[:, idx, :], op.decay * x)
         x = x.at[idx].set(_group_solve(f, coupled, rhs[idx] + inflow, transpose=False))
     return x
 
@@ -311,7 +336,7 @@ def solve_transpose(
     groups = list(zip(op.groups, op.coupled, factors, strict=True))
     for pools, coupled, f in reversed(groups):
         idx = np.array(pools)
-        back = op.decay[idx] * jnp.einsum("lqp,ql->pl", op.fractions[:, :, idx], y)
+        back = op.decay[idx] * _transfer_transpose(op.fractions[:, :, idx], y)
         y = y.at[idx].set(_group_solve(f, coupled, rhs[idx] + back, transpose=True))
     return y
 
@@ -370,3 +395,79 @@ def condition(
     finite = jnp.isfinite(inv_norm) & jnp.isfinite(norm)
     rcond = jnp.where(finite & (inv_norm > 0), 1.0 / (norm * inv_norm), 0.0)
     return rcond, finite
+
+
+def _identity_like(op: CompartmentalOperator) -> CompartmentalOperator:
+    """The identity operator with ``op``'s structure (k = 1, no transfers, no transport)."""
+    t = op.transport
+    zero = jnp.zeros_like(t.diag)
+    return eqx.tree_at(
+        lambda o: (o.decay, o.fractions, o.transport),
+        op,
+        (jnp.ones_like(op.decay), jnp.zeros_like(op.fractions), Tridiagonal(zero, zero, zero)),
+    )
+
+
+def _identity_factors(factors: Factorization) -> Factorization:
+    """The factorization of the identity operator, with the structure of ``factors``."""
+    out = []
+    for f in factors:
+        if isinstance(f, _DiagonalFactor):
+            out.append(_DiagonalFactor(jnp.ones_like(f.inverse)))
+        else:
+            b = f.inv_pivot.shape[-1]
+            eye = jnp.broadcast_to(jnp.eye(b, dtype=f.inv_pivot.dtype), f.inv_pivot.shape)
+            out.append(_BlockFactor(eye, jnp.zeros_like(f.c), jnp.zeros_like(f.lower)))
+    return tuple(out)
+
+
+# A solution whose carbon sum exceeds this (gC m-3 summed over pools and layers) is treated as
+# overflowed: x would not be finite in float64 arithmetic downstream.
+_MAX_TOTAL = 1e300
+
+
+def guarded_steady_state(
+    op: CompartmentalOperator, rhs: Float[Array, "P L"]
+) -> tuple[Float[Array, "P L"], Float[Array, ""], Bool[Array, ""]]:
+    """Structured `steady_state` whose failures are finite and have exactly zero gradient.
+
+    One factorization serves the solve, the condition number and the gradient. Before solving,
+    the transposed solve ``w = S^-T 1`` gives ``rcond`` (`condition`) and, because ``S^-1 >= 0``
+    for these M-matrices, the exact carbon total ``sum(x) = w . rhs`` of the solution. The
+    system is *usable* when ``w`` is finite and positive and that total is below 1e300. An
+    unusable system (zero decay rates from an underflowed depth scalar, so ``1/k = inf``; a
+    singular matrix) is replaced, operator, factors and inputs, by the identity and zero inputs:
+    its solution is 0, and since the replacement is a ``where`` on the inputs, its gradient with
+    respect to every input is exactly zero (no ``0 * inf``). A loss that masks failed profiles
+    therefore gets exactly the gradient of the batch without them.
+
+    Args:
+        op: the operator.
+        rhs: input rates (P, L), gC m-3 day-1, non-negative.
+
+    Returns:
+        ``(x, rcond, usable)``: x (P, L) (zeros where not usable), the reciprocal 1-norm
+        condition number (0 where not usable) and the usable flag.
+    """
+    factors = factor(op)
+    ones = jnp.ones(op.shape, op.decay.dtype)
+    w = solve_transpose(jax.lax.stop_gradient(op), ones, factors)
+    total = jnp.sum(w * jax.lax.stop_gradient(rhs))
+    inv_norm = jnp.max(jnp.abs(w))
+    norm = jnp.max(jax.lax.stop_gradient(op).column_abs_sums())
+    usable = (
+        jnp.all(jnp.isfinite(w))
+        & (inv_norm > 0)
+        & jnp.isfinite(norm)
+        & (jnp.abs(total) < _MAX_TOTAL)
+    )
+    rcond = jnp.where(usable, 1.0 / (norm * jnp.where(usable, inv_norm, 1.0)), 0.0)
+
+    def pick(a, b):
+        return jnp.where(usable, a, b)
+
+    op_safe = jax.tree.map(pick, op, _identity_like(op))
+    factors_safe = jax.tree.map(pick, factors, _identity_factors(factors))
+    rhs_safe = jnp.where(usable, rhs, 0.0)
+    x = steady_state(op_safe, rhs_safe, factors=factors_safe)
+    return x, rcond, usable

@@ -183,7 +183,7 @@ class ParameterSpace:
         """Physical x (strictly inside the bounds) -> unconstrained z."""
         return self.normalized_to_unconstrained(self.to_normalized(x))
 
-    def log_abs_det_jacobian(self, z: Float[ArrayLike, "... n"]) -> Float[Array, ...]:
+    def log_abs_det_jacobian(self, z: Float[ArrayLike, "... n"]) -> Float[Array, "..."]:
         """log |det dx/dz| of z -> x, summed over the trailing axis.
 
         dx_i/dz_i = (upper_i - lower_i) p_i (1 - p_i), with log p = -softplus(-z) and
@@ -234,9 +234,15 @@ class ParameterSpace:
             if within_prior:
                 bad = (col < s.lower) | (col > s.upper)
                 if np.any(bad):
+                    hint = ""
+                    if np.all((flat >= 0) & (flat <= 1)):
+                        hint = (
+                            "; physical values are expected, and these look like normalized "
+                            "ones in [0, 1]: convert them with PARAMETERS.to_physical(p)"
+                        )
                     raise ValueError(
                         f"parameter {s.name!r} = {col[bad][0]:.6g} {s.unit} is outside its prior "
-                        f"bounds [{s.lower:g}, {s.upper:g}]"
+                        f"bounds [{s.lower:g}, {s.upper:g}]{hint}"
                     )
             elif np.any(col < 0):
                 raise ValueError(f"parameter {s.name!r} = {col[col < 0][0]:.6g} must be >= 0")

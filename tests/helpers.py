@@ -43,3 +43,32 @@ def branch_forcings(n: int, seed: int) -> list[Forcing]:
             f["nbedrock"][:] = 20
         out.append(Forcing(**f))
     return out
+
+
+REGIMES = ("temperate", "tropical", "permafrost", "frozen", "shallow bedrock", "surface input")
+
+
+def regime_forcings(n: int, seed: int) -> list[tuple[str, Forcing]]:
+    """``n`` (regime, forcing) pairs cycling through `REGIMES`.
+
+    The five kinds of `branch_forcings` plus a tropical one (warm, wet, thawed, deep bedrock),
+    so that every forcing regime the models meet is exercised: both transport regimes, no
+    transport, shallow bedrock and both input-profile branches.
+    """
+    branch = branch_forcings(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    order = (0, None, 1, 2, 3, 4)  # branch_forcings kind per regime (None: tropical)
+    for i in range(n):
+        kind = order[i % len(order)]
+        if kind is None:
+            f = branch[i].as_numpy()
+            f["tsoi"] = rng.uniform(296.0, 303.0, f["tsoi"].shape)
+            f["w_scalar"] = rng.uniform(0.7, 1.0, f["w_scalar"].shape)
+            f["nbedrock"][:] = 20
+            f["altmax"][:] = f["altmax_lastyear"][:] = 8.6
+            forcing = Forcing(**f)
+        else:
+            forcing = branch_forcings(5, seed + i)[kind]
+        out.append((REGIMES[i % len(order)], forcing))
+    return out

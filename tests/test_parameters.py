@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from soc_jax.models import clm5
+from soc_jax.models import clm5, compas
 
 REFERENCE = json.loads(
     (Path(__file__).parent / "reference/proda_constants_and_priors.json").read_text()
@@ -40,17 +40,20 @@ def test_round_trips_and_bounds():
     assert np.all(np.asarray(xs) <= SPACE.upper) and np.all(np.asarray(xs) >= SPACE.lower)
 
 
-def test_log_abs_det_jacobian_equals_autodiff():
-    z = jnp.asarray(np.random.default_rng(1).normal(0, 2, len(SPACE)))
-    jac = jax.jacobian(SPACE.from_unconstrained)(z)
+@pytest.mark.parametrize("space", [SPACE, compas.PARAMETERS], ids=["clm5", "compas"])
+def test_log_abs_det_jacobian_equals_autodiff(space):
+    """Including COMPAS's log10 parameter (tau4s3, log-uniform on [1e-3, 1] yr)."""
+    assert "log10" in compas.PARAMETERS.transforms
+    z = jnp.asarray(np.random.default_rng(1).normal(0, 2, len(space)))
+    jac = jax.jacobian(space.from_unconstrained)(z)
     sign, logdet = jnp.linalg.slogdet(jac)
     assert sign == 1
-    assert float(SPACE.log_abs_det_jacobian(z)) == pytest.approx(float(logdet), rel=1e-12)
+    assert float(space.log_abs_det_jacobian(z)) == pytest.approx(float(logdet), rel=1e-12)
     # batched
     zz = jnp.stack([z, -z])
     np.testing.assert_allclose(
-        SPACE.log_abs_det_jacobian(zz),
-        [SPACE.log_abs_det_jacobian(z), SPACE.log_abs_det_jacobian(-z)],
+        space.log_abs_det_jacobian(zz),
+        [space.log_abs_det_jacobian(z), space.log_abs_det_jacobian(-z)],
     )
 
 

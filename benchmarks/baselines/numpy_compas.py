@@ -355,20 +355,21 @@ def steady_state(
     params: np.ndarray,
     forcing: Mapping[str, np.ndarray],
     mode: str = "proda",
-    *,
-    zero_litter_threshold: float = TINY,
 ) -> dict[str, np.ndarray]:
     """COMPAS steady state of one profile: dense litter LU, then the per-layer closed forms.
+
+    The closed forms are MATLAB's (``matrix_fun.m``), evaluated per layer on the litter and then
+    the inputs scaled by powers of two (``np.ldexp``, exact in binary floating point) so that
+    nothing underflows; MIC and ENZ are scaled back. The closed form is homogeneous (degree one
+    for MIC and ENZ, zero for DOC and SOC), so this is MATLAB's result wherever MATLAB's own
+    arithmetic does not underflow, and stays exact where the litter reaching a frozen layer is
+    ~1e-300. Layers
+    whose three litter fluxes are exactly zero (MATLAB's 0/0) get zero soil carbon.
 
     Args:
         params: (23,) physical parameters (``PARAM_NAMES`` order).
         forcing: forcing dict, see ``build_litter_matrices``.
         mode: ``"proda"`` (as coded) or ``"documented"``; see the module docstring.
-        zero_litter_threshold: a layer is a zero-litter layer when F_l1, F_l2 and F_l3 are all
-            below this (gC m-3 d-1). The default, the smallest normal float64, counts zero and
-            subnormal fluxes as "no litter" (subnormal fluxes arise where litter leaks through the
-            1e-30 diffusivity floor of a frozen column, and are flushed to zero on FTZ platforms);
-            0.0 gives the strict "exactly zero" reading.
 
     Returns:
         dict with ``pools`` (8, 20) gC m-3 (CWD, l1, l2, l3, DOC, MIC, ENZ, SOC; no sign flip);
@@ -376,7 +377,7 @@ def steady_state(
         [DOC, MIC, ENZ, SOC, total]; ``litter_rcond`` LAPACK 1-norm rcond of A4 K4 - V4;
         ``negative`` any soil pool < 0 (the sign-flip condition); ``da_check_failed`` total / MIC
         stock < 10; ``zero_litter_layers`` (20,) bool, layers whose F_l1, F_l2, F_l3 are all 0
-        (or below ``zero_litter_threshold``; soil pools set to 0 there); ``ok`` rcond >= eps,
+        (soil pools set to 0 there); ``ok`` rcond >= eps,
         all finite, not negative and (proda mode only) DA check passed.
     """
     _check_mode(mode)
@@ -399,9 +400,17 @@ def steady_state(
     kd, ke, kz, vd, vs = r["kd"], r["ke"], r["kz"], r["vd"], r["vs"]
     ka, kmd = p["mm_const_assim"], p["mm_const_decom"]
     eps_c, pd = p["mic_cue"], p["pdeath2soc"]
-    f_l1, f_l2, f_l3, in_soc, in_doc, in_mic = _soil_inputs(p, np.diag(mats["K4"]), litter)
+    # litter scaled per layer by a power of two (exact) so that no flux underflows
+    largest = litter[1:].max(axis=0)
+    _, e_lit = np.frexp(np.where(largest > 0, largest, 1.0))
+    f_l1, f_l2, f_l3, in_soc, in_doc, in_mic = _soil_inputs(
+        p, np.diag(mats["K4"]), np.ldexp(litter, -e_lit)
+    )
     flux = np.abs(np.stack([f_l1, f_l2, f_l3]))
-    zero = np.all((flux == 0.0) | (flux < zero_litter_threshold), axis=0)
+    zero = np.all(flux == 0.0, axis=0)
+    total = in_mic + eps_c * (in_soc + in_doc)
+    _, e = np.frexp(np.where(total > 0, total, 1.0))  # total = m 2**e, m in [0.5, 1)
+    in_soc, in_doc, in_mic = (np.ldexp(v, -e) for v in (in_soc, in_doc, in_mic))
     with np.errstate(all="ignore"):
         mic = (in_mic + eps_c * (in_soc + in_doc)) / ((1.0 - eps_c) * (kd + ke) * xi)
         enz = (ke / kz) * mic
@@ -410,6 +419,7 @@ def steady_state(
         doc = ((kd + ke) * xi * mic * ka * xi - in_mic * ka * xi) / (
             (eps_c * vd * xi - (kd + ke) * xi) * mic + in_mic
         )
+        mic, enz = np.ldexp(mic, e + e_lit), np.ldexp(enz, e + e_lit)
     soil = np.stack([doc, mic, enz, soc])
     soil[:, zero] = 0.0
     pools = np.concatenate([litter, soil])
@@ -520,8 +530,6 @@ def steady_states(
     params_batch: np.ndarray,
     forcing_list: Sequence[Mapping[str, np.ndarray]] | Mapping[str, np.ndarray],
     mode: str = "proda",
-    *,
-    zero_litter_threshold: float = TINY,
 ) -> dict[str, np.ndarray]:
     """Steady states of many profiles, one after the other (a plain Python loop: the baseline).
 
@@ -541,10 +549,5 @@ def steady_states(
         forcing_list = [forcing_list] * n
     if len(forcing_list) != n:
         raise ValueError(f"{n} parameter vectors but {len(forcing_list)} forcings")
-    results = [
-        steady_state(
-            params_batch[i], forcing_list[i], mode, zero_litter_threshold=zero_litter_threshold
-        )
-        for i in range(n)
-    ]
+    results = [steady_state(params_batch[i], forcing_list[i], mode) for i in range(n)]
     return {key: np.stack([np.asarray(r[key]) for r in results]) for key in results[0]}

@@ -1,38 +1,45 @@
 """Data layer: observed-profile schema, loaders, covariates, forcing I/O and the synthetic world.
 
 This is the only package that touches files (NetCDF via xarray/netCDF4, CSV via ``csv``).
+
+Names are imported on first use (`soc_jax._lazy`), so the CLI's parsing does not load JAX.
 """
 
-from .covariates import (
-    COVARIATE_NAMES,
-    COVARIATE_UNITS,
-    N_COVARIATES,
-    covariate_bounds,
-    covariates_dataset,
-    minmax_scale,
-    nearest_cell,
-    scale_covariates,
-)
-from .forcing_io import dataset_to_forcing, forcing_to_dataset, read_forcing, write_forcing
-from .loaders import (
-    ScreeningReport,
-    coarse_fragment_factor,
-    load_csv,
-    load_wosis,
-    pedotransfer_bulk_density,
-    screen_layers,
-    stock_from_content,
-)
-from .schema import (
-    ObservationBatch,
-    make_profiles,
-    pad_observations,
-    profile_problems,
-    read_profiles,
-    validate_profiles,
-    write_profiles,
-)
-from .synthetic import World, make_world, true_parameters, truth_table
+from typing import TYPE_CHECKING
+
+from soc_jax._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .covariates import (
+        COVARIATE_NAMES,
+        COVARIATE_UNITS,
+        N_COVARIATES,
+        covariate_bounds,
+        covariates_dataset,
+        minmax_scale,
+        nearest_cell,
+        scale_covariates,
+    )
+    from .forcing_io import dataset_to_forcing, forcing_to_dataset, read_forcing, write_forcing
+    from .loaders import (
+        ScreeningReport,
+        coarse_fragment_factor,
+        load_csv,
+        load_wosis,
+        pedotransfer_bulk_density,
+        screen_layers,
+        stock_from_content,
+    )
+    from .schema import (
+        ObservationBatch,
+        make_profiles,
+        pad_observations,
+        profile_problems,
+        read_profiles,
+        validate_profiles,
+        write_profiles,
+    )
+    from .synthetic import World, make_world, true_parameters, truth_table
 
 __all__ = [
     "COVARIATE_NAMES",
@@ -66,3 +73,39 @@ __all__ = [
     "write_forcing",
     "write_profiles",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "COVARIATE_NAMES": ".covariates",
+        "COVARIATE_UNITS": ".covariates",
+        "N_COVARIATES": ".covariates",
+        "covariate_bounds": ".covariates",
+        "covariates_dataset": ".covariates",
+        "minmax_scale": ".covariates",
+        "nearest_cell": ".covariates",
+        "scale_covariates": ".covariates",
+        "dataset_to_forcing": ".forcing_io",
+        "forcing_to_dataset": ".forcing_io",
+        "read_forcing": ".forcing_io",
+        "write_forcing": ".forcing_io",
+        "ScreeningReport": ".loaders",
+        "coarse_fragment_factor": ".loaders",
+        "load_csv": ".loaders",
+        "load_wosis": ".loaders",
+        "pedotransfer_bulk_density": ".loaders",
+        "screen_layers": ".loaders",
+        "stock_from_content": ".loaders",
+        "ObservationBatch": ".schema",
+        "make_profiles": ".schema",
+        "pad_observations": ".schema",
+        "profile_problems": ".schema",
+        "read_profiles": ".schema",
+        "validate_profiles": ".schema",
+        "write_profiles": ".schema",
+        "World": ".synthetic",
+        "make_world": ".synthetic",
+        "true_parameters": ".synthetic",
+        "truth_table": ".synthetic",
+    },
+)

@@ -6,6 +6,15 @@ import argparse
 import os
 import time
 
+from soc_jax._cli_args import (
+    HelpFormatter,
+    float_in,
+    nonneg_float,
+    nonneg_int,
+    output_dir,
+    positive_int,
+)
+
 
 def register(subparsers) -> None:
     """Add the ``synth`` sub-command to the ``soc-jax`` parser."""
@@ -17,30 +26,29 @@ def register(subparsers) -> None:
             "profiles.nc, covariates.nc, forcing.nc, truth.nc, grid.nc and world.png to --out, "
             "then print a short summary with timings."
         ),
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--n-sites", type=int, default=300, help="number of sites (default 300)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--n-sites", type=positive_int, default=300, help="number of sites")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed")
     p.add_argument(
         "--model",
         choices=("clm5", "compas"),
         default="clm5",
-        help="process model generating the observations (default clm5)",
+        help="process model generating the observations",
     )
     p.add_argument(
         "--noise",
-        type=float,
+        type=nonneg_float,
         default=0.2,
-        help="multiplicative log-normal observation noise sigma (default 0.2)",
+        help="sigma of the multiplicative log-normal observation noise (0: no noise)",
     )
     p.add_argument(
         "--grid-resolution",
-        type=float,
+        type=float_in(0.25, 30),
         default=4.0,
-        help="global grid resolution in degrees (default 4)",
+        help="resolution of the global grid of land cells, degrees (0.25-30)",
     )
-    p.add_argument(
-        "--out", default="results/world", help="output directory (default results/world)"
-    )
+    p.add_argument("--out", type=output_dir, default="results/world", help="output folder")
     p.add_argument("--no-figure", action="store_true", help="skip the summary figure")
     p.set_defaults(func=run)
 

@@ -14,6 +14,7 @@ import xarray as xr
 
 from ..forcing import N_LITTER_INPUTS, N_MONTHS, Forcing
 from ..grid import N_LAYERS, ZSOI
+from .netcdf import open_netcdf, write_netcdf
 
 __all__ = [
     "LITTER_POOLS",
@@ -85,11 +86,13 @@ def dataset_to_forcing(ds: xr.Dataset, dim: str = "profile") -> Forcing:
 
 
 def write_forcing(ds: xr.Dataset, path: str | os.PathLike) -> None:
-    """Write a forcing Dataset to NetCDF4 (float64, uncompressed: fast and exact)."""
-    ds.to_netcdf(path, format="NETCDF4", engine="netcdf4")
+    """Write a forcing Dataset to NetCDF4 (float64, uncompressed: fast and exact).
+
+    CF global attributes are completed in place (`soc_jax.data.netcdf.write_netcdf`).
+    """
+    write_netcdf(ds, path)
 
 
 def read_forcing(path: str | os.PathLike) -> xr.Dataset:
-    """Read a forcing Dataset (loaded into memory, file closed)."""
-    with xr.open_dataset(path, engine="netcdf4") as f:
-        return f.load()
+    """Read a forcing Dataset (loaded into memory, file closed; one-line error if missing)."""
+    return open_netcdf(path)

@@ -44,7 +44,8 @@ import numpy as np
 import xarray as xr
 from jaxtyping import ArrayLike
 
-from .schema import _assemble, profile_problems
+from .netcdf import open_netcdf, require_file
+from .schema import DEPTH_UNITS, _assemble, _name, describe_layer, fmt, profile_problems
 
 __all__ = [
     "ScreeningReport",
@@ -180,8 +181,14 @@ def screen_layers(
     report: ScreeningReport | None = None,
     min_layers: int = MIN_LAYERS,
     min_max_depth: float = MIN_MAX_DEPTH,
+    depth_unit: str = "m",
+    row_label: str = "row {}",
 ) -> tuple[xr.Dataset, ScreeningReport]:
     """PRODA's screening of a layer table, then the profiles Dataset.
+
+    An excluded profile's ``detail`` names the layer that broke the rule, counted from the
+    surface (1 = top, after sorting by depth and dropping zero/NaN layers), with its depths in
+    ``depth_unit`` and its source row (``row_label``).
 
     Args:
         profile_id: (n,) profile ids (str) of the profile table.
@@ -192,11 +199,18 @@ def screen_layers(
         report: a report to append to (e.g. with rows already excluded while parsing).
         min_layers: keep profiles with at least this many layers (PRODA: 3).
         min_max_depth: keep profiles whose deepest node is deeper than this, m (PRODA: 0.5).
+        depth_unit: ``"m"`` or ``"cm"``: the unit of the source, used in messages (values are
+            in m); recorded as the Dataset's ``source_depth_unit`` attribute.
+        row_label: how a source row is named in messages, e.g. ``"CSV line {}"`` (formatted
+            with ``layers["row"]``).
 
     Returns:
         ``(profiles, report)``: the valid profiles Dataset and the `ScreeningReport`.
     """
     report = report if report is not None else ScreeningReport()
+    if depth_unit not in DEPTH_UNITS:
+        raise ValueError(f"depth_unit must be 'm' or 'cm', got {depth_unit!r}")
+    scale = DEPTH_UNITS[depth_unit]
     pids = np.asarray(profile_id).astype(str)
     lat = np.asarray(lat, float)
     lon = np.asarray(lon, float)
@@ -212,6 +226,7 @@ def screen_layers(
     excluded_ids = {r["profile_id"] for r in report.excluded}
 
     def exclude(pid: str, reason: str, detail: str = "") -> None:
+        pid = str(pid)  # a plain str, never np.str_ (its repr would leak into messages)
         excluded_ids.add(pid)
         report.excluded.append({"profile_id": pid, "reason": reason, "detail": detail})
 
@@ -234,7 +249,7 @@ def screen_layers(
             and -90 <= lat[i] <= 90
             and -180 <= lon[i] <= 360
         ):
-            exclude(pid, "lat/lon out of range", f"lat {lat[i]}, lon {lon[i]}")
+            exclude(pid, "lat/lon out of range", f"lat {fmt(lat[i])}, lon {fmt(lon[i])} degrees")
             continue
         known[pid] = i
 
@@ -282,7 +297,16 @@ def screen_layers(
             continue
         s = soc[idx]
         if np.any(s < 0):
-            exclude(pid, "negative soc", f"min {s.min()!r} gC m-3")
+            j = int(np.flatnonzero(s < 0)[0])
+            where = describe_layer(
+                j,
+                len(idx),
+                depth[0, idx[j]],
+                depth[1, idx[j]],
+                depth_unit,
+                row_label.format(rows[idx[j]]),
+            )
+            exclude(pid, "negative soc", f"soc {fmt(s[j])} gC m-3 ({where})")
             continue
         if len(idx) < min_layers:
             exclude(
@@ -296,7 +320,7 @@ def screen_layers(
             exclude(
                 pid,
                 f"maximum depth <= {100 * min_max_depth:g} cm",
-                f"deepest node {100 * deepest:g} cm",
+                f"deepest node {fmt(deepest * scale)} {depth_unit}",
             )
             continue
         candidates.append(pid)
@@ -320,13 +344,23 @@ def screen_layers(
             arrays[k][i, : len(idx)] = source[k][idx]
     ii = np.asarray([known[p] for p in candidates], dtype=int)
     ds = _assemble(
-        np.asarray(candidates, dtype=object), lat[ii], lon[ii], mask, arrays, validate=False
+        np.asarray(candidates, dtype=object),
+        lat[ii],
+        lon[ii],
+        mask,
+        arrays,
+        validate=False,
+        attrs={"source_depth_unit": depth_unit},
     )
+    labels = np.full((n, width), "", dtype=object)
+    for i, pid in enumerate(candidates):
+        labels[i, : len(by_pid[pid])] = [row_label.format(rows[j]) for j in by_pid[pid]]
     bad: dict[int, str] = {}
-    for i, message in profile_problems(ds):
+    for i, message in profile_problems(ds, rows=labels):
         bad.setdefault(i, message)
     for i, message in sorted(bad.items()):
-        exclude(candidates[i], "invalid layers", message)
+        prefix = f"{_name(ds, i)}: "  # the report's row names the profile already
+        exclude(candidates[i], "invalid layers", message.removeprefix(prefix))
     if bad:
         ds = ds.isel(profile=[i for i in range(n) if i not in bad])
         ds = ds.assign_coords(profile=np.arange(ds.sizes["profile"]))
@@ -367,12 +401,12 @@ def load_wosis(
     """
     if stock not in ("given", "content"):
         raise ValueError(f"stock must be 'given' or 'content', got {stock!r}")
-    with xr.open_dataset(path, engine="netcdf4", decode_times=False) as f:
-        for name in ("soc_profile_info", "data_soc_integrate"):
-            if name not in f:
-                raise ValueError(f"{os.fspath(path)}: missing variable {name!r} (SPEC 9 layout)")
-        info = _orient(f["soc_profile_info"].values, _INFO_COLUMNS, "soc_profile_info")
-        data = _orient(f["data_soc_integrate"].values, _LAYER_COLUMNS, "data_soc_integrate")
+    f = open_netcdf(path, decode_times=False)
+    for name in ("soc_profile_info", "data_soc_integrate"):
+        if name not in f:
+            raise ValueError(f"{os.fspath(path)}: missing variable {name!r} (SPEC 9 layout)")
+    info = _orient(f["soc_profile_info"].values, _INFO_COLUMNS, "soc_profile_info")
+    data = _orient(f["data_soc_integrate"].values, _LAYER_COLUMNS, "data_soc_integrate")
     pids = np.asarray([_id_str(x) for x in info[:, 0]], dtype=object)
     content = data[:, 5]
     given = data[:, 6]
@@ -389,6 +423,8 @@ def load_wosis(
         "bulk_density": np.where(np.isnan(bd), bd_used, bd),
         "row": np.arange(data.shape[0]),
     }
+    screening.setdefault("depth_unit", "cm")
+    screening.setdefault("row_label", "data_soc_integrate row {} (0-based)")
     ds, report = screen_layers(pids, info[:, 4], info[:, 3], layers, **screening)
     ds.attrs["source"] = f"WoSIS-derived NetCDF {os.path.basename(os.fspath(path))}"
     return ds, report
@@ -420,6 +456,7 @@ def load_csv(
         raise ValueError(f"depth_unit must be 'cm' or 'm', got {depth_unit!r}")
     if stock not in ("given", "content"):
         raise ValueError(f"stock must be 'given' or 'content', got {stock!r}")
+    require_file(path)
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -502,7 +539,7 @@ def load_csv(
         table["lon"][idx],
         layers,
         report=report,
-        **screening,
+        **{"depth_unit": depth_unit, "row_label": "CSV line {}", **screening},
     )
     ds.attrs["source"] = f"CSV {os.path.basename(os.fspath(path))}"
     return ds, report

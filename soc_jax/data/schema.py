@@ -33,6 +33,8 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array, Bool, Float
 
+from .netcdf import flag_attrs, open_netcdf, write_netcdf
+
 __all__ = [
     "PROFILE_VARIABLES",
     "OPTIONAL_VARIABLES",
@@ -51,7 +53,7 @@ PROFILE_VARIABLES: dict[str, tuple[str, str]] = {
     "lat": ("degrees_north", "latitude"),
     "lon": ("degrees_east", "longitude"),
     "n_layers": ("1", "number of valid layers"),
-    "mask": ("1", "valid layer (True) or padding (False)"),
+    "mask": ("1", "valid layer or padding"),
     "depth_top": ("m", "depth of the upper layer boundary"),
     "depth_bottom": ("m", "depth of the lower layer boundary"),
     "depth_node": ("m", "depth of the layer node (comparison depth)"),
@@ -175,7 +177,7 @@ def _assemble(
         },
         coords={"profile": np.arange(n), "layer": np.arange(mask.shape[1])},
         attrs={
-            "Conventions": "CF-1.8",
+            "Conventions": "CF-1.10",
             "title": "soil organic carbon profiles (soc_jax schema)",
             **(attrs or {}),
         },
@@ -183,6 +185,8 @@ def _assemble(
     for name, (units, long_name) in {**PROFILE_VARIABLES, **OPTIONAL_VARIABLES}.items():
         if name in ds:
             ds[name].attrs.update(units=units, long_name=long_name)
+    ds["mask"].attrs.pop("units")  # a flag (CF 3.5): values and meanings instead of units
+    ds["mask"].attrs.update(flag_attrs({0: "padding", 1: "valid layer"}, "valid layer or padding"))
     if validate:
         validate_profiles(ds)
     return ds
@@ -192,7 +196,43 @@ def _name(ds: xr.Dataset, i: int) -> str:
     return f"profile {str(ds['profile_id'].values[i])!r} (index {i})"
 
 
-def profile_problems(ds: xr.Dataset) -> list[tuple[int, str]]:
+DEPTH_UNITS: dict[str, float] = {"m": 1.0, "cm": 100.0}  # unit -> factor from m
+
+
+def fmt(value: float) -> str:
+    """A number as a user writes it: ``0.15``, ``-3``, ``1.2e+05``, ``nan`` (no numpy repr)."""
+    return f"{float(value):.6g}"
+
+
+def source_depth_unit(ds: xr.Dataset) -> str:
+    """The depth unit of the data as the user gave it (``ds.attrs["source_depth_unit"]``; m)."""
+    unit = str(ds.attrs.get("source_depth_unit", "m"))
+    return unit if unit in DEPTH_UNITS else "m"
+
+
+def describe_layer(
+    j: int, k: int, top: float, bottom: float, depth_unit: str = "m", row: object = None
+) -> str:
+    """``"layer 2 of 5 counted from the surface, 10-30 cm"`` (1 = top layer), plus the source row.
+
+    Args:
+        j: 0-based index of the layer among the profile's valid layers, top first.
+        k: number of valid layers in the profile.
+        top, bottom: layer boundaries, m.
+        depth_unit: unit to show depths in, ``"m"`` or ``"cm"`` (the user's unit).
+        row: where the layer came from (e.g. ``"CSV line 7"``), or None.
+    """
+    f = DEPTH_UNITS[depth_unit]
+    where = f", {row}" if row is not None else ""
+    return (
+        f"layer {j + 1} of {k} counted from the surface, {fmt(top * f)}-{fmt(bottom * f)} "
+        f"{depth_unit}{where}"
+    )
+
+
+def profile_problems(
+    ds: xr.Dataset, *, depth_unit: str | None = None, rows: np.ndarray | None = None
+) -> list[tuple[int, str]]:
     """Every rule each profile breaks, as ``(profile index, message)`` pairs.
 
     Rules: required variables present; unique ``profile_id``; lat in [-90, 90] and lon in
@@ -200,16 +240,28 @@ def profile_problems(ds: xr.Dataset) -> list[tuple[int, str]]:
     finite and >= 0, ``depth_bottom > depth_top``, ``depth_node`` within the layer, node depths
     strictly increasing and layers not overlapping (``depth_top[k+1] >= depth_bottom[k]``).
 
+    A message names the profile, the rule, the offending values in the user's units and the
+    offending layer, counted as a user counts them: 1 = the top layer, e.g. ``"profile 'P1'
+    (index 0): overlapping layers: depth_top 5 cm is above depth_bottom 10 cm of layer 1
+    (layer 2 of 3 counted from the surface, 5-30 cm)"``. For a pair of layers (overlap, node
+    depths not increasing) the deeper layer of the pair is the one named.
+
     Args:
         ds: a profiles Dataset.
+        depth_unit: ``"m"`` or ``"cm"``, the unit depths are shown in; default the unit of the
+            source file (``ds.attrs["source_depth_unit"]``, set by the loaders), else m.
+        rows: optional (profile, layer) labels of where each layer came from (e.g. ``"CSV line
+            7"``), added to the layer's description.
 
     Returns:
-        A list of problems (empty if the Dataset is valid); each message names the profile and
-        the rule.
+        A list of problems (empty if the Dataset is valid).
     """
     missing = [k for k in PROFILE_VARIABLES if k not in ds and k != "n_layers"]
     if missing:
         raise ValueError(f"profiles Dataset lacks required variables {missing}")
+    unit = depth_unit if depth_unit is not None else source_depth_unit(ds)
+    if unit not in DEPTH_UNITS:
+        raise ValueError(f"depth_unit must be 'm' or 'cm', got {unit!r}")
     problems: list[tuple[int, str]] = []
     ids = ds["profile_id"].values.astype(str)
     mask = ds["mask"].values.astype(bool)
@@ -231,9 +283,9 @@ def profile_problems(ds: xr.Dataset) -> list[tuple[int, str]]:
                 )
             seen.setdefault(ids[i], i)
         if not (np.isfinite(lat[i]) and -90.0 <= lat[i] <= 90.0):
-            problems.append((i, f"{name}: lat {lat[i]} outside [-90, 90] degrees"))
+            problems.append((i, f"{name}: lat {fmt(lat[i])} outside [-90, 90] degrees"))
         if not (np.isfinite(lon[i]) and -180.0 <= lon[i] <= 360.0):
-            problems.append((i, f"{name}: lon {lon[i]} outside [-180, 360] degrees"))
+            problems.append((i, f"{name}: lon {fmt(lon[i])} outside [-180, 360] degrees"))
         m = mask[i]
         k = int(m.sum())
         if k == 0:
@@ -242,47 +294,91 @@ def profile_problems(ds: xr.Dataset) -> list[tuple[int, str]]:
         if not m[:k].all():
             problems.append((i, f"{name}: mask must list the valid layers first"))
             continue
-        t, b, z, s = top[i, :k], bottom[i, :k], node[i, :k], soc[i, :k]
-
-        def add(bad: np.ndarray, rule: str, values: np.ndarray, i=i, name=name) -> None:
-            if np.any(bad):
-                j = int(np.flatnonzero(bad)[0])
-                problems.append((i, f"{name}: {rule} (layer {j}, value {values[j]!r})"))
-
-        add(np.isnan(s), "soc is NaN", s)
-        add(~np.isnan(s) & ~np.isfinite(s), "soc is infinite", s)
-        add(s < 0, "soc is negative", s)
-        depth_ok = np.isfinite(t) & np.isfinite(b) & np.isfinite(z)
-        add(~depth_ok, "depth is not finite", np.where(np.isfinite(t), z, t))
-        if not depth_ok.all():
-            continue
-        add(t < 0, "depth_top is negative", t)
-        add(b <= t, "bottom above top (depth_bottom <= depth_top)", b)
-        add((z < t - _DEPTH_TOL) | (z > b + _DEPTH_TOL), "depth_node outside its layer", z)
-        if k > 1:
-            add(np.diff(z) <= 0, "depths not increasing (depth_node)", z[1:])
-            add(
-                t[1:] < b[:-1] - _DEPTH_TOL,
-                "overlapping layers (depth_top < previous bottom)",
-                t[1:],
-            )
+        row_labels = None if rows is None else rows[i, :k]
+        for message in _layer_problems(
+            top[i, :k], bottom[i, :k], node[i, :k], soc[i, :k], unit, row_labels
+        ):
+            problems.append((i, f"{name}: {message}"))
     return problems
 
 
-def validate_profiles(ds: xr.Dataset) -> xr.Dataset:
-    """Raise ``ValueError`` naming the profile and the rule at the first problem.
+def _layer_problems(
+    t: np.ndarray,
+    b: np.ndarray,
+    z: np.ndarray,
+    s: np.ndarray,
+    unit: str,
+    rows: np.ndarray | None,
+) -> list[str]:
+    """Rule messages for one profile's k valid layers (tops, bottoms, nodes in m; SOC gC m-3)."""
+    k = t.size
+    f = DEPTH_UNITS[unit]
+    out: list[str] = []
+
+    def d(x: float) -> str:
+        return f"{fmt(x * f)} {unit}"
+
+    def add(bad: np.ndarray, rule: str, detail) -> None:
+        """Report the first offending layer j (0-based); ``detail(j)`` gives its values."""
+        if np.any(bad):
+            j = int(np.flatnonzero(bad)[0])
+            where = describe_layer(j, k, t[j], b[j], unit, None if rows is None else rows[j])
+            out.append(f"{rule}: {detail(j)} ({where})")
+
+    add(np.isnan(s), "soc is NaN", lambda j: "soc nan")
+    add(~np.isnan(s) & ~np.isfinite(s), "soc is infinite", lambda j: f"soc {fmt(s[j])}")
+    add(s < 0, "soc is negative", lambda j: f"soc {fmt(s[j])} gC m-3")
+    depth_ok = np.isfinite(t) & np.isfinite(b) & np.isfinite(z)
+    add(
+        ~depth_ok,
+        "depth is not finite",
+        lambda j: f"depth_top {d(t[j])}, depth_bottom {d(b[j])}, depth_node {d(z[j])}",
+    )
+    if not depth_ok.all():
+        return out
+    add(t < 0, "depth_top is negative", lambda j: f"depth_top {d(t[j])}")
+    add(
+        b <= t,
+        "bottom above top (depth_bottom <= depth_top)",
+        lambda j: f"depth_bottom {d(b[j])} <= depth_top {d(t[j])}",
+    )
+    add(
+        (z < t - _DEPTH_TOL) | (z > b + _DEPTH_TOL),
+        "depth_node outside its layer",
+        lambda j: f"depth_node {d(z[j])}",
+    )
+    if k > 1:
+        # rules on pairs of layers (j-1, j): the deeper layer j of the first bad pair is named
+        not_increasing = np.concatenate([[False], np.diff(z) <= 0])
+        add(
+            not_increasing,
+            "depths not increasing (depth_node)",
+            lambda j: f"depth_node {d(z[j])} is not below {d(z[j - 1])} of layer {j}",
+        )
+        overlap = np.concatenate([[False], t[1:] < b[:-1] - _DEPTH_TOL])
+        add(
+            overlap,
+            "overlapping layers (depth_top < previous bottom)",
+            lambda j: f"depth_top {d(t[j])} is above depth_bottom {d(b[j - 1])} of layer {j}",
+        )
+    return out
+
+
+def validate_profiles(ds: xr.Dataset, *, depth_unit: str | None = None) -> xr.Dataset:
+    """Raise ``ValueError`` naming the profile, the rule and the layer at the first problem.
 
     Args:
         ds: a profiles Dataset (see the module docstring).
+        depth_unit: unit of the depths in the message (see `profile_problems`).
 
     Returns:
         ``ds`` unchanged, so that calls chain.
 
     Raises:
-        ValueError: ``"profile 'P1' (index 0): soc is negative (layer 2, value -3.0)"`` etc.;
-            the message counts the other problems.
+        ValueError: ``"profile 'P1' (index 0): soc is negative: soc -3 gC m-3 (layer 2 of 4
+            counted from the surface, 10-30 cm)"`` etc.; the message counts the other problems.
     """
-    problems = profile_problems(ds)
+    problems = profile_problems(ds, depth_unit=depth_unit)
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise ValueError(problems[0][1] + more)
@@ -290,15 +386,22 @@ def validate_profiles(ds: xr.Dataset) -> xr.Dataset:
 
 
 def write_profiles(ds: xr.Dataset, path: str | os.PathLike) -> None:
-    """Write a profiles Dataset to NetCDF4 (lossless: float64, bool mask, string ids)."""
+    """Write a profiles Dataset to NetCDF4 (lossless: float64, bool mask, string ids).
+
+    The CF global attributes (Conventions, source, history) are completed in place
+    (`soc_jax.data.netcdf.write_netcdf`).
+    """
     encoding = {k: {"zlib": False} for k in ds.data_vars if ds[k].dtype != object}
-    ds.to_netcdf(path, format="NETCDF4", engine="netcdf4", encoding=encoding)
+    write_netcdf(ds, path, encoding=encoding)
 
 
 def read_profiles(path: str | os.PathLike, validate: bool = True) -> xr.Dataset:
-    """Read a profiles Dataset written by `write_profiles` (loaded into memory, file closed)."""
-    with xr.open_dataset(path, engine="netcdf4") as f:
-        ds = f.load()
+    """Read a profiles Dataset written by `write_profiles` (loaded into memory, file closed).
+
+    Raises:
+        FileNotFoundError: no such file; ValueError: not NetCDF, or a rule broken.
+    """
+    ds = open_netcdf(path)
     ds["profile_id"] = ds["profile_id"].astype(str).astype(object)
     if ds["mask"].dtype != bool:
         ds["mask"] = ds["mask"].astype(bool)

@@ -65,6 +65,7 @@ from ._environment import (
 )
 from .covariates import COVARIATE_NAMES, covariates_dataset, nearest_cell
 from .forcing_io import dataset_to_forcing, forcing_to_dataset, write_forcing
+from .netcdf import write_netcdf
 from .schema import ObservationBatch, _assemble, pad_observations, write_profiles
 
 __all__ = ["World", "make_world", "truth_table", "true_parameters", "MODELS", "MODEL_MODES"]
@@ -339,11 +340,23 @@ class World:
             k: os.path.join(out, f"{k}.nc")
             for k in ("profiles", "covariates", "forcing", "truth", "grid")
         }
+        what = f"model {self.model}, seed {self.seed}, noise {self.noise}"
+        titles = {
+            "covariates": "synthetic world: the 60 PRODA covariates at the sites",
+            "forcing": "synthetic world: monthly forcing at the sites",
+            "truth": "synthetic world: true parameters at the sites",
+            "grid": "synthetic world: global grid of land cells (covariates, forcing, truth)",
+        }
+        source = f"soc_jax synthetic world ({what})"
+        for key in titles:
+            ds = getattr(self, key)
+            ds.attrs.setdefault("title", titles[key])
+            ds.attrs.setdefault("source", source)
         write_profiles(self.profiles, paths["profiles"])
-        self.covariates.to_netcdf(paths["covariates"], engine="netcdf4")
+        write_netcdf(self.covariates, paths["covariates"])
         write_forcing(self.forcing, paths["forcing"])
-        self.truth.to_netcdf(paths["truth"], engine="netcdf4")
-        self.grid.to_netcdf(paths["grid"], engine="netcdf4")
+        write_netcdf(self.truth, paths["truth"])
+        write_netcdf(self.grid, paths["grid"])
         return paths
 
     def summary(self) -> str:
@@ -363,55 +376,17 @@ class World:
             f"grid: {self.grid.sizes['cell']} land cells"
         )
 
-    def figure(self, path: str | os.PathLike, dpi: int = 90) -> None:
-        """Summary figure: map of sites coloured by 0-100 cm stock; SOC-vs-depth examples."""
-        import matplotlib
+    def figure(self, path: str | os.PathLike, dpi: int | None = None) -> str:
+        """Summary figure: map of the sites coloured by 0-100 cm stock; SOC-vs-depth examples.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        Drawn by `soc_jax.data._world_figure.world_figure` (conventions of `soc_jax.plots`).
 
-        fig = plt.figure(figsize=(10, 4.2))
-        fig.subplots_adjust(left=0.07)
-        ax = fig.add_axes([0.07, 0.12, 0.55, 0.8])
-        g = self.grid
-        ax.scatter(g["lon"], g["lat"], s=6, c="0.88", marker="s", lw=0)
-        stock = self.profiles["stock_100cm"].values / 1000.0
-        order = np.argsort(stock)
-        sc = ax.scatter(
-            self.lon[order], self.lat[order], c=np.log10(stock[order]), s=4, cmap="viridis", lw=0
-        )
-        cb = fig.colorbar(sc, ax=ax, shrink=0.8)
-        cb.set_label("log10 stock 0-100 cm (kgC m-2)")
-        ax.set(
-            xlim=(-180, 180),
-            ylim=(-60, 85),
-            xlabel="lon",
-            ylabel="lat",
-            title=f"{self.n_sites} sites ({self.model}, noise {self.noise})",
-        )
-        ax2 = fig.add_axes([0.72, 0.12, 0.26, 0.8])
-        rng = np.random.default_rng(0)
-        picks = rng.choice(self.n_sites, size=min(5, self.n_sites), replace=False)
-        for c, i in zip(plt.cm.tab10.colors, picks, strict=False):
-            m = self.profiles["mask"].values[i]
-            ax2.plot(self.profiles["soc_model"].values[i], ZSOI[:N_LAYERS], color=c, lw=1)
-            ax2.plot(
-                self.profiles["soc"].values[i, m],
-                self.profiles["depth_node"].values[i, m],
-                "o",
-                color=c,
-                ms=3,
-            )
-        ax2.set(
-            xscale="log",
-            xlim=(30, 3e5),
-            ylim=(2.5, 0),
-            xlabel="SOC (gC m-3)",
-            ylabel="depth (m)",
-            title="model (line) and obs (dots)",
-        )
-        fig.savefig(path, dpi=dpi)
-        plt.close(fig)
+        Returns:
+            The path written.
+        """
+        from ._world_figure import world_figure
+
+        return world_figure(self, path, dpi)
 
 
 def _truth_dataset(model: str, p: np.ndarray, dim: str) -> xr.Dataset:
@@ -424,11 +399,26 @@ def _truth_dataset(model: str, p: np.ndarray, dim: str) -> xr.Dataset:
             "physical": (
                 (dim, "parameter"),
                 physical,
-                {"long_name": "true parameter, physical units (see unit)"},
+                {
+                    "long_name": "true parameter in physical units",
+                    "units": "see the coordinate 'unit' (per parameter)",
+                },
             ),
-            "centre": ("parameter", np.array([v[0] for v in table.values()])),
-            "amplitude": ("parameter", np.array([v[1] for v in table.values()])),
-            "weight": (("parameter", "feature"), np.array([v[2] for v in table.values()])),
+            "centre": (
+                "parameter",
+                np.array([v[0] for v in table.values()]),
+                {"long_name": "centre of the truth function (normalized)", "units": "1"},
+            ),
+            "amplitude": (
+                "parameter",
+                np.array([v[1] for v in table.values()]),
+                {"long_name": "amplitude of the truth function (normalized)", "units": "1"},
+            ),
+            "weight": (
+                ("parameter", "feature"),
+                np.array([v[2] for v in table.values()]),
+                {"long_name": "weight of each feature in the truth function", "units": "1"},
+            ),
         },
         coords={
             dim: np.arange(p.shape[0]),
@@ -464,7 +454,8 @@ def make_world(
         noise: standard deviation of the multiplicative log-normal observation noise
             (``obs = model * exp(noise * eps)``); 0 gives the model exactly.
         grid_resolution: resolution of the global grid of land cells, degrees.
-        progress: show a tqdm progress bar over the steady-state chunks.
+        progress: show tqdm progress bars over the steady-state chunks (one counting the
+            sites, one counting the cells of the global grid).
 
     Returns:
         `World`.
@@ -502,15 +493,22 @@ def make_world(
     timings["forcing"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    bar = None
-    if progress:
+
+    def bar(total: int, what: str):
+        if not progress:
+            return None
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_sites + clat.size, desc=f"{model} steady states", unit="site")
-    p, soc20, ok, redraws = _solve_with_redraws(model, site["cov"], f_site, bar)
-    gp, gsoc, gok, _ = _solve_with_redraws(model, cell["cov"], f_cell, bar)
-    if bar is not None:
-        bar.close()
+        return tqdm(total=total, desc=f"{model} steady states, {what}", unit=what.split()[-1])
+
+    site_bar = bar(n_sites, "sites")
+    p, soc20, ok, redraws = _solve_with_redraws(model, site["cov"], f_site, site_bar)
+    if site_bar is not None:
+        site_bar.close()
+    cell_bar = bar(clat.size, f"{grid_resolution:g} degree grid cells")
+    gp, gsoc, gok, _ = _solve_with_redraws(model, cell["cov"], f_cell, cell_bar)
+    if cell_bar is not None:
+        cell_bar.close()
     timings["steady_state"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -578,12 +576,18 @@ def make_world(
     covariates = covariates_dataset(
         cov_matrix, profile_id=ids[keep], grid_cell=cell_index[ci_lat, ci_lon]
     )
-    covariates["grid_cell"].attrs["long_name"] = "nearest grid cell (SPEC 1.11); -1 if ocean"
+    covariates["grid_cell"].attrs.update(
+        long_name="index of the nearest land grid cell; -1 if the nearest cell is ocean", units="1"
+    )
     forcing = forcing_to_dataset(
         Forcing(**{k: v[keep] for k, v in f_site.as_numpy().items()}), profile_id=ids[keep]
     )
     truth = _truth_dataset(model, p[keep], "profile")
-    truth["redraws"] = ("profile", redraws[keep], {"long_name": "truth redraws (0 = none)"})
+    truth["redraws"] = (
+        "profile",
+        redraws[keep],
+        {"long_name": "times the truth was redrawn toward the centre (0 = none)", "units": "1"},
+    )
     truth = truth.assign_coords(profile_id=("profile", ids[keep]))
 
     gkeep = np.flatnonzero(gok)
@@ -595,14 +599,26 @@ def make_world(
         Forcing(**{k: v[gkeep] for k, v in f_cell.as_numpy().items()}), dim="cell"
     )
     grid = xr.merge([grid, gforce], compat="override")
-    grid["p"] = (("cell", "parameter"), gp[gkeep])
+    grid["p"] = (
+        ("cell", "parameter"),
+        gp[gkeep],
+        {"long_name": "true normalized parameter", "units": "1"},
+    )
     grid = grid.assign_coords(
         parameter=truth["parameter"].values,
         grid_lat=("grid_lat", glat),
         grid_lon=("grid_lon", glon),
     )
-    grid["soc_model"] = (("cell", "node"), gsoc[gkeep], {"units": "gC m-3"})
-    grid["stock_100cm"] = ("cell", np.asarray(stocks(gsoc[gkeep]).top_100cm), {"units": "gC m-2"})
+    grid["soc_model"] = (
+        ("cell", "node"),
+        gsoc[gkeep],
+        {"units": "gC m-3", "long_name": "model SOC at the 20 nodes"},
+    )
+    grid["stock_100cm"] = (
+        "cell",
+        np.asarray(stocks(gsoc[gkeep]).top_100cm),
+        {"units": "gC m-2", "long_name": "model SOC stock 0-100 cm"},
+    )
     grid.attrs.update(resolution_deg=grid_resolution, n_failed_cells=int((~gok).sum()))
     timings["observations_and_datasets"] = time.perf_counter() - t0
     return World(

@@ -40,33 +40,37 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .. import grid
-from .._checks import require_x64, validate_profile_inputs
+from .._checks import is_concrete, require_x64, validate_profile_inputs
 from ..forcing import (
     DAYS_PER_YEAR,
     Forcing,
-    beta_input_profile,
+    beta_profile,
     depth_scalar,
     input_totals,
-    temperature_scalar,
+    temperature_exponent,
     water_scalar,
+    where_valid,
 )
 from ..grid import DZ, N_LAYERS, ZSOI
-from ..linalg import CompartmentalOperator, condition, factor
+from ..linalg import CompartmentalOperator
 from ..linalg import steady_state as _solve_steady
 from ..parameters import ParameterSpace, ParameterSpec
-from ..transport import transport_operator
+from ..transport import TransportBasis, transport_basis
+from .common import finish, parameters_ok, solve_guarded, stand_in_parameters
 
 __all__ = [
     "POOLS",
     "PARAMETERS",
     "Mode",
+    "Prepared",
     "CLM5Matrices",
     "SteadyState",
     "ResidenceTime",
     "default_parameters",
+    "prepare",
     "matrices",
     "steady_state",
     "tendency",
@@ -80,7 +84,6 @@ POOLS: tuple[str, ...] = ("cwd", "litter1", "litter2", "litter3", "soil1", "soil
 N_POOLS = len(POOLS)
 CWD, L1, L2, L3, S1, S2, S3 = range(N_POOLS)
 SOIL = (S1, S2, S3)
-RCOND_MIN: float = float(np.finfo(np.float64).eps)  # MATLAB warns below eps: a failed simulation
 
 _S = ParameterSpec
 # SPEC 2 (Table S1 equivalent). Bounds from PRODA_PUBLIC matrix_fun.m; customary values from
@@ -104,7 +107,7 @@ PARAMETERS = ParameterSpace(
         _S("fl3s2", 0.2, 0.8, "-", "transfer fraction lignin litter -> slow SOM", "A", 0.5),
         _S("fs1s2", 0.0, 0.4, "-", "transfer fraction fast -> slow SOM", "A", 0.282,
            "sand-dependent in CLM5: (1 - t) - 0.004, t = 0.85 - 0.0068 (100 - sand); "
-           "0.282 is the value at 25 % sand; mode='default' computes it per layer"),
+           "0.282 is the value at 80 % sand; mode='default' computes it per layer"),
         _S("fs1s3", 0.0, 0.05, "-", "transfer fraction fast -> passive SOM", "A", 0.004,
            "sand-dependent formula, constant 0.004"),
         _S("fs2s1", 0.1, 0.74, "-", "transfer fraction slow -> fast SOM", "A", 0.42),
@@ -126,6 +129,99 @@ def default_parameters() -> np.ndarray:
     return PARAMETERS.default()
 
 
+class Prepared(eqx.Module):
+    """Forcing-only work of one CLM5 profile, done once by `prepare` (SPEC 1.4-1.8).
+
+    In data assimilation a profile's forcing is fixed while its parameters change hundreds of
+    thousands of times; `steady_state` and `matrices` accept a `Prepared` in place of the
+    `Forcing` and return the same result.
+
+    Attributes:
+        transport: the 12 monthly Patankar operators reduced to a `TransportBasis`.
+        temperature_exponent: ``e`` of ``xi_T = q10**e``, (12, 20).
+        w_scalar: W_SCALAR, (12, 20).
+        o_scalar: O_SCALAR, (12, 20).
+        fpi: FPI, (12, 20).
+        input_totals: annual column inputs to CWD, LITR1-3, (4,), gC m-2 yr-1.
+        thawed: ALTMAX_LASTYEAR > 0 in all months (the beta input profile applies).
+        sand: mean sand content per layer, (20,), % (mode ``"default"``).
+        annual_inputs: CESM2's own annual inputs per layer, (4, 20), gC m-3 yr-1
+            (mode ``"default"``).
+        valid: the forcing obeys its rules; if not, every field above is the
+            `soc_jax.forcing.reference_forcing`'s and results carry the ``INPUT`` flag.
+        mode: the mode it was prepared for.
+    """
+
+    transport: TransportBasis
+    temperature_exponent: Float[Array, "12 20"]
+    w_scalar: Float[Array, "12 20"]
+    o_scalar: Float[Array, "12 20"]
+    fpi: Float[Array, "12 20"]
+    input_totals: Float[Array, "4"]
+    thawed: Bool[Array, ""]
+    sand: Float[Array, "20"]
+    annual_inputs: Float[Array, "4 20"]
+    valid: Bool[Array, ""]
+    mode: str = eqx.field(static=True, default="proda")
+
+
+def prepare(forcing: Forcing, mode: Mode = "proda") -> Prepared:
+    """Do the forcing-only work of a profile once (transport basis, scalars, inputs).
+
+    Args:
+        forcing: one profile's `Forcing`, or a batch (then every field of the result has the
+            same leading axes).
+        mode: ``"proda"`` or ``"default"``.
+
+    Returns:
+        `Prepared`, accepted by `steady_state`, `matrices`, `tendency` and `respiration` in
+        place of the forcing.
+
+    Raises:
+        ValueError: outside ``jit``, for a single profile whose forcing breaks a rule (a batch,
+            or a traced forcing, is flagged per profile instead).
+    """
+    _check_mode(mode)
+    if is_concrete(forcing) and forcing.batch_shape == ():
+        forcing.validate()
+    fn = functools.partial(_prepare, mode=mode)
+    for _ in forcing.batch_shape:
+        fn = jax.vmap(fn)
+    return fn(forcing)
+
+
+def _prepare(forcing: Forcing, mode: str) -> Prepared:
+    forcing, valid = where_valid(forcing)
+    dz = jnp.asarray(DZ[:N_LAYERS])
+    return Prepared(
+        transport=transport_basis(forcing.nbedrock, forcing.altmax, forcing.altmax_lastyear),
+        temperature_exponent=temperature_exponent(forcing.tsoi),
+        w_scalar=forcing.w_scalar,
+        o_scalar=forcing.o_scalar,
+        fpi=forcing.fpi,
+        input_totals=input_totals(forcing.litter_input),
+        thawed=jnp.all(forcing.altmax_lastyear > 0),
+        sand=jnp.clip(jnp.mean(forcing.sand, axis=0), 0.0, 100.0),
+        annual_inputs=jnp.sum(forcing.litter_input, axis=1) * jnp.ones_like(dz),
+        valid=valid,
+        mode=mode,
+    )
+
+
+def _as_prepared(forcing: Forcing | Prepared, mode: str | None) -> tuple[Prepared, str]:
+    """The prepared profile and the mode to use (a prepared profile fixes the mode)."""
+    if isinstance(forcing, Prepared):
+        if mode is not None and mode != forcing.mode:
+            raise ValueError(
+                f"profile was prepared for mode={forcing.mode!r}, not {mode!r}: call "
+                f"prepare(forcing, mode={mode!r})"
+            )
+        return forcing, forcing.mode
+    mode = "proda" if mode is None else mode
+    _check_mode(mode)
+    return _prepare(forcing, mode), mode
+
+
 class CLM5Matrices(eqx.Module):
     """The matrix form of one profile.
 
@@ -135,15 +231,20 @@ class CLM5Matrices(eqx.Module):
         input_profile: vertical distribution of inputs (fractions of column input per layer,
             shape (20,)); CESM2's own profile of total input in mode='default'.
         input_totals: annual column inputs to CWD, LITR1, LITR2, LITR3, shape (4,), gC m-2 yr-1.
-        xi: mean environmental scalar ``mean_m(xi_T xi_W xi_O) exp(-z/efolding)`` per layer,
-            shape (20,) (bulk-diagnostic weight, SPEC 8).
+        rate_modifier: the environmental factor of the soil decomposition rates,
+            ``mean_m(xi_T xi_W xi_O) exp(-z/efolding)`` per layer (mean of monthly products,
+            with oxygen; SPEC 1.5), shape (20,).
+        system_xi: the environmental modifier of the system-level components (SPEC 8,
+            "bulk_Xi"): ``mean_m(xi_T) mean_m(xi_W) exp(-z/efolding)``, a product of monthly
+            means without oxygen, shape (20,). Not the same as ``rate_modifier``.
     """
 
     operator: CompartmentalOperator
     inputs: Float[Array, "7 20"]
-    input_profile: Float[Array, 20]
-    input_totals: Float[Array, 4]
-    xi: Float[Array, 20]
+    input_profile: Float[Array, "20"]
+    input_totals: Float[Array, "4"]
+    rate_modifier: Float[Array, "20"]
+    system_xi: Float[Array, "20"]
 
 
 class SteadyState(eqx.Module):
@@ -151,17 +252,18 @@ class SteadyState(eqx.Module):
 
     Attributes:
         pools: carbon density per pool (CWD, l1, l2, l3, s1, s2, s3) and layer, (7, 20), gC m-3.
-            NaN where ``ok`` is False.
+            Always finite: zero where nothing could be computed (see ``flags``).
         soc: soil organic carbon s1 + s2 + s3 per layer, (20,), gC m-3.
-        ok: False for invalid input (forcing outside its rules, parameters outside their
-            bounds in mode='proda'), a singular or nearly singular system (rcond < eps, what
-            MATLAB warns about and PRODA counts as a failed simulation) or a non-finite result.
-        rcond: reciprocal 1-norm condition number of the system matrix.
+        ok: no flag set.
+        flags: why not ok, a bit set of `soc_jax.models.common` flags (``INPUT``, ``PRIOR``,
+            ``SINGULAR``, ``NONFINITE``); `soc_jax.models.common.describe_flags` says it in words.
+        rcond: reciprocal 1-norm condition number of the system matrix (0 if not solvable).
     """
 
     pools: Float[Array, "7 20"]
-    soc: Float[Array, 20]
+    soc: Float[Array, "20"]
     ok: Bool[Array, ""]
+    flags: Int[Array, ""]
     rcond: Float[Array, ""]
 
 
@@ -170,34 +272,37 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"mode must be 'proda' or 'default', got {mode!r}")
 
 
-def _validate(params: ArrayLike, forcing: Forcing, mode: str) -> None:
-    validate_profile_inputs(PARAMETERS, params, forcing, within_prior=(mode == "proda"))
-
-
-def matrices(params: Float[ArrayLike, 21], forcing: Forcing, mode: Mode = "proda") -> CLM5Matrices:
+def matrices(
+    params: Float[ArrayLike, "21"], forcing: Forcing | Prepared, mode: Mode | None = None
+) -> CLM5Matrices:
     """Build ``S = V - A K`` and the inputs of one profile (SPEC 1.3-1.8).
 
     Args:
         params: physical parameter values in `PARAMETERS` order, shape (21,).
-        forcing: one profile's `Forcing`.
-        mode: ``"proda"`` or ``"default"`` (see the module docstring).
+        forcing: one profile's `Forcing` or `Prepared` profile.
+        mode: ``"proda"`` (default) or ``"default"`` (see the module docstring); a `Prepared`
+            profile carries its own.
 
     Returns:
         `CLM5Matrices`.
     """
-    _check_mode(mode)
-    params = jnp.asarray(params)
+    require_x64("CLM5 matrices")
+    prepared, mode = _as_prepared(forcing, mode)
+    return _matrices(jnp.asarray(params), prepared, mode)
+
+
+def _matrices(params: Array, prep: Prepared, mode: str) -> CLM5Matrices:
     P = {name: params[i] for name, i in _IX.items()}
     proda = mode == "proda"
 
     # Environmental scalars (SPEC 1.4), per month and layer.
-    xit = temperature_scalar(forcing.tsoi, P["q10"])
-    xiw = water_scalar(forcing.w_scalar, P["w_scaling"], capped=True) if proda else forcing.w_scalar
-    xi_tw = xit * xiw * forcing.o_scalar
+    xit = P["q10"] ** prep.temperature_exponent
+    xiw = water_scalar(prep.w_scalar, P["w_scaling"], capped=True) if proda else prep.w_scalar
+    xi_tw = xit * xiw * prep.o_scalar
     depth = depth_scalar(ZSOI[:N_LAYERS], P["efolding"])
     # K (SPEC 1.5): mean over months of the monthly rates (mean of products).
     xi_soil = jnp.mean(xi_tw, axis=0) * depth
-    xi_litter = jnp.mean(xi_tw * forcing.fpi, axis=0) * depth
+    xi_litter = jnp.mean(xi_tw * prep.fpi, axis=0) * depth
     tau = jnp.stack(
         [P["taucwd"], P["taul1"], P["taul2"], P["taul2"], P["tau4s1"], P["tau4s2"], P["tau4s3"]]
     )
@@ -210,8 +315,7 @@ def matrices(params: Float[ArrayLike, 21], forcing: Forcing, mode: Mode = "proda
         fs1s2 = jnp.full(N_LAYERS, P["fs1s2"])
         fs1s3 = jnp.full(N_LAYERS, P["fs1s3"])
     else:
-        sand = jnp.clip(jnp.mean(forcing.sand, axis=0), 0.0, 100.0)
-        t = 0.85 - 0.68 * 0.01 * (100.0 - sand)
+        t = 0.85 - 0.68 * 0.01 * (100.0 - prep.sand)
         fs1s2 = (1.0 - t) - 0.004
         fs1s3 = jnp.full(N_LAYERS, 0.004)
     ones = jnp.ones(N_LAYERS)
@@ -227,13 +331,18 @@ def matrices(params: Float[ArrayLike, 21], forcing: Forcing, mode: Mode = "proda
         (S3, S1): fs1s3,
         (S3, S2): P["fs2s3"] * ones,
     }
-    # F = sum_k value_k (x) e_receiver e_donor^T: one small contraction instead of ten scatters
-    F = jnp.einsum("kl,kqp->lqp", jnp.stack(list(entries.values())), _unit_transfers(entries))
-
-    # V (SPEC 1.7): one tridiagonal shared by every pool but CWD.
-    V = transport_operator(
-        P["diffus"], P["cryo"], forcing.nbedrock, forcing.altmax, forcing.altmax_lastyear
+    # F[l, q, p] assembled by stacking (data movement only: no scatter, no arithmetic)
+    zero = jnp.zeros(N_LAYERS, decay.dtype)
+    F = jnp.stack(
+        [
+            jnp.stack([entries.get((q, p), zero) for p in range(N_POOLS)], -1)
+            for q in range(N_POOLS)
+        ],
+        -2,
     )
+
+    # V (SPEC 1.7): one tridiagonal shared by every pool but CWD, from the prepared basis.
+    V = prep.transport(P["diffus"], P["cryo"])
     op = CompartmentalOperator(
         decay=decay,
         fractions=F,
@@ -244,49 +353,38 @@ def matrices(params: Float[ArrayLike, 21], forcing: Forcing, mode: Mode = "proda
     )
 
     # I (SPEC 1.8).
-    totals = input_totals(forcing.litter_input)  # gC m-2 yr-1
+    totals = prep.input_totals  # gC m-2 yr-1
     dz = jnp.asarray(DZ[:N_LAYERS])
     if proda:
-        profile = beta_input_profile(P["beta"], forcing.altmax_lastyear)
+        profile = beta_profile(P["beta"], prep.thawed)
         litter_rates = totals[:, None] * profile[None, :] / (dz * DAYS_PER_YEAR)
     else:
-        annual = jnp.sum(forcing.litter_input, axis=1)  # gC m-3 yr-1 per layer
-        litter_rates = annual / DAYS_PER_YEAR
-        column = jnp.sum(annual * dz, axis=0)
+        litter_rates = prep.annual_inputs / DAYS_PER_YEAR
+        column = jnp.sum(prep.annual_inputs * dz, axis=0)
         profile = column / jnp.sum(column)
     inputs = jnp.concatenate([litter_rates, jnp.zeros((3, N_LAYERS), litter_rates.dtype)])
-    return CLM5Matrices(op, inputs, profile, totals, xi_soil)
-
-
-def _unit_transfers(entries: dict) -> np.ndarray:
-    """(k, P, P) one-hot matrices of the (receiver, donor) pairs of ``entries``."""
-    unit = np.zeros((len(entries), N_POOLS, N_POOLS))
-    for k, (receiver, donor) in enumerate(entries):
-        unit[k, receiver, donor] = 1.0
-    return unit
-
-
-def _params_ok(params: Array, mode: str) -> Array:
-    if mode == "proda":
-        return PARAMETERS.in_bounds(params)
-    return jnp.all(jnp.isfinite(params) & (params >= 0))
+    system_xi = jnp.mean(xit, axis=0) * jnp.mean(xiw, axis=0) * depth
+    return CLM5Matrices(op, inputs, profile, totals, xi_soil, system_xi)
 
 
 def steady_state(
-    params: Float[ArrayLike, 21],
-    forcing: Forcing,
-    mode: Mode = "proda",
+    params: Float[ArrayLike, "21"],
+    forcing: Forcing | Prepared,
+    mode: Mode | None = None,
     method: Literal["structured", "dense"] = "structured",
 ) -> SteadyState:
     """Steady state of one profile: solve ``(V - A K) X = I``, clip ``X < 0`` to 0 (SPEC 1.9).
 
     Pure and jit/vmap/grad-able. Outside ``jit`` bad input raises ``ValueError`` naming the
-    field or parameter; inside ``jit``/``vmap`` it comes back as ``ok = False``.
+    field or parameter; inside ``jit``/``vmap`` it comes back as a flag (``ok = False``), with
+    finite pools and exactly zero gradient for a masked loss (`soc_jax.models.common`).
 
     Args:
         params: physical parameter values in `PARAMETERS` order, shape (21,).
-        forcing: one profile's `Forcing`.
-        mode: ``"proda"`` (the authors' DA code) or ``"default"`` (CLM5 customary).
+        forcing: one profile's `Forcing`, or its `Prepared` form (`prepare`), which skips the
+            forcing-only work.
+        mode: ``"proda"`` (the authors' DA code, the default) or ``"default"`` (CLM5
+            customary); a `Prepared` profile carries its own.
         method: ``"structured"`` (fast block sweeps with implicit gradients) or ``"dense"``
             (reference: ``jnp.linalg.solve`` on the 140x140 matrix).
 
@@ -297,46 +395,46 @@ def steady_state(
         >>> import jax; jax.config.update("jax_enable_x64", True)
         >>> from soc_jax.models import clm5
         >>> result = clm5.steady_state(clm5.PARAMETERS.midpoint(), forcing)  # doctest: +SKIP
-        >>> batch = jax.vmap(clm5.steady_state)(params_batch, forcing_batch)  # doctest: +SKIP
+        >>> prepared = clm5.prepare(forcing_batch)  # once per profile  # doctest: +SKIP
+        >>> batch = jax.vmap(clm5.steady_state)(params_batch, prepared)  # doctest: +SKIP
     """
     require_x64("CLM5 steady state")
-    _check_mode(mode)
-    _validate(params, forcing, mode)
+    if not isinstance(forcing, Prepared):
+        _check_mode("proda" if mode is None else mode)
+    mode = forcing.mode if isinstance(forcing, Prepared) and mode is None else mode
+    mode = "proda" if mode is None else mode
+    validate_profile_inputs(PARAMETERS, params, forcing, within_prior=(mode == "proda"))
     return _steady_state(jnp.asarray(params, dtype=jnp.float64), forcing, mode, method)
 
 
 @functools.partial(jax.jit, static_argnames=("mode", "method"))
-def _steady_state(params: Array, forcing: Forcing, mode: str, method: str) -> SteadyState:
-    m = matrices(params, forcing, mode)
-    factors = factor(m.operator) if method == "structured" else None
-    x = _solve_steady(m.operator, m.inputs, method=method, factors=factors)
-    rcond, finite = condition(m.operator, method=method, factors=factors)
+def _steady_state(
+    params: Array, forcing: Forcing | Prepared, mode: str, method: str
+) -> SteadyState:
+    prep, mode = _as_prepared(forcing, mode)
+    params_ok = parameters_ok(PARAMETERS, params, within_prior=(mode == "proda"))
+    params = stand_in_parameters(PARAMETERS, params, params_ok)
+    m = _matrices(params, prep, mode)
+    x, rcond, usable = solve_guarded(m.operator, m.inputs, method)
     x = jnp.where(x < 0, 0.0, x)
-    ok = (
-        _params_ok(params, mode)
-        & forcing.is_valid()
-        & finite
-        & (rcond >= RCOND_MIN)
-        & jnp.all(jnp.isfinite(x))
-    )
-    pools = jnp.where(ok, x, jnp.nan)
+    flags, pools = finish(prep.valid, params_ok, rcond, usable, x)
     soc = pools[S1] + pools[S2] + pools[S3]
-    return SteadyState(pools=pools, soc=soc, ok=ok, rcond=rcond)
+    return SteadyState(pools=pools, soc=soc, ok=flags == 0, flags=flags, rcond=rcond)
 
 
 def tendency(
     pools: Float[ArrayLike, "7 20"],
-    params: Float[ArrayLike, 21],
-    forcing: Forcing,
-    mode: Mode = "proda",
+    params: Float[ArrayLike, "21"],
+    forcing: Forcing | Prepared,
+    mode: Mode | None = None,
 ) -> Float[Array, "7 20"]:
     """Rate of change ``dX/dt = I - (V - A K) X`` (annual-mean operator), gC m-3 day-1.
 
     Args:
         pools: (7, 20) gC m-3.
         params: (21,) physical parameters.
-        forcing: one profile's `Forcing`.
-        mode: ``"proda"`` or ``"default"``.
+        forcing: one profile's `Forcing` or `Prepared` profile.
+        mode: ``"proda"`` (default) or ``"default"``.
     """
     m = matrices(params, forcing, mode)
     return m.inputs - m.operator.matvec(jnp.asarray(pools))
@@ -344,10 +442,10 @@ def tendency(
 
 def respiration(
     pools: Float[ArrayLike, "7 20"],
-    params: Float[ArrayLike, 21],
-    forcing: Forcing,
-    mode: Mode = "proda",
-) -> Float[Array, 20]:
+    params: Float[ArrayLike, "21"],
+    forcing: Forcing | Prepared,
+    mode: Mode | None = None,
+) -> Float[Array, "20"]:
     """Heterotrophic respiration per layer, gC m-3 day-1.
 
     Each pool respires the part of its decomposition flux that no transfer carries on:
@@ -370,31 +468,32 @@ class ResidenceTime(eqx.Module):
         water_scalar: mean over months of xi_W per layer, (20,).
     """
 
-    total: Float[Array, 20]
-    baseline: Float[Array, 20]
-    temperature_scalar: Float[Array, 20]
-    water_scalar: Float[Array, 20]
+    total: Float[Array, "20"]
+    baseline: Float[Array, "20"]
+    temperature_scalar: Float[Array, "20"]
+    water_scalar: Float[Array, "20"]
 
 
 def residence_time(
-    params: Float[ArrayLike, 21], forcing: Forcing, mode: Mode = "proda"
+    params: Float[ArrayLike, "21"], forcing: Forcing | Prepared, mode: Mode | None = None
 ) -> ResidenceTime:
     """Residence times per unit input (SPEC 1.12, ``fun_var_decom.m``)."""
     require_x64("CLM5 residence time")
     params = jnp.asarray(params, dtype=jnp.float64)
-    m = matrices(params, forcing, mode)
+    prep, mode = _as_prepared(forcing, mode)
+    m = _matrices(params, prep, mode)
     dz = jnp.asarray(DZ[:N_LAYERS])
     share = m.input_totals / jnp.sum(m.input_totals)
     unit_input = jnp.concatenate(
         [share[:, None] * m.input_profile[None, :] / dz, jnp.zeros((3, N_LAYERS))]
     )
     x = _solve_steady(m.operator, unit_input) / DAYS_PER_YEAR
-    xit = temperature_scalar(forcing.tsoi, params[_IX["q10"]])
+    xit = params[_IX["q10"]] ** prep.temperature_exponent
     capped = mode == "proda"
-    xiw = water_scalar(forcing.w_scalar, params[_IX["w_scaling"]], capped=capped)
+    xiw = water_scalar(prep.w_scalar, params[_IX["w_scaling"]], capped=True)
     if not capped:
-        xiw = forcing.w_scalar
-    scale = jnp.mean(1.0 / (xiw * xit * forcing.o_scalar * forcing.fpi), axis=0)  # D_j
+        xiw = prep.w_scalar
+    scale = jnp.mean(1.0 / (xiw * xit * prep.o_scalar * prep.fpi), axis=0)  # D_j
     total = x[S1] + x[S2] + x[S3]
     return ResidenceTime(
         total=total,

@@ -56,25 +56,27 @@ role: the enzyme turnover time is parameter 11 itself, in yr, whose prior is log
 and ``mm_const_assim`` is only Km. Everything else is identical (the DA check enters ``ok`` in
 mode ``"proda"`` only, see below).
 
-**Invalid steady states -> ok.** Where a denominator of the closed form is negative PRODA returns
-the pools with their positive entries negated (a sign flag); its DA driver also rejects a profile
-whose column stock of DOC+MIC+ENZ+SOC is less than 10 times its MIC stock. soc_jax maps both to
-``ok = False`` (pools NaN, as for any failed simulation): ``negative`` is True exactly where PRODA
-flips signs, and ``mic_ratio < 10`` is the DA check. ``ok`` includes the DA check in mode
-``"proda"`` only (it is a DA acceptance rule, not part of the documented model); ``mic_ratio`` is
-returned in both modes.
+**Invalid steady states -> flags.** Where a denominator of the closed form is negative PRODA
+returns the pools with their positive entries negated (a sign flag); its DA driver also rejects a
+profile whose column stock of DOC+MIC+ENZ+SOC is less than 10 times its MIC stock. soc_jax keeps
+the computed (negative) values and sets the ``NEGATIVE`` flag exactly where PRODA flips signs,
+and the ``MIC_RATIO`` flag for the DA check in mode ``"proda"`` only (it is a DA acceptance rule,
+not part of the documented model); ``mic_ratio`` is returned in both modes. Flags are those of
+`soc_jax.models.common`.
 
-**Layers without litter.** Where a layer receives no litter at all the closed form is 0/0. This
-happens at frozen sites: all input goes into layer 1 and the diffusivity is the 1e-30 floor, so
-the litter reaching layer j is ~1e-25 times that of layer j-1 and underflows to 0 near layer 13.
-The public code does not flag this (its DA fails the simulation through the NaN cost). The
-steady state reached from zero carbon is zero carbon, so these layers get zero soil pools and
-``ok`` is not affected. "No litter" means F_l1, F_l2 and F_l3 all below `LITTER_FLUX_FLOOR`
-(1e-250 gC m-3 day-1) rather than exactly 0: just above the underflow, float64 results depend on
-the platform (XLA flushes subnormal numbers to zero, NumPy and MATLAB underflow gradually), and
-since DOC* and SOC* depend on the *composition* of the input, a flushed l1 flux at 1e-310 would
-change DOC* by O(1). Layers with more litter than the floor (down to 1e-250) keep PRODA's closed
-form: O(K_a) DOC and O(K_d) SOC, because DOC* and SOC* do not depend on the size of the input.
+**Layers with almost no litter.** MIC* and ENZ* scale with a layer's litter flux while SOC*
+and DOC* depend only on its composition (the closed form is homogeneous of degree one and zero),
+so any positive flux, however small, gives O(K_d) SOC and O(K_a) DOC, as in the authors' code.
+At frozen sites all input enters layer 1 and litter reaches deeper layers only through the 1e-30
+diffusivity floor, ~1e-25 times less per layer, down to ~1e-300 gC m-3. soc_jax evaluates the
+closed form scale-safely: each layer's inputs are divided by a power of two near their total
+(exact in binary arithmetic, held out of the gradient) and MIC* and ENZ* are scaled back, so
+values and gradients are those of the exact formula for every positive flux, and continuous in
+the parameters. Only where the flux is exactly zero (the authors' code returns 0/0 there) do the
+soil pools get zero carbon, the steady state reached from zero carbon. XLA flushes subnormal
+numbers (below 2.2e-308) to zero where NumPy and MATLAB keep them, so in a layer whose litter
+flux is subnormal the platforms can differ (zero vs O(K_d) carbon); such a flux is 1e-290 times
+that of the surface layer.
 
 Units: pools in gC m-3, rates in day-1, inputs and fluxes in gC m-3 day-1, stocks in gC m-2.
 
@@ -95,33 +97,41 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .. import grid
-from .._checks import require_x64, validate_profile_inputs
+from .._checks import is_concrete, require_x64, validate_profile_inputs
 from ..forcing import (
     DAYS_PER_YEAR,
     Forcing,
-    beta_input_profile,
-    depth_scalar,
+    beta_profile,
     input_totals,
-    temperature_scalar,
+    temperature_exponent,
     water_scalar,
+    where_valid,
 )
 from ..grid import DZ, N_LAYERS, ZSOI
-from ..linalg import CompartmentalOperator, condition, factor
-from ..linalg import steady_state as _solve_steady
+from ..linalg import CompartmentalOperator
 from ..parameters import ParameterSpace, ParameterSpec
-from ..transport import transport_operator
+from ..transport import TransportBasis, transport_basis
+from .common import (
+    MIC_RATIO,
+    NEGATIVE,
+    finish,
+    parameters_ok,
+    solve_guarded,
+    stand_in_parameters,
+)
 
 __all__ = [
     "POOLS",
     "PARAMETERS",
     "EFOLDING",
-    "LITTER_FLUX_FLOOR",
     "MIC_RATIO_MIN",
     "Mode",
     "Kinetics",
+    "Prepared",
+    "prepare",
     "COMPASMatrices",
     "SteadyState",
     "Diagnostics",
@@ -145,12 +155,12 @@ N_POOLS = len(POOLS)
 CWD, L1, L2, L3, DOC, MIC, ENZ, SOC = range(N_POOLS)
 N_LITTER = 4
 EFOLDING: float = 0.5  # m, fixed e-folding depth of COMPAS (SPEC 3.2, not a parameter)
+_DEPTH = np.exp(-ZSOI[:N_LAYERS] / EFOLDING)  # the depth scalar, fixed
 MIC_RATIO_MIN: float = 10.0  # DA check of matrix_fun.m: total soil C stock / MIC stock >= 10
-RCOND_MIN: float = float(np.finfo(np.float64).eps)  # MATLAB warns below eps: a failed simulation
 # A layer "receives no litter" when F_l1, F_l2, F_l3 are all below this (gC m-3 day-1): physically
 # nothing, and far above the underflow band (< 1e-292) where float64 results depend on the platform
 # (XLA flushes subnormals to zero, NumPy/MATLAB underflow gradually). See the module docstring.
-LITTER_FLUX_FLOOR: float = 1e-250
+
 TAU4S3_LOG_RANGE: tuple[float, float] = (-3.0, 0.0)  # tau4s3 = 10**(3 p - 3) yr (matrix_fun.m)
 
 _S = ParameterSpec
@@ -233,14 +243,93 @@ class Kinetics(eqx.Module):
     km_decom: Float[Array, ""]
     mic_cue: Float[Array, ""]
     pdeath2soc: Float[Array, ""]
-    to_doc: Float[Array, 3]
-    to_mic: Float[Array, 3]
-    to_soc: Float[Array, 3]
+    to_doc: Float[Array, "3"]
+    to_mic: Float[Array, "3"]
+    to_soc: Float[Array, "3"]
 
     @property
-    def litter_respired(self) -> Float[Array, 3]:
+    def litter_respired(self) -> Float[Array, "3"]:
         """Respired share of the l1, l2, l3 decomposition fluxes, shape (3,)."""
         return 1.0 - self.to_doc - self.to_mic - self.to_soc
+
+
+class Prepared(eqx.Module):
+    """Forcing-only work of one COMPAS profile, done once by `prepare` (SPEC 3.3-3.4, 1.7-1.8).
+
+    Attributes:
+        transport: the 12 monthly Patankar operators reduced to a `TransportBasis`.
+        temperature_exponent: ``e`` of ``xi_T = q10**e``, (12, 20).
+        w_scalar: W_SCALAR, (12, 20).
+        o_mean: mean over months of O_SCALAR, (20,).
+        xi_n: nitrogen scalar ``mean(FPI)``, (20,).
+        input_totals: annual column inputs to CWD, LITR1-3, (4,), gC m-2 yr-1.
+        thawed: ALTMAX_LASTYEAR > 0 in all months (the beta input profile applies).
+        valid: the forcing obeys its rules (else the fields are the reference forcing's and
+            results carry the ``INPUT`` flag).
+        mode: the mode it was prepared for.
+    """
+
+    transport: TransportBasis
+    temperature_exponent: Float[Array, "12 20"]
+    w_scalar: Float[Array, "12 20"]
+    o_mean: Float[Array, "20"]
+    xi_n: Float[Array, "20"]
+    input_totals: Float[Array, "4"]
+    thawed: Bool[Array, ""]
+    valid: Bool[Array, ""]
+    mode: str = eqx.field(static=True, default="proda")
+
+
+def prepare(forcing: Forcing, mode: Mode = "proda") -> Prepared:
+    """Do the forcing-only work of a profile once (transport basis, scalars, inputs).
+
+    Args:
+        forcing: one profile's `Forcing`, or a batch (fields keep the leading axes).
+        mode: ``"proda"`` or ``"documented"``.
+
+    Returns:
+        `Prepared`, accepted by `steady_state`, `matrices`, `tendency`, `respiration` and
+        `diagnostics` in place of the forcing.
+
+    Raises:
+        ValueError: outside ``jit``, for a single profile whose forcing breaks a rule.
+    """
+    _check_mode(mode)
+    if is_concrete(forcing) and forcing.batch_shape == ():
+        forcing.validate()
+    fn = functools.partial(_prepare, mode=mode)
+    for _ in forcing.batch_shape:
+        fn = jax.vmap(fn)
+    return fn(forcing)
+
+
+def _prepare(forcing: Forcing, mode: str) -> Prepared:
+    forcing, valid = where_valid(forcing)
+    return Prepared(
+        transport=transport_basis(forcing.nbedrock, forcing.altmax, forcing.altmax_lastyear),
+        temperature_exponent=temperature_exponent(forcing.tsoi),
+        w_scalar=forcing.w_scalar,
+        o_mean=jnp.mean(forcing.o_scalar, axis=0),
+        xi_n=jnp.mean(forcing.fpi, axis=0),
+        input_totals=input_totals(forcing.litter_input),
+        thawed=jnp.all(forcing.altmax_lastyear > 0),
+        valid=valid,
+        mode=mode,
+    )
+
+
+def _as_prepared(forcing: Forcing | Prepared, mode: str | None) -> tuple[Prepared, str]:
+    """The prepared profile and the mode to use (a prepared profile fixes the mode)."""
+    if isinstance(forcing, Prepared):
+        if mode is not None and mode != forcing.mode:
+            raise ValueError(
+                f"profile was prepared for mode={forcing.mode!r}, not {mode!r}: call "
+                f"prepare(forcing, mode={mode!r})"
+            )
+        return forcing, forcing.mode
+    mode = "proda" if mode is None else mode
+    _check_mode(mode)
+    return _prepare(forcing, mode), mode
 
 
 class COMPASMatrices(eqx.Module):
@@ -258,10 +347,10 @@ class COMPASMatrices(eqx.Module):
 
     operator: CompartmentalOperator
     inputs: Float[Array, "4 20"]
-    input_profile: Float[Array, 20]
-    input_totals: Float[Array, 4]
-    xi: Float[Array, 20]
-    xi_n: Float[Array, 20]
+    input_profile: Float[Array, "20"]
+    input_totals: Float[Array, "4"]
+    xi: Float[Array, "20"]
+    xi_n: Float[Array, "20"]
     kinetics: Kinetics
 
 
@@ -270,12 +359,12 @@ class SteadyState(eqx.Module):
 
     Attributes:
         pools: carbon density per pool (CWD, l1, l2, l3, DOC, MIC, ENZ, SOC) and layer, (8, 20),
-            gC m-3. NaN where ``ok`` is False; zero soil pools in layers without litter.
+            gC m-3. Always finite (zero where nothing could be computed, see ``flags``); zero
+            soil pools in layers without any litter.
         soc: modelled soil carbon DOC + MIC + ENZ + SOC per layer, (20,), gC m-3.
-        ok: False for invalid input (forcing outside its rules, parameters outside their
-            bounds), a singular or nearly singular litter system (rcond < eps), a non-finite
-            result, a negative pool (PRODA's sign flag) and, in mode='proda', the DA check
-            ``mic_ratio < 10``.
+        ok: no flag set.
+        flags: why not ok: ``INPUT``, ``PRIOR``, ``SINGULAR``, ``NONFINITE``, ``NEGATIVE`` and,
+            in mode='proda', ``MIC_RATIO`` (`soc_jax.models.common`).
         rcond: reciprocal 1-norm condition number of the litter system matrix.
         negative: some pool of the closed-form steady state is < 0 (where PRODA negates the
             output).
@@ -283,8 +372,9 @@ class SteadyState(eqx.Module):
     """
 
     pools: Float[Array, "8 20"]
-    soc: Float[Array, 20]
+    soc: Float[Array, "20"]
     ok: Bool[Array, ""]
+    flags: Int[Array, ""]
     rcond: Float[Array, ""]
     negative: Bool[Array, ""]
     mic_ratio: Float[Array, ""]
@@ -295,11 +385,7 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"mode must be 'proda' or 'documented', got {mode!r}")
 
 
-def _validate(params: ArrayLike, forcing: Forcing) -> None:
-    validate_profile_inputs(PARAMETERS, params, forcing, within_prior=True)
-
-
-def enzyme_turnover_time(params: Float[ArrayLike, 23], mode: Mode = "proda") -> Float[Array, ""]:
+def enzyme_turnover_time(params: Float[ArrayLike, "23"], mode: Mode = "proda") -> Float[Array, ""]:
     """Enzyme turnover time ``tau4s3 = 10**(3 p - 3)`` yr (SPEC 3.2, 3.6.1).
 
     Args:
@@ -351,28 +437,32 @@ def _kinetics(params: Array, mode: str) -> Kinetics:
 
 
 def matrices(
-    params: Float[ArrayLike, 23], forcing: Forcing, mode: Mode = "proda"
+    params: Float[ArrayLike, "23"], forcing: Forcing | Prepared, mode: Mode | None = None
 ) -> COMPASMatrices:
     """Build the litter system ``S4 = V4 - A4 K4``, its inputs and the soil constants.
 
     Args:
         params: physical parameter values in `PARAMETERS` order, shape (23,).
-        forcing: one profile's `Forcing`.
-        mode: ``"proda"`` or ``"documented"`` (see the module docstring).
+        forcing: one profile's `Forcing` or `Prepared` profile.
+        mode: ``"proda"`` (default) or ``"documented"`` (see the module docstring); a
+            `Prepared` profile carries its own.
 
     Returns:
         `COMPASMatrices`.
     """
-    _check_mode(mode)
-    params = jnp.asarray(params)
+    require_x64("COMPAS matrices")
+    prepared, mode = _as_prepared(forcing, mode)
+    return _matrices(jnp.asarray(params), prepared, mode)
+
+
+def _matrices(params: Array, prep: Prepared, mode: str) -> COMPASMatrices:
     P = {name: params[i] for name, i in _IX.items()}
 
     # xi (SPEC 3.3): product of the monthly means of the T, W and O scalars, times depth.
-    xit = jnp.mean(temperature_scalar(forcing.tsoi, P["q10"]), axis=0)
-    xiw = jnp.mean(water_scalar(forcing.w_scalar, P["w_scaling"], capped=True), axis=0)
-    xio = jnp.mean(forcing.o_scalar, axis=0)
-    xi = xit * xiw * xio * depth_scalar(ZSOI[:N_LAYERS], EFOLDING)
-    xi_n = jnp.mean(forcing.fpi, axis=0)
+    xit = jnp.mean(P["q10"] ** prep.temperature_exponent, axis=0)
+    xiw = jnp.mean(water_scalar(prep.w_scalar, P["w_scaling"], capped=True), axis=0)
+    xi = xit * xiw * prep.o_mean * _DEPTH
+    xi_n = prep.xi_n
 
     # K4 (SPEC 3.4): CWD without the N scalar; l3 turns over like l2.
     tau = jnp.stack([P["tau4cwd"], P["tau4l1"], P["tau4l2"], P["tau4l2"]])
@@ -383,21 +473,18 @@ def matrices(
     F = jnp.zeros((N_LAYERS, N_LITTER, N_LITTER), params.dtype)
     F = F.at[:, L2, CWD].set(P["fcwdl2"]).at[:, L3, CWD].set(1.0 - P["fcwdl2"])
 
-    V = transport_operator(
-        P["bio"], P["cryo"], forcing.nbedrock, forcing.altmax, forcing.altmax_lastyear
-    )
     op = CompartmentalOperator(
         decay=decay,
         fractions=F,
-        transport=V,
+        transport=prep.transport(P["bio"], P["cryo"]),
         transported=(False, True, True, True),
         groups=((CWD,), (L1, L2, L3)),
         coupled=(False, False),
     )
 
     # I (SPEC 1.8, beta profile with the all-months ALTMAX_LASTYEAR > 0 rule).
-    totals = input_totals(forcing.litter_input)  # gC m-2 yr-1
-    profile = beta_input_profile(P["beta"], forcing.altmax_lastyear)
+    totals = prep.input_totals  # gC m-2 yr-1
+    profile = beta_profile(P["beta"], prep.thawed)
     dz = jnp.asarray(DZ[:N_LAYERS])
     inputs = totals[:, None] * profile[None, :] / (dz * DAYS_PER_YEAR)
     return COMPASMatrices(op, inputs, profile, totals, xi, xi_n, _kinetics(params, mode))
@@ -415,7 +502,7 @@ def litter_fluxes(m: COMPASMatrices, litter: Float[ArrayLike, "4 20"]) -> Float[
 
 def soil_inputs(
     m: COMPASMatrices, litter: Float[ArrayLike, "4 20"]
-) -> tuple[Float[Array, 20], Float[Array, 20], Float[Array, 20]]:
+) -> tuple[Float[Array, "20"], Float[Array, "20"], Float[Array, "20"]]:
     """Litter-derived inputs to DOC, MIC and SOC, each (20,) gC m-3 day-1 (SPEC 3.5).
 
     Args:
@@ -433,24 +520,31 @@ def _safe_div(num: Array, den: Array) -> Array:
     return jnp.where(nz, num / jnp.where(nz, den, 1.0), 0.0)
 
 
+def _closed_form_ratio(num: Array, den: Array) -> Array:
+    """num / den of the closed form: +-inf where den == 0 (flagged later), finite gradients."""
+    nz = den != 0
+    return jnp.where(nz, num / jnp.where(nz, den, 1.0), jnp.inf)
+
+
 def soil_steady_state(
     kinetics: Kinetics,
     xi: Float[ArrayLike, " n"],
     in_doc: Float[ArrayLike, " n"],
     in_mic: Float[ArrayLike, " n"],
     in_soc: Float[ArrayLike, " n"],
-    empty: Bool[ArrayLike, " n"] | None = None,
 ) -> Float[Array, "4 n"]:
-    """Closed-form steady state of DOC, MIC, ENZ, SOC per layer (SPEC 3.5).
+    """Closed-form steady state of DOC, MIC, ENZ, SOC per layer (SPEC 3.5), scale-safe.
 
-    Layers without input get zeros (see the module docstring). Negative DOC or SOC (a negative
-    denominator) are returned as computed; `steady_state` flags them.
+    Each layer's inputs are divided by a power of two near their total ``T`` (exact, held out of
+    the gradient), the closed form is evaluated on O(1) numbers and MIC and ENZ are scaled back
+    (see the module docstring): exact for every positive flux, with finite gradients. Layers
+    whose inputs are exactly zero get zeros. Negative DOC or SOC (a negative denominator) are
+    returned as computed; a zero denominator gives inf. `steady_state` flags both.
 
     Args:
         kinetics: `Kinetics`.
         xi: environmental scalar per layer, (n,).
-        in_doc, in_mic, in_soc: inputs per layer, (n,), gC m-3 day-1.
-        empty: layers that receive no litter (zeros); default: where the inputs vanish.
+        in_doc, in_mic, in_soc: inputs per layer, (n,), gC m-3 day-1, >= 0.
 
     Returns:
         (4, n) DOC, MIC, ENZ, SOC in gC m-3.
@@ -458,40 +552,74 @@ def soil_steady_state(
     k = kinetics
     xi = jnp.asarray(xi)
     eps = k.mic_cue
-    total = jnp.asarray(in_mic) + eps * (jnp.asarray(in_doc) + jnp.asarray(in_soc))  # T
-    if empty is None:
-        empty = total < LITTER_FLUX_FLOOR
-    empty = jnp.asarray(empty) | (total <= 0)
-    scale = jnp.where(empty, 1.0, total)
-    # Inputs per unit T: MIC and ENZ scale with T, DOC and SOC do not (module docstring).
-    a_doc, a_mic, a_soc = (jnp.asarray(x) / scale for x in (in_doc, in_mic, in_soc))
+    in_doc, in_mic, in_soc = (jnp.asarray(x) for x in (in_doc, in_mic, in_soc))
+    total = in_mic + eps * (in_doc + in_soc)  # T
+    empty = total <= 0
+    # scale = 2**-e with T = m 2**e, m in [0.5, 1): multiplying by it is exact and keeps T scale
+    # in [0.5, 1); it is held out of the gradient (the closed form is homogeneous)
+    scale, unscale = _power_of_two_scale(jnp.where(empty, 1.0, total))
+    a_doc, a_mic, a_soc = (jnp.where(empty, 0.0, x * scale) for x in (in_doc, in_mic, in_soc))
+    a_mic = jnp.where(empty, 1.0, a_mic)  # a harmless composition where nothing arrives
     turnover = (k.death + k.enzyme_production) * xi
-    mic = jnp.where(empty, 1.0, 1.0 / ((1.0 - eps) * turnover))  # MIC* / T
+    mic = (a_mic + eps * (a_doc + a_soc)) / ((1.0 - eps) * turnover)  # MIC* scale
     enz = k.enzyme_production / k.enzyme_turnover * mic
     r = a_soc + k.pdeath2soc * k.death * xi * mic
-    soc = r * k.km_decom * xi / (k.vmax_decom * xi * enz - r)
+    soc = _closed_form_ratio(r * k.km_decom * xi, k.vmax_decom * xi * enz - r)
     q = (turnover * mic - a_mic) / eps
-    doc = q * k.km_assim * xi / (k.vmax_assim * xi * mic - q)
-    out = jnp.stack([doc, mic * scale, enz * scale, soc])
+    doc = _closed_form_ratio(q * k.km_assim * xi, k.vmax_assim * xi * mic - q)
+    out = jnp.stack([doc, mic * unscale, enz * unscale, soc])
     return jnp.where(empty, 0.0, out)
 
 
+def _power_of_two_scale(x: Array) -> tuple[Array, Array]:
+    """``(2**-e, 2**e)`` with ``x = m 2**e``, m in [0.5, 1), for positive normal x; no gradient.
+
+    Both factors are normal floats for any normal x, and multiplying by them is exact.
+    """
+    _, e = jnp.frexp(jax.lax.stop_gradient(x))
+    one = jnp.ones_like(x)
+    return jax.lax.stop_gradient(jnp.ldexp(one, -e)), jax.lax.stop_gradient(jnp.ldexp(one, e))
+
+
+# Litter below 2**-600 (~2e-181 gC m-3; it reaches a layer only through the 1e-30 diffusivity
+# floor of a frozen column) keeps its value but not the gradient of the soil pools through its
+# composition: that gradient is ~SOC / litter, and carried back through the litter solve it
+# would leave float64's range (~1e308). See the module docstring.
+_DEEP_LITTER_EXPONENT = -600
+
+
+def _soil_pools(m: COMPASMatrices, litter: Array) -> Array:
+    """Soil closed form of every layer from the litter pools, scale-safe (module docstring)."""
+    lit = litter[L1:N_LITTER]  # (3, 20)
+    largest = jnp.max(lit, axis=0)
+    scale, unscale = _power_of_two_scale(jnp.where(largest > 0, largest, 1.0))
+    _, e = jnp.frexp(jax.lax.stop_gradient(jnp.where(largest > 0, largest, 1.0)))
+    scaled = lit * scale  # each layer's largest litter pool in [0.5, 1): no flux underflows
+    scaled = jnp.where(e < _DEEP_LITTER_EXPONENT, jax.lax.stop_gradient(scaled), scaled)
+    flux = m.operator.decay[L1:] * scaled
+    k = m.kinetics
+    soil = soil_steady_state(k, m.xi, k.to_doc @ flux, k.to_mic @ flux, k.to_soc @ flux)
+    return soil * jnp.stack([jnp.ones_like(unscale), unscale, unscale, jnp.ones_like(unscale)])
+
+
 def steady_state(
-    params: Float[ArrayLike, 23],
-    forcing: Forcing,
-    mode: Mode = "proda",
+    params: Float[ArrayLike, "23"],
+    forcing: Forcing | Prepared,
+    mode: Mode | None = None,
     method: Literal["structured", "dense"] = "structured",
 ) -> SteadyState:
     """Steady state of one profile: litter matrix solve, then the soil closed form (SPEC 3.4-3.5).
 
     Pure and jit/vmap/grad-able. Outside ``jit`` bad input raises ``ValueError`` naming the
-    field or parameter; inside ``jit``/``vmap`` it comes back as ``ok = False``.
+    field or parameter; inside ``jit``/``vmap`` it comes back as a flag (``ok = False``), with
+    finite pools and exactly zero gradient for a masked loss (`soc_jax.models.common`).
 
     Args:
         params: physical parameter values in `PARAMETERS` order, shape (23,).
-        forcing: one profile's `Forcing`.
-        mode: ``"proda"`` (the public code, parameter-13 quirk, DA check in ``ok``) or
-            ``"documented"`` (every parameter its documented role).
+        forcing: one profile's `Forcing`, or its `Prepared` form (`prepare`).
+        mode: ``"proda"`` (the public code, parameter-13 quirk, DA check flagged; the default)
+            or ``"documented"`` (every parameter its documented role); a `Prepared` profile
+            carries its own.
         method: litter solver, ``"structured"`` (block sweeps with implicit gradients) or
             ``"dense"`` (reference: ``jnp.linalg.solve`` on the 80x80 matrix).
 
@@ -502,47 +630,44 @@ def steady_state(
         >>> import jax; jax.config.update("jax_enable_x64", True)
         >>> from soc_jax.models import compas
         >>> result = compas.steady_state(compas.PARAMETERS.midpoint(), forcing)  # doctest: +SKIP
-        >>> batch = jax.vmap(compas.steady_state)(params_batch, forcing_batch)  # doctest: +SKIP
+        >>> prepared = compas.prepare(forcing_batch)  # doctest: +SKIP
+        >>> batch = jax.vmap(compas.steady_state)(params_batch, prepared)  # doctest: +SKIP
     """
     require_x64("COMPAS steady state")
-    _check_mode(mode)
-    _validate(params, forcing)
+    if not isinstance(forcing, Prepared):
+        _check_mode("proda" if mode is None else mode)
+    validate_profile_inputs(PARAMETERS, params, forcing, within_prior=True)
     return _steady_state(jnp.asarray(params, dtype=jnp.float64), forcing, mode, method)
 
 
 @functools.partial(jax.jit, static_argnames=("mode", "method"))
-def _steady_state(params: Array, forcing: Forcing, mode: str, method: str) -> SteadyState:
-    m = matrices(params, forcing, mode)
-    factors = factor(m.operator) if method == "structured" else None
-    litter = _solve_steady(m.operator, m.inputs, method=method, factors=factors)
-    rcond, finite = condition(m.operator, method=method, factors=factors)
+def _steady_state(
+    params: Array, forcing: Forcing | Prepared, mode: str | None, method: str
+) -> SteadyState:
+    prep, mode = _as_prepared(forcing, mode)
+    params_ok = parameters_ok(PARAMETERS, params, within_prior=True)
+    params = stand_in_parameters(PARAMETERS, params, params_ok)
+    m = _matrices(params, prep, mode)
+    litter, rcond, usable = solve_guarded(m.operator, m.inputs, method)
     litter = jnp.where(litter < 0, 0.0, litter)
-    empty = jnp.all(litter_fluxes(m, litter) < LITTER_FLUX_FLOOR, axis=0)
-    soil = soil_steady_state(m.kinetics, m.xi, *soil_inputs(m, litter), empty=empty)
-    pools = jnp.concatenate([litter, soil])
-    all_finite = jnp.all(jnp.isfinite(pools))
-    negative = jnp.any(pools < 0)
-    soil_stocks = soil @ jnp.asarray(DZ[:N_LAYERS])  # (4,) gC m-2
+    soil = _soil_pools(m, litter)
+    x = jnp.concatenate([litter, soil])
+    negative = jnp.any(x < 0)
+    finite_soil = jnp.where(jnp.isfinite(soil), soil, 0.0)
+    soil_stocks = finite_soil @ jnp.asarray(DZ[:N_LAYERS])  # (4,) gC m-2
     mic_stock = soil_stocks[MIC - DOC]
     mic_ratio = jnp.where(
         mic_stock > 0, jnp.sum(soil_stocks) / jnp.where(mic_stock > 0, mic_stock, 1.0), jnp.inf
     )
-    ok = (
-        PARAMETERS.in_bounds(params)
-        & forcing.is_valid()
-        & finite
-        & (rcond >= RCOND_MIN)
-        & all_finite
-        & ~negative
-    )
+    extra = [(NEGATIVE, negative)]
     if mode == "proda":
-        ok &= ~(mic_ratio < MIC_RATIO_MIN)
-    pools = jnp.where(ok, pools, jnp.nan)
-    soc = jnp.sum(pools[DOC:], axis=0)
+        extra.append((MIC_RATIO, mic_ratio < MIC_RATIO_MIN))
+    flags, pools = finish(prep.valid, params_ok, rcond, usable, x, tuple(extra))
     return SteadyState(
         pools=pools,
-        soc=soc,
-        ok=ok,
+        soc=jnp.sum(pools[DOC:], axis=0),
+        ok=flags == 0,
+        flags=flags,
         rcond=rcond,
         negative=negative,
         mic_ratio=mic_ratio,
@@ -561,9 +686,9 @@ def _decomposition(k: Kinetics, xi: Array, enz: Array, soc: Array) -> Array:
 
 def tendency(
     pools: Float[ArrayLike, "8 20"],
-    params: Float[ArrayLike, 23],
-    forcing: Forcing,
-    mode: Mode = "proda",
+    params: Float[ArrayLike, "23"],
+    forcing: Forcing | Prepared,
+    mode: Mode | None = None,
 ) -> Float[Array, "8 20"]:
     """Rate of change of all 160 states, gC m-3 day-1 (time in days).
 
@@ -599,10 +724,10 @@ def _tendency(m: COMPASMatrices, x: Array) -> Array:
 
 def respiration(
     pools: Float[ArrayLike, "8 20"],
-    params: Float[ArrayLike, 23],
-    forcing: Forcing,
-    mode: Mode = "proda",
-) -> Float[Array, 20]:
+    params: Float[ArrayLike, "23"],
+    forcing: Forcing | Prepared,
+    mode: Mode | None = None,
+) -> Float[Array, "20"]:
     """Heterotrophic respiration per layer, gC m-3 day-1.
 
     The respired part of the litter decomposition fluxes (what does not go to DOC, MIC or SOC;
@@ -633,19 +758,19 @@ class Diagnostics(eqx.Module):
             gC m-2.
     """
 
-    km_decom_ratio: Float[Array, 20]
-    km_assim_ratio: Float[Array, 20]
-    decomposition_rate: Float[Array, 20]
-    uptake_rate: Float[Array, 20]
-    respiration: Float[Array, 20]
-    pool_stocks: Float[Array, 8]
+    km_decom_ratio: Float[Array, "20"]
+    km_assim_ratio: Float[Array, "20"]
+    decomposition_rate: Float[Array, "20"]
+    uptake_rate: Float[Array, "20"]
+    respiration: Float[Array, "20"]
+    pool_stocks: Float[Array, "8"]
     soc_stocks: grid.Stocks
 
 
 def diagnostics(
-    params: Float[ArrayLike, 23],
-    forcing: Forcing,
-    mode: Mode = "proda",
+    params: Float[ArrayLike, "23"],
+    forcing: Forcing | Prepared,
+    mode: Mode | None = None,
     state: SteadyState | None = None,
 ) -> Diagnostics:
     """Michaelis-Menten ratios, apparent rates and stocks at the steady state.
@@ -657,12 +782,12 @@ def diagnostics(
         state: a precomputed `steady_state` of the same inputs (computed if None).
 
     Returns:
-        `Diagnostics` (NaN where the steady state is not ok).
+        `Diagnostics` (meaningful where ``state.ok``).
     """
     if state is None:
         state = steady_state(params, forcing, mode)
     m = matrices(jnp.asarray(params, dtype=jnp.float64), forcing, mode)
-    k, xi, x = m.kinetics, m.xi, state.pools
+    k, xi, x = m.kinetics, m.xi, state.pools  # pools: zero where flagged (see state.flags)
     doc, mic, enz, soc = x[DOC], x[MIC], x[ENZ], x[SOC]
 
     def ratio(num, den):  # inf where the substrate is zero (NaN stays NaN)

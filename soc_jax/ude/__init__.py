@@ -7,19 +7,26 @@ Modules: :mod:`~soc_jax.ude.column` (grid, operators), :mod:`~soc_jax.ude.vector
 vector field, safe solve), :mod:`~soc_jax.ude.synthetic` (seed Eqs 8-13, two truths, noise),
 :mod:`~soc_jax.ude.losses`, :mod:`~soc_jax.ude.train`, :mod:`~soc_jax.ude.cases` (the six cases),
 :mod:`~soc_jax.ude.cli` (``soc-jax ude``).
+
+Names are imported on first use (`soc_jax._lazy`), so the CLI's parsing does not load JAX.
 """
 
-from soc_jax.ude.column import Column, require_x64
-from soc_jax.ude.synthetic import SyntheticConfig, UDEData, make_dataset
-from soc_jax.ude.vector_field import (
-    Drivers,
-    KnownReaction,
-    NeuralReaction,
-    Transport,
-    UDEVectorField,
-    safe_loss,
-    solve,
-)
+from typing import TYPE_CHECKING
+
+from soc_jax._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from soc_jax.ude.column import Column, require_x64
+    from soc_jax.ude.synthetic import SyntheticConfig, UDEData, make_dataset
+    from soc_jax.ude.vector_field import (
+        Drivers,
+        KnownReaction,
+        NeuralReaction,
+        Transport,
+        UDEVectorField,
+        safe_loss,
+        solve,
+    )
 
 __all__ = [
     "Column",
@@ -35,3 +42,21 @@ __all__ = [
     "safe_loss",
     "solve",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Column": "soc_jax.ude.column",
+        "require_x64": "soc_jax.ude.column",
+        "SyntheticConfig": "soc_jax.ude.synthetic",
+        "UDEData": "soc_jax.ude.synthetic",
+        "make_dataset": "soc_jax.ude.synthetic",
+        "Drivers": "soc_jax.ude.vector_field",
+        "KnownReaction": "soc_jax.ude.vector_field",
+        "NeuralReaction": "soc_jax.ude.vector_field",
+        "Transport": "soc_jax.ude.vector_field",
+        "UDEVectorField": "soc_jax.ude.vector_field",
+        "safe_loss": "soc_jax.ude.vector_field",
+        "solve": "soc_jax.ude.vector_field",
+    },
+)

@@ -275,17 +275,20 @@ def summary_line(result: dict) -> str:
     )
 
 
+# Raju et al. (2025) give SOC concentrations without a unit (C(z=0, t=0) = 1.2): "a.u."
+UDE_SOC_UNIT = "a.u."
+
+
 def plot_case(case: CaseSpec, data: UDEData, preds: dict, out: str, dpi: int = 80) -> list[str]:
     """Figures: profile true vs predicted at 50 yr, residuals vs depth, [True | Pred | Residual].
 
     Returns:
         Paths written (``out/ude_case{N}_{profile,residuals,heatmap}.png``).
     """
-    import matplotlib
+    from soc_jax import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
+    unit = UDE_SOC_UNIT
     z = np.asarray(data.z)
     ts = np.asarray(data.ts)
     clean = np.asarray(data.soc_clean)
@@ -299,30 +302,26 @@ def plot_case(case: CaseSpec, data: UDEData, preds: dict, out: str, dpi: int = 8
     ax.plot(np.asarray(data.c0), z, color="0.6", ls=":", label="initial (t=0)")
     for name, p in preds.items():
         ax.plot(p[-1], z, "--", lw=1.5, label=f"UDE ({name})")
-    ax.invert_yaxis()
-    ax.set_xlabel("SOC at t = 50 yr")
-    ax.set_ylabel("depth z (m)")
+    ax.set_xlabel(plots.label("SOC at t = 50 yr", unit))
+    plots.depth_axis(ax, float(z[-1]), grid_m=None)
     ax.set_title(f"Case {n}: true vs UDE")
     ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(os.path.join(out, f"ude_case{n}_profile.png"))
-    fig.savefig(paths[-1], dpi=dpi)
-    plt.close(fig)
+    plots.save(fig, paths[-1], dpi=dpi)
 
     fig, ax = plt.subplots(figsize=(4, 4.2))
     for name, p in preds.items():
         ax.plot(p[-1] - clean[-1], z, "o-", ms=3, label=f"{name} - clean")
         ax.plot(p[-1] - obs[-1], z, "x:", ms=3, label=f"{name} - noisy")
     ax.axvline(0, color="k", lw=0.8)
-    ax.invert_yaxis()
-    ax.set_xlabel("residual at t = 50 yr")
-    ax.set_ylabel("depth z (m)")
+    ax.set_xlabel(plots.label("SOC residual at t = 50 yr", unit))
+    plots.depth_axis(ax, float(z[-1]), grid_m=None)
     ax.set_title(f"Case {n}: residuals vs depth")
     ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(os.path.join(out, f"ude_case{n}_residuals.png"))
-    fig.savefig(paths[-1], dpi=dpi)
-    plt.close(fig)
+    plots.save(fig, paths[-1], dpi=dpi)
 
     p = list(preds.values())[-1]
     fig, axs = plt.subplots(1, 3, figsize=(10, 3.6), sharey=True)
@@ -330,21 +329,22 @@ def plot_case(case: CaseSpec, data: UDEData, preds: dict, out: str, dpi: int = 8
     ext = [ts[0], ts[-1], z[-1], z[0]]
     vmin, vmax = clean.min(), clean.max()
     for ax, arr, title in ((axs[0], clean, "True (clean)"), (axs[1], p, "UDE prediction")):
-        im = ax.imshow(arr.T, aspect="auto", extent=ext, vmin=vmin, vmax=vmax, cmap="viridis")
+        im = ax.imshow(
+            arr.T, aspect="auto", extent=ext, vmin=vmin, vmax=vmax, cmap=plots.SEQUENTIAL
+        )
         ax.set_title(title)
-        ax.set_xlabel("t (yr)")
-    fig.colorbar(im, ax=axs[:2].tolist(), shrink=0.8)
+        ax.set_xlabel("time t (yr)")
+    plots.colorbar(fig, im, axs[:2].tolist(), "SOC", unit, shrink=0.8)
     res = p - clean
     lim = float(np.max(np.abs(res))) or 1.0
-    im = axs[2].imshow(res.T, aspect="auto", extent=ext, vmin=-lim, vmax=lim, cmap="RdBu_r")
+    im = axs[2].imshow(res.T, aspect="auto", extent=ext, vmin=-lim, vmax=lim, cmap=plots.DIVERGING)
     axs[2].set_title("Residual (pred - true)")
-    axs[2].set_xlabel("t (yr)")
-    fig.colorbar(im, ax=axs[2], shrink=0.8)
+    axs[2].set_xlabel("time t (yr)")
+    plots.colorbar(fig, im, axs[2], "SOC residual", unit, shrink=0.8)
     axs[0].set_ylabel("depth z (m)")
     fig.suptitle(f"Case {n}: [True | Pred | Residual] ({list(preds)[-1]})")
     paths.append(os.path.join(out, f"ude_case{n}_heatmap.png"))
-    fig.savefig(paths[-1], dpi=dpi)
-    plt.close(fig)
+    plots.save(fig, paths[-1], dpi=dpi)
     return paths
 
 

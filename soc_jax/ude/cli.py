@@ -1,38 +1,49 @@
-"""``soc-jax ude``: run the seed's six UDE cases (see :mod:`soc_jax.ude.cases`)."""
+"""``soc-jax ude``: the six synthetic UDE cases of Raju et al. (2025), see `soc_jax.ude.cases`."""
 
 from __future__ import annotations
 
 import argparse
+
+from soc_jax._cli_args import HelpFormatter, nonneg_int, output_dir, positive_int
 
 
 def register(subparsers) -> None:
     """Add the ``ude`` sub-command to the ``soc-jax`` parser."""
     p = subparsers.add_parser(
         "ude",
-        help="universal differential equation for SOC(z, t): the six cases of seed 002",
+        help="universal differential equation for SOC(z, t): the six synthetic cases",
         description=(
             "Train the SOC UDE (advection-diffusion + neural production/respiration, Diffrax "
-            "Tsit5, adjoint gradients) on one of the six synthetic cases, write results JSON "
-            "and figures to --out, and print 'case N: mse_noisy=... r2_noisy=... mse_clean=... "
-            "r2_clean=...'."
+            "Tsit5, adjoint gradients) on one of the six synthetic cases of Raju et al. (2025), "
+            "write results JSON and figures to --out, and print 'case N: mse_noisy=... "
+            "r2_noisy=... mse_clean=... r2_clean=...'.\n\n"
+            "Cases 1-3 observe the full record from t = 0, cases 4-6 only the 50-year profile; "
+            "the noise is 0 %, 7 % and 35 % (multiplicative, depth-correlated) in each group."
         ),
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--case", type=int, choices=range(1, 7), metavar="N", help="case 1-6")
-    p.add_argument("--all", action="store_true", help="run all six cases")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--case", type=int, choices=range(1, 7), metavar="N", help="run case N (1-6)"
+    )
+    which.add_argument("--all", action="store_true", help="run all six cases")
     p.add_argument(
         "--quick", action="store_true", help="train only the case's configuration (no grid search)"
     )
-    p.add_argument("--out", default="results/ude", help="output directory (default results/ude)")
-    p.add_argument("--seed", type=int, default=0, help="noise and initialisation seed")
+    p.add_argument("--out", type=output_dir, default="results/ude", help="output folder")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="noise and initialisation seed")
     p.add_argument(
         "--truth",
         choices=("reaction", "seed"),
         default="reaction",
-        help="data-generating law: known reaction (default) or seed's P=R=0",
+        help=(
+            "data-generating law: 'reaction', a known reaction term the networks can learn; "
+            "'seed', P = R = 0 as in the paper"
+        ),
     )
     p.add_argument(
         "--max-iters",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="K",
         help="cap Adam and L-BFGS at K iterations each (smoke tests; results are not converged)",
@@ -48,12 +59,7 @@ def run(args: argparse.Namespace) -> int:
     jax.config.update("jax_enable_x64", True)
     from soc_jax.ude.cases import run_cases, summary_line
 
-    if args.all:
-        numbers = list(range(1, 7))
-    elif args.case is not None:
-        numbers = [args.case]
-    else:
-        raise SystemExit("soc-jax ude: give --case N (1-6) or --all")
+    numbers = list(range(1, 7)) if args.all else [args.case]
     results = run_cases(
         numbers,
         quick=args.quick,

@@ -212,3 +212,86 @@ def test_csv_metres_and_given_stock(tmp_path):
     np.testing.assert_allclose(ds["soc"].values[0], [8000.0, 4000.0, 1000.0])
     np.testing.assert_allclose(ds["depth_bottom"].values[0], [0.2, 0.5, 1.0])
     assert report.excluded == []
+
+
+def test_wosis_report_names_the_layer_in_cm(tmp_path):
+    """Excluded profiles name the layer that broke the rule, in the file's cm, with its row."""
+    path = tmp_path / "wosis.nc"
+    _wosis_file(path)
+    _, report = load_wosis(path)
+    detail = {r["profile_id"]: r["detail"] for r in report.excluded}
+    # profile 7: layers 0-20, 10-30, 30-60, 60-100 cm; the second starts inside the first
+    assert detail["7"] == (
+        "overlapping layers (depth_top < previous bottom): depth_top 10 cm is above "
+        "depth_bottom 20 cm of layer 1 (layer 2 of 4 counted from the surface, 10-30 cm, "
+        "data_soc_integrate row 16 (0-based))"
+    )
+    # profile 4: the second layer (rows 9-12 of the table) is negative
+    assert detail["4"] == (
+        "soc -5 gC m-3 (layer 2 of 4 counted from the surface, 10-30 cm, data_soc_integrate "
+        "row 10 (0-based))"
+    )
+    assert detail["3"] == "deepest node 45 cm"
+    assert detail["8"] == "lat 95, lon 18 degrees"
+
+
+@pytest.mark.parametrize(("unit", "shown"), [("cm", "depth_top 10 cm"), ("m", "depth_top 10 m")])
+def test_csv_report_uses_the_files_depth_unit(tmp_path, unit, shown):
+    path = tmp_path / "layers.csv"
+    _csv(
+        path,
+        [
+            ("P1", 45.0, 7.0, 0, 20, 20.0, 1.2, 0),
+            ("P1", 45.0, 7.0, 10, 30, 10.0, 1.2, 0),
+            ("P1", 45.0, 7.0, 30, 100, 5.0, 1.5, 0),
+        ],
+    )
+    _, report = load_csv(path, depth_unit=unit)
+    (row,) = report.excluded
+    assert row["reason"] == "invalid layers"
+    assert row["detail"] == (
+        f"overlapping layers (depth_top < previous bottom): {shown} is above depth_bottom "
+        f"20 {unit} of layer 1 (layer 2 of 3 counted from the surface, 10-30 {unit}, CSV line 3)"
+    )
+
+
+def test_missing_or_unreadable_file_is_one_line(tmp_path):
+    """No xarray traceback: the error is raised by soc_jax and names the file."""
+    missing = tmp_path / "nope.nc"
+    for load in (load_wosis, load_csv):
+        with pytest.raises(FileNotFoundError) as err:
+            load(missing)
+        assert str(missing) in str(err.value) and "\n" not in str(err.value)
+        assert not any("xarray" in str(entry.path) for entry in err.traceback)
+    text = tmp_path / "notes.nc"
+    text.write_text("not a NetCDF file\n")
+    with pytest.raises(ValueError, match="notes.nc: cannot read it as NetCDF") as err:
+        load_wosis(text)
+    assert "\n" not in str(err.value)
+    assert not any("xarray" in str(entry.path) for entry in err.traceback)
+
+
+def test_report_holds_plain_strings(tmp_path):
+    """No numpy reprs (np.str_('A'), np.float64(0.15)) in what the user reads."""
+    path = tmp_path / "a.csv"
+    _csv(
+        path,
+        [
+            ("A", 1, 2, 0, 10, 5.0),
+            ("A", 1, 2, 10, 20, -1.0),
+            ("A", 1, 2, 20, 80, 3.0),
+            ("B", 95, 2, 0, 10, 5.0),
+        ],
+        header="profile_id,lat,lon,upper_depth,lower_depth,soc_stock",
+    )
+    _, report = load_csv(path)
+    assert report.excluded == [
+        {"profile_id": "B", "reason": "lat/lon out of range", "detail": "lat 95, lon 2 degrees"},
+        {
+            "profile_id": "A",
+            "reason": "negative soc",
+            "detail": "soc -1 gC m-3 (layer 2 of 3 counted from the surface, 10-20 cm, CSV line 3)",
+        },
+    ]
+    assert all(type(row["profile_id"]) is str for row in report.excluded)
+    assert "np." not in repr(report.excluded) + report.summary()

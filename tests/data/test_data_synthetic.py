@@ -143,7 +143,8 @@ def test_observations_equal_pchip_of_model(world, noisy):
     np.testing.assert_allclose(back.values[m], p["soc"].values[m], rtol=1e-12)
 
 
-def test_determinism_same_seed_identical_files(tmp_path, world):
+def test_determinism_same_seed_identical_files(tmp_path, world, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # the history attribute's time: fixed
     a = world.to_netcdf(tmp_path / "a")
     again = make_world(N, seed=3, noise=0.0)
     b = again.to_netcdf(tmp_path / "b")

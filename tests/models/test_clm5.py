@@ -7,11 +7,15 @@ import pytest
 
 from benchmarks.baselines import numpy_clm5
 from soc_jax.grid import DZ
-from soc_jax.models import clm5
+from soc_jax.models import clm5, common
 from tests.helpers import branch_forcings
 
 SPACE = clm5.PARAMETERS
 N_DRAWS = 60
+
+
+def _stack(forcings):
+    return jax.tree.map(lambda *a: jnp.stack(a), *forcings)
 
 
 def prior_draws(n, seed):
@@ -67,18 +71,42 @@ def test_equals_numpy_baseline_where_well_conditioned(draws, batched_results):
 
 
 def test_ok_flag_agrees_with_matlab_singularity_warning(draws, batched_results):
-    """ok = (rcond >= eps): agree with LAPACK's dgecon except within a factor 10 of eps."""
+    """ok = (rcond >= eps): agree with LAPACK's dgecon except within a factor 10 of eps; a
+    failure is the SINGULAR flag, with finite pools, never NaN."""
     eps = np.finfo(float).eps
     n_fail = 0
     for i, (_, _, mode, ref) in enumerate(draws):
         res = batched_results[i]
+        assert np.all(np.isfinite(res.pools)) and np.isfinite(res.rcond)
         n_fail += not ref["ok"]
         if 0.1 * eps < ref["rcond"] < 10 * eps:
             continue
         assert bool(res.ok) == bool(ref["ok"]), f"draw {i} ({mode}): rcond {ref['rcond']:.2e}"
-        if not res.ok:
-            assert np.all(np.isnan(res.pools)), "failed simulations must not look like results"
+        assert int(res.flags) == (0 if ref["ok"] else common.SINGULAR), (i, int(res.flags))
     assert n_fail >= 3, "the draws should include ill-conditioned (failed) simulations"
+
+
+def test_ill_conditioned_draws_have_small_backward_error(draws, batched_results):
+    """Where rcond < 1e-10 (never compared by value), the structured solution still solves the
+    system that NumPy assembles independently: backward error ||S x - I|| / (||S|| ||x|| + ||I||)
+    near machine precision, for nearly singular (SINGULAR-flagged) draws too."""
+    checked = flagged = 0
+    for i, (params, forcing, mode, ref) in enumerate(draws):
+        res = batched_results[i]
+        if ref["rcond"] >= 1e-10 or int(res.flags) not in (0, common.SINGULAR):
+            continue
+        mats = numpy_clm5.build_matrices(np.asarray(params), forcing.as_numpy(), mode=mode)
+        s = mats["V"] - mats["A"] @ mats["K"]  # dX/dt = I - S X
+        x = np.asarray(res.pools).reshape(-1)
+        b = mats["I"].reshape(-1)
+        if np.any(x == 0):  # clipped entries (x < 0 -> 0) are not a solution of S x = I
+            continue
+        r = np.abs(s @ x - b).max()
+        scale = np.abs(s).sum(axis=1).max() * np.abs(x).max() + np.abs(b).max()
+        assert r <= 1e-13 * scale, (i, mode, r / scale, ref["rcond"])
+        checked += 1
+        flagged += int(res.flags) == common.SINGULAR
+    assert checked >= 10 and flagged >= 3, (checked, flagged)
 
 
 def test_mass_balance_and_fixed_point():
@@ -139,8 +167,12 @@ def test_gradient_equals_central_finite_differences():
 def test_bad_input_raises_outside_jit_and_flags_inside():
     forcing = prior_draws(1, 0)[0][1]
     params = np.asarray(SPACE.midpoint())
-    with pytest.raises(ValueError, match="trailing length 21"):
+    with pytest.raises(ValueError, match=r"one \(21,\) vector of physical values"):
         clm5.steady_state(params[:-1], forcing)
+    with pytest.raises(ValueError, match=r"one \(21,\) vector .* got shape \(20,\)"):
+        jax.jit(jax.vmap(clm5.steady_state))(np.stack([params[:-1]] * 2), _stack([forcing] * 2))
+    with pytest.raises(ValueError, match="to_physical"):  # normalized values given by mistake
+        clm5.steady_state(np.full(21, 0.5), forcing)
     bad = params.copy()
     bad[SPACE.index("tau4s2")] = 60.0
     with pytest.raises(ValueError, match="'tau4s2' = 60 yr is outside its prior bounds"):
@@ -157,20 +189,32 @@ def test_bad_input_raises_outside_jit_and_flags_inside():
         clm5.steady_state(params, neg_forcing)
     with pytest.raises(ValueError, match="mode must be"):
         clm5.steady_state(params, forcing, mode="fast")
-    # inside vmap: flags, no exception, no silent NaN
-    batch_p = np.stack([params, bad, params, params])
-    batch_f = jax.tree.map(lambda *a: jnp.stack(a), forcing, forcing, nan_forcing, neg_forcing)
+    # inside vmap: flags that say why, no exception, no NaN; nothing computed from bad input
+    batch_p = np.stack([params, bad, params, params, np.full(21, 0.5)])
+    batch_f = _stack([forcing, forcing, nan_forcing, neg_forcing, forcing])
     res = jax.jit(jax.vmap(clm5.steady_state))(batch_p, batch_f)
-    np.testing.assert_array_equal(res.ok, [True, False, False, False])
-    assert np.all(np.isfinite(res.pools[0])) and np.all(np.isnan(res.pools[1:]))
+    np.testing.assert_array_equal(res.ok, [True, False, False, False, False])
+    np.testing.assert_array_equal(
+        res.flags, [0, common.PRIOR, common.INPUT, common.INPUT, common.PRIOR]
+    )
+    assert np.all(np.isfinite(res.pools)) and np.all(res.pools[1:] == 0)
+    reasons = common.describe_flags(res.flags)
+    assert reasons[0] == "ok" and "prior" in reasons[1] and "input rule" in reasons[2]
 
 
 def test_requires_float64():
     params, forcing = prior_draws(1, 0)[0]
+    pools = np.ones((7, 20))
     jax.config.update("jax_enable_x64", False)
     try:
-        with pytest.raises(RuntimeError, match="needs float64"):
-            clm5.steady_state(params, forcing)
+        for call in (
+            lambda: clm5.steady_state(params, forcing),
+            lambda: clm5.matrices(params, forcing),
+            lambda: clm5.tendency(pools, params, forcing),
+            lambda: clm5.respiration(pools, params, forcing),
+        ):
+            with pytest.raises(RuntimeError, match="needs float64"):
+                call()
     finally:
         jax.config.update("jax_enable_x64", True)
 

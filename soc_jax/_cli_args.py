@@ -1,0 +1,229 @@
+"""Argument checks and error handling shared by every ``soc-jax`` sub-command (one home).
+
+A new user's mistakes must give ONE line that names the flag (or the file) and exit status 2, as
+argparse itself does, never a traceback. Two layers make that hold for every command:
+
+1. **At parse time**: give each option a ``type=`` from this module. A bad value then stops in
+   argparse with ``soc-jax synth: error: argument --n-sites: must be an integer >= 1, got '0'``::
+
+       from soc_jax._cli_args import HelpFormatter, nonneg_float, output_dir, positive_int
+
+       p = subparsers.add_parser("calibrate", help="...", description="...",
+                                 formatter_class=HelpFormatter)   # shows every default
+       p.add_argument("--n-sites", type=positive_int, default=300, help="number of sites")
+       p.add_argument("--noise", type=nonneg_float, default=0.2, help="noise sigma (1)")
+       p.add_argument("--profiles", type=existing_file, required=True, help="profiles NetCDF")
+       p.add_argument("--out", type=output_dir, default="results/calibrate", help="output folder")
+
+2. **At run time**: `soc_jax.cli.main` runs every sub-command through `run_command`, which turns
+   the known user errors (`USER_ERRORS`: a missing or unreadable file, a ``ValueError`` from data
+   validation such as `soc_jax.data.validate_profiles`) into one line and exit 2. So a command only
+   has to raise ``FileNotFoundError``/``ValueError`` with a message that names the file, flag or
+   profile; set the environment variable ``SOC_JAX_TRACEBACK=1`` to get the full traceback.
+
+This module imports only the standard library, so ``soc-jax --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = [
+    "ArgumentParser",
+    "HelpFormatter",
+    "USER_ERRORS",
+    "existing_file",
+    "float_in",
+    "int_in",
+    "nonneg_float",
+    "nonneg_int",
+    "one_line",
+    "output_dir",
+    "positive_float",
+    "positive_int",
+    "run_command",
+]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows ``(default: ...)`` after an option's help and keeps the description's layout.
+
+    Flags (default False) and options without a default (None) get no ``(default: ...)``.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are ONE line on stderr (and exit status 2).
+
+    ``soc-jax synth: error: argument --n-sites: must be an integer >= 1, got '0' (see soc-jax
+    synth --help)``; argparse's usage block is left to ``--help``. `soc_jax.cli` makes every
+    sub-command's parser one of these.
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def _int(text: str, rule: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer {rule}, got {text!r}") from None
+
+
+def _float(text: str, rule: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number {rule}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number {rule}, got {text!r}")
+    return value
+
+
+def int_in(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` for an integer in ``[lo, hi]`` (either end may be None: open)."""
+    rule = _rule(lo, hi)
+
+    def parse(text: str) -> int:
+        value = _int(text, rule)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer {rule}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer {rule}"
+    return parse
+
+
+def float_in(lo: float | None = None, hi: float | None = None) -> Callable[[str], float]:
+    """An argparse ``type=`` for a finite number in ``[lo, hi]`` (None: open at that end)."""
+    rule = _rule(lo, hi)
+
+    def parse(text: str) -> float:
+        value = _float(text, rule)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be a number {rule}, got {text!r}")
+        return value
+
+    parse.__name__ = f"number {rule}"
+    return parse
+
+
+def _rule(lo, hi) -> str:
+    if lo is not None and hi is not None:
+        return f"within {lo:g}..{hi:g}"
+    if lo is not None:
+        return f">= {lo:g}"
+    if hi is not None:
+        return f"<= {hi:g}"
+    return ""
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type=``: an integer >= 1 (counts: sites, iterations, chains)."""
+    return _checked_int(text, 1)
+
+
+def nonneg_int(text: str) -> int:
+    """An argparse ``type=``: an integer >= 0 (seeds, offsets)."""
+    return _checked_int(text, 0)
+
+
+def _checked_int(text: str, lo: int) -> int:
+    rule = f">= {lo}"
+    value = _int(text, rule)
+    if value < lo:
+        raise argparse.ArgumentTypeError(f"must be an integer {rule}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type=``: a finite number > 0 (resolutions, step sizes)."""
+    value = _float(text, "> 0")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    """An argparse ``type=``: a finite number >= 0 (noise levels, tolerances)."""
+    value = _float(text, ">= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def existing_file(text: str) -> Path:
+    """An argparse ``type=``: the path of an existing, readable file."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"not a file: {text!r}")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} (permission denied)")
+    return path
+
+
+def output_dir(text: str) -> Path:
+    """An argparse ``type=``: an output folder (created later); refuses an existing file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    return path
+
+
+# The command line being run (``"soc-jax synth --n-sites 300"``), set by `soc_jax.cli.main`;
+# output files record it in their ``history`` attribute (`soc_jax.data.netcdf.history_line`).
+command_line: str | None = None
+
+# Errors a user causes (a file, a value in their data); anything else is a bug and keeps its
+# traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    ValueError,
+)
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (OS errors as ``'path': reason``)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{os.fspath(err.filename)!r}: {err.strerror}"
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def run_command(func: Callable[[argparse.Namespace], int | None], args, prog: str) -> int:
+    """Run a sub-command; a user error (`USER_ERRORS`) becomes one line on stderr and exit 2.
+
+    Args:
+        func: the sub-command's entry point (``args.func``).
+        args: the parsed namespace.
+        prog: the command as the user typed it, e.g. ``"soc-jax synth"``.
+
+    Returns:
+        The exit status: ``func``'s result (0 if None), 2 for a user error, 130 on Ctrl-C.
+    """
+    try:
+        return int(func(args) or 0)
+    except USER_ERRORS as err:
+        if os.environ.get("SOC_JAX_TRACEBACK"):
+            raise
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,630 @@
+"""Training PRODA's network: seeds and bootstraps as ONE vmapped program (SPEC 7).
+
+Every ensemble member (the 10 best-guess seeds and the 200 bootstrap resamples of PRODA) trains
+with Keras' recipe: Adadelta (learning rate 0.001, rho 0.95, eps 1e-7), batches of 32 shuffled
+each epoch with a last partial batch, validation loss after each epoch (batches of 32, averaged
+weighted by batch size, dropout off), early stopping with patience (1200 in PRODA) and restore
+of the best weights.
+
+The members do not run in a Python loop: one member's epoch is a pure function (`lax.scan` over
+batches), `eqx.filter_vmap` stacks it over members, and `lax.scan` runs a chunk of epochs inside
+one compiled call. A member that has stopped keeps computing in lock-step but its state is
+masked (``where(stopped, old, new)``), so it is exactly the state it stopped with. Every
+member's row indices (its training and validation rows) are fixed arrays of the same shape, so
+bootstraps (resamples with replacement) and seeds share one program; the data are not copied
+per member. Randomness per epoch is ``fold_in(member_key, epoch)``, which makes an interrupted
+and resumed run identical to an uninterrupted one.
+
+Checkpoints (`save_checkpoint` / `load_checkpoint`) use ``eqx.tree_serialise_leaves`` and a
+JSON header, never pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, PRNGKeyArray
+
+from .losses import get_loss
+from .network import HIDDEN, PRODANet, make_ensemble
+
+__all__ = [
+    "TrainConfig",
+    "TrainState",
+    "Ensemble",
+    "keras_adadelta",
+    "member_splits",
+    "init_state",
+    "train_chunk",
+    "train_ensemble",
+    "train_member_chunk",
+    "new_ensemble",
+    "read_header",
+    "TrainingData",
+    "training_data",
+    "recovery_table",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+
+def keras_adadelta(
+    learning_rate: float = 1e-3, rho: float = 0.95, eps: float = 1e-7
+) -> optax.GradientTransformation:
+    """tf.keras' ``'adadelta'`` (defaults lr 0.001, rho 0.95, epsilon 1e-7) in optax.
+
+    optax's own default learning rate is ``None`` (no sign flip: gradient *ascent*) and its
+    defaults rho 0.9, eps 1e-6 differ from Keras'; always go through this function.
+    """
+    # optax.adadelta adds a (zero) weight decay that needs params at update time; the chain
+    # below is the same update without it.
+    return optax.chain(
+        optax.scale_by_adadelta(rho=rho, eps=eps), optax.scale_by_learning_rate(learning_rate)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (PRODA's Keras values by default).
+
+    Attributes:
+        loss: ``"clm5"`` (joint L2 x L1) or ``"compas"`` (L2).
+        dropout: dropout rate (0 for CLM5, 0.2 for COMPAS in PRODA).
+        batch_size: rows per batch (32).
+        max_epochs: epoch limit (6000).
+        patience: early-stopping patience in epochs (1200).
+        learning_rate, rho, eps: Adadelta settings (Keras: 1e-3, 0.95, 1e-7).
+        dtype: ``"float32"`` (Keras) or ``"float64"``.
+        epochs_per_call: epochs per compiled call (progress bar and checkpoint granularity).
+        hidden: hidden widths (PRODA: 256, 512, 512, 256; smaller only for quick tests).
+    """
+
+    loss: str = "clm5"
+    dropout: float = 0.0
+    batch_size: int = 32
+    max_epochs: int = 6000
+    patience: int = 1200
+    learning_rate: float = 1e-3
+    rho: float = 0.95
+    eps: float = 1e-7
+    dtype: str = "float32"
+    epochs_per_call: int = 10
+    hidden: tuple[int, ...] = HIDDEN
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        get_loss(self.loss)
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ValueError("batch_size, max_epochs and patience must be >= 1")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.epochs_per_call < 1:
+            raise ValueError("epochs_per_call must be >= 1")
+
+    def optimizer(self) -> optax.GradientTransformation:
+        return keras_adadelta(self.learning_rate, self.rho, self.eps)
+
+    @property
+    def jdtype(self):
+        return jnp.dtype(self.dtype)
+
+
+class TrainState(eqx.Module):
+    """Per-member training state (leaves carry a leading member axis when stacked).
+
+    Attributes:
+        model: current network.
+        opt_state: Adadelta accumulators.
+        best_model: network at the best validation loss so far (Keras' restore-best).
+        best_val: best validation loss.
+        best_epoch: epoch (0-based) of ``best_val``; -1 before the first epoch.
+        wait: epochs since the last improvement.
+        stopped: early stopping has fired (or ``max_epochs`` was reached).
+        epoch: epochs run (while not stopped).
+        train_loss, val_loss: losses of the last epoch run.
+    """
+
+    model: PRODANet
+    opt_state: optax.OptState
+    best_model: PRODANet
+    best_val: Array
+    best_epoch: Array
+    wait: Array
+    stopped: Array
+    epoch: Array
+    train_loss: Array
+    val_loss: Array
+
+
+def member_splits(
+    n_rows: int,
+    n_seeds: int = 10,
+    n_bootstrap: int = 0,
+    *,
+    val_fraction: float = 0.1,
+    split: str = "shuffled",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Training and validation row indices of every member.
+
+    Best-guess members use all rows; bootstrap member ``b`` uses PRODA's resample
+    ``sort(choice(N, N, replace=True))`` (numpy's generator, seeded; not MATLAB's ``rng(7)``
+    stream). Validation rows: ``split="keras"`` takes the last ``val_fraction`` of the rows
+    (Keras' ``validation_split``: ``int(N (1 - f))`` training rows, no shuffle; for a sorted
+    resample, the highest indices), ``split="shuffled"`` (default) a random permutation first.
+
+    Returns:
+        ``(train_idx (M, n_train), val_idx (M, n_val), kinds)`` with ``M = n_seeds +
+        n_bootstrap`` and kinds ``"seed"`` / ``"bootstrap"`` per member.
+    """
+    if split not in ("keras", "shuffled"):
+        raise ValueError(f"split must be 'keras' or 'shuffled', got {split!r}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    n_train = int(n_rows * (1.0 - val_fraction))
+    if n_train < 1 or n_train >= n_rows:
+        raise ValueError(f"{n_rows} rows leave no training or no validation rows")
+    rng = np.random.default_rng(seed)
+    rows, kinds = [], []
+    for _ in range(n_seeds):
+        rows.append(np.arange(n_rows))
+        kinds.append("seed")
+    boot = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    for _ in range(n_bootstrap):
+        rows.append(np.sort(boot.choice(n_rows, n_rows, replace=True)))
+        kinds.append("bootstrap")
+    if not rows:
+        raise ValueError("need at least one member (n_seeds + n_bootstrap >= 1)")
+    rows = np.stack(rows)
+    if split == "shuffled":
+        rows = np.stack([r[rng.permutation(n_rows)] for r in rows])
+    return rows[:, :n_train].astype(np.int32), rows[:, n_train:].astype(np.int32), kinds
+
+
+def init_state(keys: PRNGKeyArray, n_in: int, n_out: int, cfg: TrainConfig) -> TrainState:
+    """Stacked initial state of ``len(keys)`` members (Glorot-uniform init from each key)."""
+    models = make_ensemble(
+        jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
+        n_in,
+        n_out,
+        hidden=cfg.hidden,
+        dropout=cfg.dropout,
+        dtype=cfg.jdtype,
+    )
+    opt = cfg.optimizer()
+    m = keys.shape[0]
+    opt_state = eqx.filter_vmap(lambda mod: opt.init(eqx.filter(mod, eqx.is_array)))(models)
+    z = jnp.zeros(m, cfg.jdtype)
+    return TrainState(
+        model=models,
+        opt_state=opt_state,
+        best_model=models,
+        best_val=jnp.full(m, jnp.inf, cfg.jdtype),
+        best_epoch=jnp.full(m, -1, jnp.int32),
+        wait=jnp.zeros(m, jnp.int32),
+        stopped=jnp.zeros(m, bool),
+        epoch=jnp.zeros(m, jnp.int32),
+        train_loss=z,
+        val_loss=z,
+    )
+
+
+def _batches(idx: Array, batch_size: int, dtype) -> tuple[Array, Array]:
+    """Pad ``idx`` (n,) to whole batches: (n_batches, batch) indices and 0/1 row weights."""
+    n = idx.shape[0]
+    nb = math.ceil(n / batch_size)
+    pad = nb * batch_size - n
+    w = jnp.concatenate([jnp.ones(n, dtype), jnp.zeros(pad, dtype)])
+    idx = jnp.concatenate([idx, jnp.zeros(pad, idx.dtype)])
+    return idx.reshape(nb, batch_size), w.reshape(nb, batch_size)
+
+
+def _eval_loss(model: PRODANet, X: Array, Y: Array, idx: Array, cfg: TrainConfig) -> Array:
+    """Keras' validation loss: batches of ``batch_size`` in order, mean weighted by batch size."""
+    loss_fn = get_loss(cfg.loss)
+    b_idx, b_w = _batches(idx, cfg.batch_size, X.dtype)
+
+    def one(carry, bw):
+        i, w = bw
+        y_hat = jax.vmap(model)(X[i])
+        return carry + loss_fn(Y[i], y_hat, w) * jnp.sum(w), None
+
+    total, _ = jax.lax.scan(one, jnp.zeros((), X.dtype), (b_idx, b_w))
+    return total / idx.shape[0]
+
+
+def _epoch(
+    state: TrainState,
+    key: PRNGKeyArray,
+    epoch: Array,
+    X: Array,
+    Y: Array,
+    train_idx: Array,
+    val_idx: Array,
+    cfg: TrainConfig,
+) -> TrainState:
+    """One Keras epoch of one member (then masked if the member had already stopped)."""
+    loss_fn = get_loss(cfg.loss)
+    opt = cfg.optimizer()
+    k_epoch = jax.random.fold_in(jax.random.fold_in(key, 1), epoch)  # fold_in(key, 0): init
+    k_perm, k_drop = jax.random.split(k_epoch)
+    order = train_idx[jax.random.permutation(k_perm, train_idx.shape[0])]
+    b_idx, b_w = _batches(order, cfg.batch_size, X.dtype)
+    b_keys = jax.random.split(k_drop, b_idx.shape[0])
+
+    def objective(model, x, y, w, k):
+        y_hat = jax.vmap(lambda xi, ki: model(xi, key=ki, training=True))(
+            x, jax.random.split(k, x.shape[0])
+        )
+        return loss_fn(y, y_hat, w)
+
+    def step(carry, batch):
+        model, opt_state = carry
+        i, w, k = batch
+        loss, grads = eqx.filter_value_and_grad(objective)(model, X[i], Y[i], w, k)
+        updates, opt_state = opt.update(grads, opt_state)
+        model = eqx.apply_updates(model, updates)
+        return (model, opt_state), loss * jnp.sum(w)
+
+    (model, opt_state), losses = jax.lax.scan(
+        step, (state.model, state.opt_state), (b_idx, b_w, b_keys)
+    )
+    train_loss = jnp.sum(losses) / train_idx.shape[0]
+    val_loss = _eval_loss(model, X, Y, val_idx, cfg)
+    improved = val_loss < state.best_val  # Keras EarlyStopping: min_delta 0, mode min
+    wait = jnp.where(improved, 0, state.wait + 1)
+    n_epochs = state.epoch + 1
+    new = TrainState(
+        model=model,
+        opt_state=opt_state,
+        best_model=jax.tree.map(
+            lambda a, b: jnp.where(improved, a, b),
+            eqx.filter(model, eqx.is_array),
+            eqx.filter(state.best_model, eqx.is_array),
+        ),
+        best_val=jnp.where(improved, val_loss, state.best_val),
+        best_epoch=jnp.where(improved, epoch, state.best_epoch),
+        wait=wait,
+        stopped=(wait >= cfg.patience) | (n_epochs >= cfg.max_epochs),
+        epoch=n_epochs,
+        train_loss=train_loss,
+        val_loss=val_loss,
+    )
+    return _mask(state.stopped, state, new)
+
+
+def _mask(stopped: Array, old, new):
+    """``old`` where the member has stopped, else ``new`` (array leaves only)."""
+    old_a, static = eqx.partition(old, eqx.is_array)
+    new_a = eqx.filter(new, eqx.is_array)
+    return eqx.combine(jax.tree.map(lambda a, b: jnp.where(stopped, a, b), old_a, new_a), static)
+
+
+def _member_chunk(state, key, epochs, X, Y, train_idx, val_idx, cfg):
+    """Epochs ``epochs`` (k,) of one member in one ``lax.scan``."""
+
+    def body(s, e):
+        return _epoch(s, key, e, X, Y, train_idx, val_idx, cfg), None
+
+    state, _ = jax.lax.scan(body, state, epochs)
+    return state
+
+
+@eqx.filter_jit
+def train_chunk(
+    state: TrainState,
+    keys: PRNGKeyArray,
+    epochs: Array,
+    X: Array,
+    Y: Array,
+    train_idx: Array,
+    val_idx: Array,
+    cfg: TrainConfig,
+) -> TrainState:
+    """Run the epochs ``epochs`` (k,) of every member: vmapped over members, one compiled call.
+
+    Args:
+        state: stacked `TrainState` (M members).
+        keys: (M,) member keys.
+        epochs: (k,) epoch numbers (0-based; they seed each epoch's shuffle and dropout).
+        X: (n, 60) scaled covariates; Y: (n, n_par) normalized targets (shared by all members).
+        train_idx: (M, n_train) and val_idx: (M, n_val) row indices per member.
+        cfg: `TrainConfig` (static).
+    """
+    return eqx.filter_vmap(
+        lambda s, k, ti, vi: _member_chunk(s, k, epochs, X, Y, ti, vi, cfg),
+    )(state, keys, train_idx, val_idx)
+
+
+@eqx.filter_jit
+def train_member_chunk(state, key, epochs, X, Y, train_idx, val_idx, cfg):
+    """The same epochs for ONE member (unbatched state): the one-by-one baseline."""
+    return _member_chunk(state, key, epochs, X, Y, train_idx, val_idx, cfg)
+
+
+class Ensemble(eqx.Module):
+    """Everything a run needs to continue or to predict (array leaves only + static config).
+
+    Attributes:
+        state: stacked `TrainState` of the M members.
+        keys: (M,) member keys.
+        train_idx, val_idx: (M, n_train), (M, n_val) row indices.
+        epochs_done: number of epochs run so far (all members; stopped ones masked).
+    """
+
+    state: TrainState
+    keys: Array
+    train_idx: Array
+    val_idx: Array
+    epochs_done: Array
+
+    @property
+    def best_models(self) -> PRODANet:
+        """Stacked best-validation networks (what PRODA reloads after training)."""
+        return self.state.best_model
+
+
+def _member_keys(seed: int, m: int) -> Array:
+    base = jax.random.key(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(m))
+
+
+def new_ensemble(
+    n_in: int,
+    n_out: int,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: TrainConfig,
+    seed: int = 0,
+) -> Ensemble:
+    """A fresh ensemble: member ``i`` gets key ``fold_in(key(seed), i)``."""
+    m = train_idx.shape[0]
+    keys = _member_keys(seed, m)
+    return Ensemble(
+        state=init_state(keys, n_in, n_out, cfg),
+        keys=keys,
+        train_idx=jnp.asarray(train_idx, jnp.int32),
+        val_idx=jnp.asarray(val_idx, jnp.int32),
+        epochs_done=jnp.asarray(0, jnp.int32),
+    )
+
+
+def train_ensemble(
+    ens: Ensemble,
+    X: np.ndarray,
+    Y: np.ndarray,
+    cfg: TrainConfig,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    progress: bool = False,
+    max_epochs_now: int | None = None,
+    callback: Callable[[Ensemble], None] | None = None,
+) -> Ensemble:
+    """Train every member until each has stopped (or ``cfg.max_epochs``).
+
+    Args:
+        ens: `Ensemble` (fresh from `new_ensemble` or resumed by `load_checkpoint`).
+        X: (n, n_in) scaled covariates in [0, 1] (no NaN).
+        Y: (n, n_par) normalized targets.
+        cfg: `TrainConfig`.
+        checkpoint: path to write the ensemble to every ``checkpoint_every`` chunks.
+        progress: tqdm progress bar over epochs.
+        max_epochs_now: stop this call after this many more epochs (to simulate interruption).
+        callback: called with the ensemble after each chunk.
+
+    Returns:
+        The trained `Ensemble`.
+    """
+    X = jnp.asarray(X, cfg.jdtype)
+    Y = jnp.asarray(Y, cfg.jdtype)
+    if not (bool(jnp.all(jnp.isfinite(X))) and bool(jnp.all(jnp.isfinite(Y)))):
+        raise ValueError("X and Y must be finite (drop rows with NaN covariates first)")
+    start = int(ens.epochs_done)
+    stop = cfg.max_epochs if max_epochs_now is None else min(cfg.max_epochs, start + max_epochs_now)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_epochs, initial=start, desc="training", unit="epoch")
+    chunk_no = 0
+    e = start
+    while e < stop and not bool(jnp.all(ens.state.stopped)):
+        k = min(cfg.epochs_per_call, stop - e)
+        epochs = jnp.arange(e, e + k, dtype=jnp.int32)
+        state = train_chunk(ens.state, ens.keys, epochs, X, Y, ens.train_idx, ens.val_idx, cfg)
+        e += k
+        ens = dataclasses.replace(ens, state=state, epochs_done=jnp.asarray(e, jnp.int32))
+        chunk_no += 1
+        if bar is not None:
+            bar.set_postfix(
+                running=int(jnp.sum(~state.stopped)),
+                best_val=f"{float(jnp.median(state.best_val)):.4g}",
+                refresh=False,
+            )
+            bar.update(k)
+        if checkpoint is not None and chunk_no % checkpoint_every == 0:
+            save_checkpoint(checkpoint, ens, cfg)
+        if callback is not None:
+            callback(ens)
+    if bar is not None:
+        bar.close()
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, ens, cfg)
+    return ens
+
+
+# -- checkpoints (Equinox serialisation + JSON header; never pickle) -----------------------------
+
+
+def _header(ens: Ensemble, cfg: TrainConfig, extra: dict | None = None) -> dict:
+    first = jax.tree.map(lambda a: a[0], ens.state.model.layers)
+    n_in = int(first[0].weight.shape[1])
+    n_out = int(first[-1].weight.shape[0])
+    return {
+        "format": "soc_jax.proda.ensemble/1",
+        "config": dataclasses.asdict(cfg),
+        "n_members": int(ens.train_idx.shape[0]),
+        "n_train": int(ens.train_idx.shape[1]),
+        "n_val": int(ens.val_idx.shape[1]),
+        "n_in": n_in,
+        "n_out": n_out,
+        "epochs_done": int(ens.epochs_done),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra or {}),
+    }
+
+
+def save_checkpoint(
+    path: str | os.PathLike, ens: Ensemble, cfg: TrainConfig, extra: dict | None = None
+) -> None:
+    """Write ``path`` (Equinox leaves) and ``path + '.json'`` (header) atomically.
+
+    ``extra`` (JSON-serialisable) is stored in the header (e.g. covariate bounds, names).
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    header = _header(ens, cfg, extra)
+    if extra is None and os.path.exists(path + ".json"):  # keep earlier extra fields
+        with open(path + ".json") as f:
+            old = json.load(f)
+        header = {**old, **header}
+    keys_data = jax.random.key_data(ens.keys)
+    tree = dataclasses.replace(ens, keys=keys_data)
+    eqx.tree_serialise_leaves(path + ".tmp", tree)
+    with open(path + ".json.tmp", "w") as f:
+        json.dump(header, f, indent=1)
+    os.replace(path + ".tmp", path)
+    os.replace(path + ".json.tmp", path + ".json")
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The JSON header of a checkpoint."""
+    with open(os.fspath(path) + ".json") as f:
+        return json.load(f)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[Ensemble, TrainConfig, dict]:
+    """Read an ensemble written by `save_checkpoint`.
+
+    Returns:
+        ``(ensemble, config, header)``.
+    """
+    header = read_header(path)
+    if header.get("format") != "soc_jax.proda.ensemble/1":
+        raise ValueError(f"{path}: not a soc_jax PRODA ensemble checkpoint")
+    cfg = TrainConfig(**header["config"])
+    m = header["n_members"]
+    like = new_ensemble(
+        header["n_in"],
+        header["n_out"],
+        np.zeros((m, header["n_train"]), np.int32),
+        np.zeros((m, header["n_val"]), np.int32),
+        cfg,
+    )
+    like = dataclasses.replace(like, keys=jax.random.key_data(like.keys))
+    ens = eqx.tree_deserialise_leaves(os.fspath(path), like)
+    ens = dataclasses.replace(ens, keys=jax.random.wrap_key_data(ens.keys))
+    return ens, cfg, header
+
+
+# -- training table -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """The network's (X, Y) table.
+
+    Attributes:
+        X: (n, 60) covariates min-max scaled with the grid's bounds, clipped to [0, 1].
+        Y: (n, n_par) normalized target parameters.
+        profile_id: (n,) ids of the rows kept.
+        parameter_names: names of the Y columns.
+        vmin, vmax: (60,) the grid's covariate bounds used for scaling.
+        dropped: ids of profiles dropped (NaN covariate or target), reported, never silent.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    profile_id: np.ndarray
+    parameter_names: list[str]
+    vmin: np.ndarray
+    vmax: np.ndarray
+    dropped: list[str]
+
+
+def training_data(covariates, grid, targets, target_var: str | None = None) -> TrainingData:
+    """Assemble (X, Y) from covariates, the grid (for the scaling bounds) and targets.
+
+    Args:
+        covariates: covariates Dataset (profile, covariate) with ``profile_id``.
+        grid: grid Dataset with ``covariates`` (cell, covariate) (min/max source, SPEC 7).
+        targets: Dataset with normalized parameters (profile, parameter) and ``profile_id``:
+            variable ``target_var``, else the first of ``p`` (synthetic truth),
+            ``p_mean``, ``posterior_mean`` found.
+        target_var: name of the target variable (optional).
+
+    Returns:
+        `TrainingData`; rows are matched by ``profile_id``.
+    """
+    from ..data import covariate_bounds, minmax_scale
+    from ..data.covariates import _matrix
+
+    if target_var is None:
+        for name in ("p", "p_mean", "posterior_mean"):
+            if name in targets:
+                target_var = name
+                break
+        else:
+            raise ValueError("targets have none of the variables p, p_mean, posterior_mean")
+    if target_var not in targets:
+        raise ValueError(f"targets have no variable {target_var!r}")
+    t = targets[target_var]
+    pdim = [d for d in t.dims if d != "parameter"][0]
+    t = t.transpose(pdim, "parameter")
+    t_ids = np.asarray(targets["profile_id"].values).astype(str)
+    c_ids = np.asarray(covariates["profile_id"].values).astype(str)
+    pos = {pid: i for i, pid in enumerate(c_ids)}
+    missing = [pid for pid in t_ids if pid not in pos]
+    rows = np.array([pos[pid] for pid in t_ids if pid in pos], dtype=int)
+    keep_t = np.array([pid in pos for pid in t_ids])
+    vmin, vmax = covariate_bounds(grid)
+    X = minmax_scale(_matrix(covariates)[rows], vmin, vmax)
+    Y = np.asarray(t.values, dtype=float)[keep_t]
+    ids = t_ids[keep_t]
+    good = np.all(np.isfinite(X), axis=1) & np.all(np.isfinite(Y), axis=1)
+    dropped = missing + [str(i) for i in ids[~good]]
+    return TrainingData(
+        X=X[good],
+        Y=Y[good],
+        profile_id=ids[good],
+        parameter_names=[str(n) for n in targets["parameter"].values],
+        vmin=vmin,
+        vmax=vmax,
+        dropped=dropped,
+    )
+
+
+def recovery_table(pred: np.ndarray, target: np.ndarray, names: list[str]) -> list[dict]:
+    """Per-parameter R2 and RMSE of predictions against targets (normalized units).
+
+    R2 is ``1 - SSE / SST``; for a target with (near) zero variance it is reported as None
+    (only the RMSE is meaningful).
+    """
+    rows = []
+    for j, name in enumerate(names):
+        err = pred[:, j] - target[:, j]
+        sst = np.sum((target[:, j] - target[:, j].mean()) ** 2)
+        r2 = float(1.0 - np.sum(err**2) / sst) if sst > 1e-12 * len(err) else None
+        rows.append({"parameter": name, "r2": r2, "rmse": float(np.sqrt(np.mean(err**2)))})
+    return rows
