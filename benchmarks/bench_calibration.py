@@ -69,6 +69,7 @@ def jax_rate(world, n_profiles: int, steps: int, repeat: int, phase: str = "test
     idx = np.arange(n_profiles) % world.n_sites
     obs = pad_observations(world.profiles.isel(profile=idx))
     forcing = jax.tree.map(lambda a: jnp.asarray(a[idx]), world.forcing_batch())
+    forcing = clm5.prepare(forcing, "proda")  # as the driver does: forcing-only work once
     data = {
         "forcing": forcing,
         "depth": jnp.asarray(obs.depth),
