@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from . import calibration as calibration
     from . import proda as proda
     from .batching import map_profiles as map_profiles
     from .forcing import Forcing as Forcing
@@ -35,6 +36,7 @@ __all__ = [
     "Forcing",
     "ParameterSpace",
     "ParameterSpec",
+    "calibration",
     "clm5",
     "compas",
     "map_profiles",
@@ -55,5 +57,6 @@ __getattr__, __dir__ = lazy_exports(
         "ParameterSpace": ".parameters",
         "ParameterSpec": ".parameters",
         "proda": ".proda",
+        "calibration": ".calibration",
     },
 )

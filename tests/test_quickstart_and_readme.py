@@ -74,29 +74,27 @@ def test_quickstart_writes_netcdf_and_figures(tmp_path, capsys):
 
 
 def test_failure_codes_name_the_reason():
-    """COMPAS's DA check, a nearly singular system and bad input get their own codes."""
+    """The quickstart's one-reason codes decode the steady state's flags: COMPAS's DA check, a
+    nearly singular system, a sign flip and bad input get their own codes; bad input wins."""
     from types import SimpleNamespace
 
     import jax
 
     from soc_jax.data import make_world
+    from soc_jax.models import common
     from soc_jax.quickstart import FAILURES, failure_codes
 
+    flags = [0, common.MIC_RATIO, common.SINGULAR, common.NEGATIVE, common.INPUT | common.SINGULAR]
+    result = SimpleNamespace(flags=np.array(flags))
+    codes = failure_codes(compas, result, None, None, "proda")
+    words = [FAILURES[c].split(" ")[0] for c in codes]
+    assert words == ["none", "PRODA's", "nearly", "negative", "input"]
+    # a real run: forcing outside its rules is reported as such
     world = make_world(4, seed=0)
-    forcing = world.forcing_batch()
-    params = compas.PARAMETERS.midpoint()
-    result = SimpleNamespace(
-        ok=np.array([True, False, False, False]),
-        rcond=np.array([1e-3, 1e-3, 1e-20, 1e-3]),
-        negative=np.array([False, False, False, True]),
-        mic_ratio=np.array([50.0, 3.0, 50.0, 50.0]),
-    )
-    codes = failure_codes(compas, result, params, forcing, "proda")
-    assert [FAILURES[c].split(" ")[0] for c in codes] == ["none", "PRODA's", "nearly", "negative"]
-    bad = jax.tree.map(lambda a: a.copy(), forcing)
-    bad.litter_input[1] = -1.0  # forcing outside its rules wins over the other reasons
-    codes = failure_codes(compas, result, params, bad, "proda")
-    assert codes[1] == 1
+    bad = jax.tree.map(lambda a: a.copy(), world.forcing_batch())
+    bad.litter_input[1] = -1.0
+    res = jax.vmap(compas.steady_state, in_axes=(None, 0))(compas.PARAMETERS.midpoint(), bad)
+    assert failure_codes(compas, jax.tree.map(np.asarray, res), None, bad, "proda")[1] == 1
 
 
 def test_deep_carbon_of_the_prior_midpoint_is_what_numpy_gives():
