@@ -216,7 +216,7 @@ def _block_factor(
         return c, (inv_pivot, c)
 
     _, (inv_pivot, c) = jax.lax.scan(
-        step, jnp.zeros((b, b), blocks.dtype), (blocks, lower, upper), unroll=True
+        step, jnp.zeros((b, b), blocks.dtype), (blocks, lower, upper), unroll=4
     )
     return _BlockFactor(inv_pivot, c, lower)
 
@@ -229,14 +229,14 @@ def _block_solve(f: _BlockFactor, rhs: Float[Array, "L b"]) -> Float[Array, "L b
         y = _matvec(inv_pivot, r - lo * y_prev)
         return y, y
 
-    _, ys = jax.lax.scan(forward, jnp.zeros_like(rhs[0]), (f.inv_pivot, f.lower, rhs), unroll=True)
+    _, ys = jax.lax.scan(forward, jnp.zeros_like(rhs[0]), (f.inv_pivot, f.lower, rhs), unroll=4)
 
     def backward(x_next, row):
         c, y = row
         x = y - _matvec(c, x_next)
         return x, x
 
-    _, xs = jax.lax.scan(backward, ys[-1], (f.c[:-1], ys[:-1]), reverse=True, unroll=True)
+    _, xs = jax.lax.scan(backward, ys[-1], (f.c[:-1], ys[:-1]), reverse=True, unroll=4)
     return jnp.concatenate([xs, ys[-1:]], axis=0)
 
 
@@ -249,7 +249,7 @@ def _block_solve_transpose(f: _BlockFactor, rhs: Float[Array, "L b"]) -> Float[A
         w = g - _matvec(c.T, w_prev)
         return w, w
 
-    _, ws = jax.lax.scan(forward, jnp.zeros_like(rhs[0]), (c_prev, rhs), unroll=True)
+    _, ws = jax.lax.scan(forward, jnp.zeros_like(rhs[0]), (c_prev, rhs), unroll=4)
     lower_next = jnp.concatenate([f.lower[1:], jnp.zeros_like(f.lower[:1])])
 
     def backward(x_next, row):  # L^T x = w: x[l] = M[l]^-T (w[l] - lower[l+1] x[l+1])
@@ -258,7 +258,7 @@ def _block_solve_transpose(f: _BlockFactor, rhs: Float[Array, "L b"]) -> Float[A
         return x, x
 
     _, xs = jax.lax.scan(
-        backward, jnp.zeros_like(rhs[0]), (f.inv_pivot, lower_next, ws), reverse=True, unroll=True
+        backward, jnp.zeros_like(rhs[0]), (f.inv_pivot, lower_next, ws), reverse=True, unroll=4
     )
     return xs
 
