@@ -258,7 +258,14 @@ def figure(rows: list[dict], env: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = sorted({r["model"] for r in rows})
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), dpi=90, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(models),
+        figsize=(5 * len(models) + 3, 4),
+        dpi=90,
+        squeeze=False,
+        layout="constrained",
+    )
     styles = {
         "numpy": ("k", "o"),
         "jax-dense": ("tab:blue", "s"),
@@ -287,8 +294,8 @@ def figure(rows: list[dict], env: dict, path: Path) -> None:
             f"{model.upper()} steady state, {env['device']} ({env['cpu_count']} cores), float64"
         )
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="outside right center")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
