@@ -502,12 +502,6 @@ def soil_inputs(
     return k.to_doc @ flux, k.to_mic @ flux, k.to_soc @ flux
 
 
-def _safe_div(num: Array, den: Array) -> Array:
-    """num / den where den != 0, else 0, with finite gradients."""
-    nz = den != 0
-    return jnp.where(nz, num / jnp.where(nz, den, 1.0), 0.0)
-
-
 def _closed_form_ratio(num: Array, den: Array) -> Array:
     """num / den of the closed form: +-inf where den == 0 (flagged later), finite gradients."""
     nz = den != 0
@@ -545,7 +539,7 @@ def soil_steady_state(
     empty = total <= 0
     # scale = 2**-e with T = m 2**e, m in [0.5, 1): multiplying by it is exact and keeps T scale
     # in [0.5, 1); it is held out of the gradient (the closed form is homogeneous)
-    scale, unscale = _power_of_two_scale(jnp.where(empty, 1.0, total))
+    scale, unscale, _ = _power_of_two_scale(jnp.where(empty, 1.0, total))
     a_doc, a_mic, a_soc = (jnp.where(empty, 0.0, x * scale) for x in (in_doc, in_mic, in_soc))
     a_mic = jnp.where(empty, 1.0, a_mic)  # a harmless composition where nothing arrives
     turnover = (k.death + k.enzyme_production) * xi
@@ -559,14 +553,14 @@ def soil_steady_state(
     return jnp.where(empty, 0.0, out)
 
 
-def _power_of_two_scale(x: Array) -> tuple[Array, Array]:
-    """``(2**-e, 2**e)`` with ``x = m 2**e``, m in [0.5, 1), for positive normal x; no gradient.
+def _power_of_two_scale(x: Array) -> tuple[Array, Array, Array]:
+    """``(2**-e, 2**e, e)`` with ``x = m 2**e``, m in [0.5, 1), for positive normal x; no gradient.
 
     Both factors are normal floats for any normal x, and multiplying by them is exact.
     """
     _, e = jnp.frexp(jax.lax.stop_gradient(x))
     one = jnp.ones_like(x)
-    return jax.lax.stop_gradient(jnp.ldexp(one, -e)), jax.lax.stop_gradient(jnp.ldexp(one, e))
+    return jax.lax.stop_gradient(jnp.ldexp(one, -e)), jax.lax.stop_gradient(jnp.ldexp(one, e)), e
 
 
 # Litter below 2**-600 (~2e-181 gC m-3; it reaches a layer only through the 1e-30 diffusivity
@@ -580,8 +574,7 @@ def _soil_pools(m: COMPASMatrices, litter: Array) -> Array:
     """Soil closed form of every layer from the litter pools, scale-safe (module docstring)."""
     lit = litter[L1:N_LITTER]  # (3, 20)
     largest = jnp.max(lit, axis=0)
-    scale, unscale = _power_of_two_scale(jnp.where(largest > 0, largest, 1.0))
-    _, e = jnp.frexp(jax.lax.stop_gradient(jnp.where(largest > 0, largest, 1.0)))
+    scale, unscale, e = _power_of_two_scale(jnp.where(largest > 0, largest, 1.0))
     scaled = lit * scale  # each layer's largest litter pool in [0.5, 1): no flux underflows
     scaled = jnp.where(e < _DEEP_LITTER_EXPONENT, jax.lax.stop_gradient(scaled), scaled)
     flux = m.operator.decay[L1:] * scaled
