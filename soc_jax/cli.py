@@ -34,6 +34,7 @@ _SUBCOMMANDS: tuple[str, ...] = (
     "soc_jax.data.cli",
     "soc_jax.calibration.cli",
     "soc_jax.proda.cli",
+    "soc_jax.analysis.cli",
 )
 
 

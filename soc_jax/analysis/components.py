@@ -213,6 +213,8 @@ class COMPASComponents(eqx.Module):
         rates: (8, 20) apparent rates per pool and layer, yr-1.
         km_decom_ratio: (20,) ``K_d xi / SOC`` (inf where SOC = 0).
         km_assim_ratio: (20,) ``K_a xi / DOC`` (inf where DOC = 0).
+        km_decom_xi, km_assim_xi: (20,) ``K_d xi`` and ``K_a xi``, gC m-3.
+        soc_substrate, doc_substrate: (20,) the substrates SOC and DOC, gC m-3.
     """
 
     B: Array
@@ -225,6 +227,10 @@ class COMPASComponents(eqx.Module):
     rates: Array
     km_decom_ratio: Array
     km_assim_ratio: Array
+    km_decom_xi: Array
+    km_assim_xi: Array
+    soc_substrate: Array
+    doc_substrate: Array
 
 
 def _inf_ratio(num: Array, den: Array) -> Array:
@@ -320,6 +326,10 @@ def compas_components(
         rates=rates,
         km_decom_ratio=_inf_ratio(kd * xi, som),
         km_assim_ratio=_inf_ratio(ka * xi, doc),
+        km_decom_xi=kd * xi,
+        km_assim_xi=ka * xi,
+        soc_substrate=som,
+        doc_substrate=doc,
     )
 
 
@@ -390,6 +400,6 @@ def components_batch(
     comps = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     ok = np.concatenate(oks)
     for k, v in comps.items():
-        if not k.startswith("km_"):
+        if not k.endswith("_ratio"):
             comps[k] = np.where(ok.reshape((-1,) + (1,) * (v.ndim - 1)), v, 0.0)
     return comps, np.where(ok[:, None], np.concatenate(socs), 0.0), ok
