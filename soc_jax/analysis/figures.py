@@ -43,6 +43,7 @@ def _component_maps(comp, path: str, world: str) -> str:
             sc = ax.scatter(lon, lat, c=vals[i], s=14, marker="s", vmin=lo, vmax=hi,
                             cmap=plots.SEQUENTIAL)  # fmt: skip
             plots.map_axes(ax)
+            ax.set_xticks([-120, 0, 120])  # fewer ticks: narrow panels
             ax.set_title(f"{_LABEL[m]}: {_TITLES[k][0]}", fontsize=8)
             plots.colorbar(fig, sc, ax, k, _TITLES[k][1])
             if j:

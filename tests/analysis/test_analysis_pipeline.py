@@ -1,0 +1,107 @@
+"""The pipeline: stage bookkeeping (fast) and the whole study at its smallest size, interrupted
+inside a stage and resumed (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from soc_jax.analysis.pipeline import ConfigMismatch, PipelineConfig, _Runner, run_pipeline
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_runner_skips_finished_stages_and_redoes_an_interrupted_one(tmp_path):
+    calls = []
+
+    def stage(name, fail=False):
+        def fn(d):
+            calls.append(name)
+            with open(os.path.join(d, "out.txt"), "w") as f:
+                f.write(name)
+            if fail:
+                raise Boom(name)
+
+        return fn
+
+    r = _Runner(str(tmp_path), PipelineConfig(), None, None, print)
+    r.run("a", stage("a"))
+    with pytest.raises(Boom):
+        r.run("b", stage("b", fail=True))
+    assert os.path.exists(r.dir("a") + ".done.json") and not os.path.exists(r.dir("b"))
+    assert os.path.exists(r.dir("b") + ".partial")  # left for inspection, never marked done
+    r2 = _Runner(str(tmp_path), PipelineConfig(), None, None, print)
+    r2.run("a", stage("a"))
+    r2.run("b", stage("b"))
+    assert calls == ["a", "b", "b"] and r2.skipped == ["a"] and r2.ran == ["b"]
+    assert open(os.path.join(r2.dir("b"), "out.txt")).read() == "b"
+    assert not os.path.exists(r2.dir("b") + ".partial")
+
+
+def test_config_mismatch_is_refused(tmp_path):
+    run_cfg = PipelineConfig(n_sites=10)
+    os.makedirs(tmp_path / "stages")
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(PipelineConfig(n_sites=11).to_json(), f)
+    with pytest.raises(ConfigMismatch, match="n_sites=11 vs 10"):
+        run_pipeline(run_cfg, str(tmp_path), progress=False)
+
+
+TINY = PipelineConfig(
+    n_sites=10,
+    grid_resolution=30.0,
+    worlds=("clm5",),
+    n_test=20,
+    n_formal=40,
+    thin=4,
+    n_chains=2,
+    n_seeds=1,
+    n_bootstrap=1,
+    epochs=3,
+    patience=3,
+    hidden=(16, 16),
+    attribution_members=1,
+)
+
+
+@pytest.mark.slow  # a few minutes: compiles calibration, training and every steady-state shape
+def test_pipeline_smallest_size_resumes_a_killed_stage(tmp_path):
+    full = str(tmp_path / "full")
+    res = run_pipeline(TINY, full, progress=False)
+    assert res["skipped"] == [] and res["ran"][-1] == "report"
+    for f in ("report.md", "clm5_attribution.png", "clm5_logsoc_before_after.png"):
+        assert os.path.exists(os.path.join(full, f)), f
+
+    part = str(tmp_path / "part")
+    victim = "clm5_world/components"
+
+    def hook(name):
+        if name == victim:
+            raise Boom("killed")
+
+    with pytest.raises(Boom):
+        run_pipeline(TINY, part, progress=False, hook=hook)
+    stages = os.path.join(part, "stages")
+    done = {n: os.path.getmtime(os.path.join(stages, n + ".done.json")) for n in res["ran"][:7]}
+    assert not os.path.exists(os.path.join(stages, victim + ".done.json"))
+    again = run_pipeline(TINY, part, progress=False)
+    assert again["skipped"] == res["ran"][:7]  # world, 2 x calibrate, train, predict
+    assert again["ran"][0] == victim
+    for n, t in done.items():  # finished stages untouched
+        assert os.path.getmtime(os.path.join(stages, n + ".done.json")) == t
+
+    def conv(root):  # the text (NaN == NaN)
+        with open(os.path.join(root, "stages", "clm5_world/convergence/convergence.json")) as f:
+            return f.read()
+
+    assert conv(part) == conv(full)
+    a = xr.load_dataset(os.path.join(full, "stages", "clm5_world/components/components.nc"))
+    b = xr.load_dataset(os.path.join(part, "stages", "clm5_world/components/components.nc"))
+    for k in a.data_vars:
+        np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
