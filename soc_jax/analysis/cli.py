@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--steps-formal", type=positive_int, default=1000, help="AM formal steps")
     p.add_argument("--chains", type=positive_int, default=2, help="AM chains per site")
     p.add_argument("--seeds", type=positive_int, default=3, help="best-guess networks")
-    p.add_argument("--bootstrap", type=nonneg_int, default=8, help="bootstrap networks (>= 0)")
+    p.add_argument("--bootstrap", type=nonneg_int, default=5, help="bootstrap networks (>= 0)")
     p.add_argument("--epochs", type=positive_int, default=150, help="max training epochs")
     p.add_argument(
         "--attribution-members",

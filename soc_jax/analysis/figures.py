@@ -94,17 +94,23 @@ def _logsoc_scatter(pc, pm, conv, path: str, world: str) -> str:
         "after": (pc["best_stocks"][:, 1], pm["best_stocks"][:, 1]),
     }
     for ax, (s, (a, b)) in zip(axes, pairs.items(), strict=True):
-        good = (a > 0) & (b > 0)
+        good = (a > 0) & (b > 0)  # failed steady states have stock 0
         ax.scatter(a[good] / 1000, b[good] / 1000, s=8, alpha=0.7)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        lim = [min(a[good].min(), b[good].min()) / 1000, max(a[good].max(), b[good].max()) / 1000]
-        ax.plot(lim, lim, "k--", lw=0.8, label="1:1")
+        if good.any():
+            lo = min(a[good].min(), b[good].min()) / 1000
+            hi = max(a[good].max(), b[good].max()) / 1000
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="1:1")
+        else:
+            ax.text(0.5, 0.5, "no cell where both models succeeded", ha="center",
+                    transform=ax.transAxes)  # fmt: skip
         r = conv["log_soc"][s]
         paper = conv["log_soc"][f"paper_{s}"]
         ax.set_title(f"{s} PRODA: r(log SOC) = {r:.2f} (paper {paper})", fontsize=9)
         ax.set_xlabel(plots.label("CLM5 SOC 0-100 cm", "kgC m-2", log=True))
-        ax.legend(fontsize=8)
+        if good.any():
+            ax.legend(fontsize=8)
     axes[0].set_ylabel(plots.label("COMPAS SOC 0-100 cm", "kgC m-2", log=True))
     fig.suptitle(f"CLM5 vs COMPAS per grid cell, {world} world")
     fig.tight_layout()
@@ -182,7 +188,8 @@ def _km_figure(mm: dict, path: str, world: str) -> str:
         ax.set_yscale("log")
         ax.set_xlabel(plots.label("substrate", "gC m-3", log=True))
         ax.set_ylabel(plots.label("Michaelis-Menten constant x xi", "gC m-3", log=True))
-        ax.legend(fontsize=8)
+        if good.any():
+            ax.legend(fontsize=8)
     fig.suptitle(f"COMPAS after site-level calibration ({world} world; all sites x layers)")
     fig.tight_layout()
     return plots.save(fig, path)

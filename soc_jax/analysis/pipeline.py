@@ -66,12 +66,12 @@ class PipelineConfig:
     n_chains: int = 2
     chunk_size: int = 128
     n_seeds: int = 3
-    n_bootstrap: int = 8
+    n_bootstrap: int = 5
     epochs: int = 150
     patience: int = 30
     learning_rate: float = 1.0
     hidden: tuple[int, ...] = (256, 512, 512, 256)
-    attribution_members: int = 8
+    attribution_members: int = 5
 
     def __post_init__(self):
         object.__setattr__(self, "worlds", tuple(self.worlds))

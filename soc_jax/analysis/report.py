@@ -19,6 +19,15 @@ def _f(x, nd: int = 2) -> str:
     return f"{x:.{nd}f}"
 
 
+def _q(d: dict, nd: int = 1) -> str:
+    return f"{_f(d['median'], nd)} [{_f(d['q14'], nd)}, {_f(d['q86'], nd)}]"
+
+
+def _sub(row: dict, prefix: str) -> dict:
+    """{median, q14, q86} of the columns ``<prefix>median`` etc."""
+    return {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
+
+
 def _load(runner, stage: str, file: str):
     with open(runner.path(stage, file)) as f:
         return json.load(f)
@@ -69,7 +78,8 @@ def write_report(runner, out: str, figures: dict[str, list[str]]) -> str:
         lines += [
             f"### Convergence ({conv['n_cells']} grid cells)",
             "",
-            "| correlation across cells, CLM5 vs COMPAS | before PRODA | after PRODA | paper before | paper after |",
+            "| correlation across cells, CLM5 vs COMPAS | before PRODA | after PRODA "
+            "| paper before | paper after |",
             "|---|---:|---:|---:|---:|",
             f"| log SOC 0-100 cm | {_f(ls['before'])} | {_f(ls['after'])} | -0.026 | 0.51 |",
         ]
@@ -101,13 +111,21 @@ def write_report(runner, out: str, figures: dict[str, list[str]]) -> str:
         )
         bc, bm = t["clm5"].get("bootstrap"), t["compas"].get("bootstrap")
         if bc and bm:
-            lines.append(
-                f"| PRODA bootstrap median [14 %, 86 %] | {_f(bc['median'], 1)} [{_f(bc['q14'], 1)}, "
-                f"{_f(bc['q86'], 1)}] | {_f(bm['median'], 1)} [{_f(bm['q14'], 1)}, {_f(bm['q86'], 1)}] |"
-            )
+            lines.append(f"| PRODA bootstrap median [14 %, 86 %] | {_q(bc)} | {_q(bm)} |")
+        fails = {
+            m: _load(runner, f"{s}/predict_{m}", "totals.json")["failed"]
+            for m in ("clm5", "compas")
+        }
         lines += [
             f"| truth of this world | {_f(t['truth'], 1)} | |",
             "| paper (real data): customary / PRODA | 1281 / 1469 | 1308 / 1507 |",
+            "",
+            "Failed steady states (excluded from totals, correlations and figures): "
+            + "; ".join(
+                f"{m.upper()} " + ", ".join(f"{k} {v}" for k, v in fails[m].items())
+                for m in ("clm5", "compas")
+            )
+            + ".",
             "",
             "Calibration: "
             + "; ".join(
@@ -128,7 +146,8 @@ def write_report(runner, out: str, figures: dict[str, list[str]]) -> str:
                 f"{m.upper()}: unperturbed NSE {_f(base['nse_median'])}, r {_f(base['r_median'])}, "
                 f"global {_f(base['total_pg_median'], 1)} Pg C.",
                 "",
-                "| group at global constant | abs change global SOC (Pg C) | change NSE | change r | "
+                "| group at global constant | abs change global SOC (Pg C) | change NSE "
+                "| change r | "
                 "SOC change at delta -0.1 / +0.1 (%) |",
                 "|---|---|---|---|---|",
             ]
@@ -139,14 +158,14 @@ def write_report(runner, out: str, figures: dict[str, list[str]]) -> str:
                     continue
                 lo, hi = sens.get((g, -0.1)), sens.get((g, 0.1))
                 sv = (
-                    f"{_f(100 * lo['rel_change_median'], 1)} / {_f(100 * hi['rel_change_median'], 1)}"
+                    f"{_f(100 * lo['rel_change_median'], 1)} / "
+                    f"{_f(100 * hi['rel_change_median'], 1)}"
                     if lo and hi
                     else "n/a"
                 )
                 lines.append(
-                    f"| {g} | {_f(r['abs_d_total_pg_median'], 1)} [{_f(r['abs_d_total_pg_q14'], 1)}, "
-                    f"{_f(r['abs_d_total_pg_q86'], 1)}] | {_f(r['d_nse_median'])} "
-                    f"[{_f(r['d_nse_q14'])}, {_f(r['d_nse_q86'])}] | {_f(r['d_r_median'])} | {sv} |"
+                    f"| {g} | {_q(_sub(r, 'abs_d_total_pg_'))} | {_q(_sub(r, 'd_nse_'), 2)}"
+                    f" | {_f(r['d_r_median'])} | {sv} |"
                 )
             lines.append("")
         lines += ["### Figures", ""] + [
