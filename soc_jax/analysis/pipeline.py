@@ -71,7 +71,7 @@ class PipelineConfig:
     patience: int = 30
     learning_rate: float = 1.0
     hidden: tuple[int, ...] = (256, 512, 512, 256)
-    attribution_members: int = 5
+    attribution_members: int = 8
 
     def __post_init__(self):
         object.__setattr__(self, "worlds", tuple(self.worlds))

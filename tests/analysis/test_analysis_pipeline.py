@@ -105,3 +105,26 @@ def test_pipeline_smallest_size_resumes_a_killed_stage(tmp_path):
     b = xr.load_dataset(os.path.join(part, "stages", "clm5_world/components/components.nc"))
     for k in a.data_vars:
         np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
+
+
+def _cli(args, capsys):
+    from soc_jax.cli import main
+
+    try:
+        code = main(args)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err[-1] if err else ""
+
+
+def test_cli_bad_arguments_one_line_exit_2(capsys, tmp_path):
+    out = str(tmp_path / "o")
+    code, line = _cli(["reproduce", "--out", out, "--bootstrap", "-1"], capsys)
+    assert code == 2 and "--bootstrap" in line
+    code, line = _cli(["reproduce", "--out", out, "--n-sites", "abc"], capsys)
+    assert code == 2 and "--n-sites" in line
+    code, line = _cli(["reproduce", "--out", out, "--n-sites", "5"], capsys)
+    assert code == 2 and "--n-sites" in line and "Traceback" not in line
+    code, line = _cli(["reproduce", "--out", out, "--worlds", "clm6"], capsys)
+    assert code == 2 and "worlds" in line
