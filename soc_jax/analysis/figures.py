@@ -52,7 +52,7 @@ def _component_maps(comp, path: str, world: str) -> str:
                 ax.set_xlabel("")
     fig.suptitle(f"System-level components after PRODA ({world} world; rows CLM5, COMPAS)")
     fig.tight_layout()
-    return plots.save(fig, path)
+    return plots.save(fig, path, dpi=80)  # wide figure: keep the PNG small
 
 
 def _zonal(lat, v, edges):
@@ -83,7 +83,7 @@ def _component_latitude(comp, path: str, world: str) -> str:
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Zonal medians of the components ({world} world; dotted: before PRODA)")
     fig.tight_layout()
-    return plots.save(fig, path)
+    return plots.save(fig, path, dpi=80)  # wide figure: keep the PNG small
 
 
 def _logsoc_scatter(pc, pm, conv, path: str, world: str) -> str:

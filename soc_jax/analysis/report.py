@@ -59,7 +59,8 @@ def write_report(runner, out: str, figures: dict[str, list[str]]) -> str:
         f"({c.n_test} test + {c.n_formal} formal) steps (PRODA: 3 x (20,000 + 50,000)); "
         f"{c.n_seeds} seed + {c.n_bootstrap} bootstrap networks (PRODA: 10 + 200), <= "
         f"{c.epochs} epochs, Adadelta lr {c.learning_rate}; attribution over "
-        f"{c.attribution_members or 'all'} bootstrap networks. Paper numbers (Tao et al. 2024, "
+        f"{min(c.attribution_members or c.n_bootstrap, c.n_bootstrap) or c.n_seeds} "
+        f"{'bootstrap' if c.n_bootstrap else 'seed'} networks. Paper numbers (Tao et al. 2024, "
         "real WoSIS data, 0.5 degree grid) beside ours.",
         "",
     ]
