@@ -550,6 +550,7 @@ def _convergence(r: _Runner, w: str, world: dict):
                 "before": t["default" if m == "clm5" else "homogeneous"]["top_100cm"],
                 "bootstrap": t.get("proda_bootstrap", {}).get("top_100cm"),
             }
+        res["log_soc_sites"] = _site_log_soc(r, w, world, pc, pm)
         area = pc["area"]
         res["totals_pg_100cm"]["truth"] = float(
             np.sum(world["grid"]["stock_100cm"].values * area) / 1e15
@@ -557,6 +558,45 @@ def _convergence(r: _Runner, w: str, world: dict):
         _write_json(res, os.path.join(d, "convergence.json"))
 
     r.run(f"{w}_world/convergence", fn)
+
+
+def _site_log_soc(r: _Runner, w: str, world: dict, pc, pm) -> dict:
+    """Pearson r of log SOC 0-100 cm between the models across the sites (before / after)."""
+    import jax.numpy as jnp
+
+    from ..data import dataset_to_forcing
+    from ..grid import stocks
+    from ..models import clm5, compas
+    from ..proda.predict import simulate_cells
+    from .attribution import _block
+
+    fs = dataset_to_forcing(world["forcing"])
+    n = world["profiles"].sizes["profile"]
+    logs = {}
+    for m, module, pred in (("clm5", clm5, pc), ("compas", compas, pm)):
+        space = module.PARAMETERS
+        _, tr = _load_network(r, w, m)
+        if m == "clm5":
+            xb, mode_b = np.broadcast_to(clm5.default_parameters(), (n, len(space))), "default"
+        else:
+            const = np.broadcast_to(tr["constant"], (n, len(space)))
+            xb, mode_b = np.asarray(space.to_physical(jnp.asarray(const))), MODES[m]
+        soc, ok = simulate_cells(m, np.ascontiguousarray(xb), fs, mode=mode_b, block=_block(n))
+        logs[(m, "before")] = _log_stock(np.asarray(stocks(soc).top_100cm), ok)
+        per = []
+        for s in np.flatnonzero(pred["kinds"] == "seed"):
+            x = np.asarray(space.to_physical(jnp.asarray(pred["site_params"][s])))
+            soc, ok = simulate_cells(m, x, fs, mode=MODES[m], block=_block(n))
+            per.append(_log_stock(np.asarray(stocks(soc).top_100cm), ok))
+        logs[(m, "after")] = np.nanmedian(np.stack(per), axis=0)  # median of logs = log median
+    obs = _log_stock(world["profiles"]["stock_100cm"].values, np.ones(n, bool))
+    return {
+        "n_sites": int(n),
+        "before": _pearson(logs[("clm5", "before")], logs[("compas", "before")]),
+        "after": _pearson(logs[("clm5", "after")], logs[("compas", "after")]),
+        "clm5_after_vs_truth": _pearson(logs[("clm5", "after")], obs),
+        "compas_after_vs_truth": _pearson(logs[("compas", "after")], obs),
+    }
 
 
 def _report(r: _Runner):

@@ -90,6 +90,12 @@ def write_report(runner, out: str, figures: dict[str, list[str]]) -> str:
                 f"| component {k} | {_f(v['before'])} | {_f(v['after'])} | n/a | "
                 f"{paper.get(k, 'not converged' if k in ('B', 'V') else 'identical')} |"
             )
+        st = conv.get("log_soc_sites")
+        if st:
+            lines.append(
+                f"| log SOC 0-100 cm across the {st['n_sites']} sites | {_f(st['before'])} | "
+                f"{_f(st['after'])} | | |"
+            )
         vt = conv["vs_truth"]
         lines += [
             "",
