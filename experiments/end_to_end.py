@@ -66,10 +66,10 @@ def main(argv=None) -> int:
     ap.add_argument("--n-formal", type=int, default=3000)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--bootstrap", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--epochs", type=int, default=120)
     ap.add_argument("--patience", type=int, default=25)
     ap.add_argument("--lr", type=float, default=2e-3, help="Adam step of end-to-end training")
-    ap.add_argument("--hidden", default="256,512,512,256")
+    ap.add_argument("--hidden", default="128,128")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="results/end_to_end")
     ap.add_argument("--docs", action="store_true")
@@ -170,8 +170,8 @@ def main(argv=None) -> int:
     tcfg = TrainConfig(
         loss="compas",
         learning_rate=1.0,
-        max_epochs=args.epochs * 4,
-        patience=args.patience * 3,
+        max_epochs=args.epochs * 3,
+        patience=args.patience * 2,
         hidden=hidden,
         dtype="float64",
         epochs_per_call=20,

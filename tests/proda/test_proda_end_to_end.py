@@ -74,7 +74,11 @@ def _flat_loss(cfg, model, data, w):
     return flat, jax.jit(jax.value_and_grad(f))  # one compiled program for values and gradient
 
 
-@pytest.mark.parametrize("variational", [False, True], ids=["point", "variational"])
+@pytest.mark.parametrize(
+    "variational",
+    [False, pytest.param(True, marks=pytest.mark.slow)],
+    ids=["point", "variational"],
+)
 def test_gradient_matches_finite_differences(variational):
     cfg = e2e.E2EConfig(
         model="clm5", hidden=(3,), variational=variational, n_samples=2, smoothness=0.1
