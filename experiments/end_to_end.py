@@ -10,6 +10,8 @@ For one process model (``--model clm5`` or ``compas``; default noise 0.2):
    (b) **end-to-end** (`soc_jax.proda.end_to_end`, sigmoid link, log-SOC misfit, Adam);
    (c) **end-to-end initialised from two-stage**: a network first fitted to logit(posterior
    means) (the two-stage recipe on the logit scale), then trained end to end;
+   (b') with ``--with-prior``: end-to-end with a pull toward the AM posteriors of the training
+   sites (``prior_weight`` 1);
    (d) **amortised posterior** (variational end-to-end with PRODA's cost as likelihood, the
    density the AM sampler targets) checked against the AM posteriors of the training sites
    (means, sds) and for coverage of the true parameters (90 % intervals) on held-out sites.
@@ -26,6 +28,7 @@ docs/figures/e2e_<model>_*.png. Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -73,12 +76,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="results/end_to_end")
     ap.add_argument("--docs", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the docs figure names")
+    ap.add_argument(
+        "--with-prior", action="store_true", help="also end-to-end with a pull toward AM posteriors"
+    )
     args = ap.parse_args(argv)
 
     import jax
 
     jax.config.update("jax_enable_x64", True)
     import equinox as eqx
+    import jax.numpy as jnp
 
     from soc_jax.calibration.driver import Settings, calibrate
     from soc_jax.data import covariate_bounds, make_world, minmax_scale
@@ -120,13 +128,45 @@ def main(argv=None) -> int:
     }
     print(f"{args.model}: {world.n_sites} sites, {len(train)} train, {len(hold)} held out")
 
+    from soc_jax.calibration.likelihood import observe
+    from soc_jax.proda.predict import apply_link, predict_parameters, simulate_cells
+
+    space = e2e.model_module(args.model).PARAMETERS
+
+    def _log_nse(seed_models, link, member_kinds):
+        """NSE of log layer SOC and median |log m - log o| on held-out sites (mean over seed
+        members of the modelled profile; profiles where a member fails are left out)."""
+        praw = np.asarray(apply_link(predict_parameters(seed_models, X[hold]), link))
+        preds, oks = [], []
+        for mm in range(praw.shape[0]):
+            phys = np.asarray(space.to_physical(jnp.asarray(praw[mm], jnp.float64)))
+            soc, ok = simulate_cells(args.model, phys, hold_forcing, mode=mode, block=64)
+            preds.append(
+                np.asarray(
+                    jax.vmap(observe)(
+                        jnp.asarray(soc), jnp.asarray(hold_obs.depth), jnp.asarray(hold_obs.mask)
+                    )
+                )
+            )
+            oks.append(ok)
+        pred = np.mean(preds, axis=0)
+        ok = np.all(oks, axis=0)
+        msk = np.asarray(hold_obs.mask) & ok[:, None]
+        lo = np.log(np.asarray(hold_obs.soc)[msk])
+        lm = np.log(np.maximum(pred[msk], 1e-6))
+        nse_log = 1 - np.sum((lm - lo) ** 2) / np.sum((lo - lo.mean()) ** 2)
+        return float(nse_log), float(np.median(np.abs(lm - lo)))
+
     def evaluate(label, models, cfg_link, p_hold, member_kinds):
         seeds = np.array([k == "seed" for k in member_kinds])
         sm = jax.tree.map(lambda a: a[seeds] if eqx.is_array(a) else a, models)
         nse = heldout_nse(args.model, sm, X[hold], hold_forcing, hold_obs, mode=mode, link=cfg_link)
         r2 = r2_table(p_hold, truth[hold], names, varying)
+        log_nse, rel_err = _log_nse(sm, cfg_link, member_kinds)
         results[label] = {
             "heldout_nse": nse["nse"],
+            "heldout_nse_log": log_nse,
+            "heldout_median_abs_log_error": rel_err,
             "n_failed_heldout": nse["n_failed_profiles"],
             "r2_mean": float(np.mean(list(r2.values()))),
             "r2": r2,
@@ -180,8 +220,6 @@ def main(argv=None) -> int:
     ens2 = train_ensemble(ens2, X[rows], pm[valid], tcfg, progress=True)
     times["two_stage_network_s"] = time.perf_counter() - t0
     seeds_mask = np.array([k == "seed" for k in kinds])
-    from soc_jax.proda.predict import apply_link, predict_parameters
-
     p2 = np.asarray(apply_link(predict_parameters(ens2.best_models, X), "clip"))
     evaluate("two_stage", ens2.best_models, "clip", p2[seeds_mask].mean(0)[hold], kinds)
 
@@ -221,6 +259,24 @@ def main(argv=None) -> int:
     times["end_to_end_init_s"] = time.perf_counter() - t0
     pc, _ = e2e.predict_normalized(ens_c.best_models, X, cfg)
     evaluate("end_to_end_init", ens_c.best_models, "sigmoid", pc[seeds_mask].mean(0)[hold], kinds)
+
+    if args.with_prior:  # (b') end-to-end with a pull toward the AM posteriors (training sites)
+        prior_mean = np.full_like(truth, 0.5)
+        prior_sd = np.ones_like(truth)
+        prior_w = np.zeros(len(truth))
+        prior_mean[rows], prior_sd[rows], prior_w[rows] = pm[valid], ps[valid], 1.0
+        data_p = e2e.make_data(
+            args.model, X, forcing, obs, prior_mean=prior_mean, prior_sd=prior_sd, prior_w=prior_w
+        )
+        pcfg = dataclasses.replace(cfg, prior_weight=1.0)
+        t0 = time.perf_counter()
+        ens_p = e2e.new_e2e_ensemble(X.shape[1], train[tr_e], train[va_e], pcfg, seed=args.seed)
+        ens_p = e2e.train_e2e(ens_p, data_p, pcfg, progress=True)
+        times["end_to_end_prior_s"] = time.perf_counter() - t0
+        pp, _ = e2e.predict_normalized(ens_p.best_models, X, pcfg)
+        evaluate(
+            "end_to_end_prior", ens_p.best_models, "sigmoid", pp[seeds_mask].mean(0)[hold], kinds
+        )
 
     # (d) amortised posterior with PRODA's cost (the AM target density)
     vcfg = e2e.E2EConfig(
@@ -374,7 +430,8 @@ def _figures(
         os.makedirs("docs/figures", exist_ok=True)
         for name in ("heldout_parameters", "vi_vs_mcmc"):
             shutil.copy(
-                os.path.join(out, f"{name}.png"), f"docs/figures/e2e_{args.model}_{name}.png"
+                os.path.join(out, f"{name}.png"),
+                f"docs/figures/e2e_{args.model}{args.tag}_{name}.png",
             )
 
 
