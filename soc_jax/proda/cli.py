@@ -30,9 +30,10 @@ def register(subparsers) -> None:
     t = subparsers.add_parser("train", help=_HELP_TRAIN, description=_HELP_TRAIN)
     t.add_argument(
         "--targets",
-        required=True,
+        default=None,
         help="NetCDF of normalized target parameters (profile, parameter) with profile_id: "
-        "the synthetic world's truth.nc or a calibration posterior.nc",
+        "the synthetic world's truth.nc or a calibration posterior.nc (required, except with "
+        "--end-to-end, which trains on the observed profiles themselves)",
     )
     t.add_argument("--target-var", default=None, help="target variable (default: p / p_mean)")
     t.add_argument("--data", required=True, help="directory with covariates.nc and grid.nc")
@@ -66,6 +67,9 @@ def register(subparsers) -> None:
     t.add_argument("--epochs-per-call", type=int, default=10, help="epochs per compiled call")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.eqx")
+    from .e2e_cli import add_arguments as _add_e2e
+
+    _add_e2e(t)
     t.set_defaults(func=run_train, _parser=t)
 
     p = subparsers.add_parser("predict", help=_HELP_PREDICT, description=_HELP_PREDICT)
@@ -86,8 +90,14 @@ def _need(parser, flag: str, path: str) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Entry point of ``soc-jax train``."""
+    """Entry point of ``soc-jax train`` (``--end-to-end``: `soc_jax.proda.e2e_cli`)."""
     parser = args._parser
+    if getattr(args, "end_to_end", False):
+        from .e2e_cli import run_train_e2e
+
+        return run_train_e2e(args)
+    if args.targets is None:
+        parser.error("--targets is required (unless --end-to-end)")
     for flag, v in (("--ensemble", args.ensemble), ("--bootstrap", args.bootstrap)):
         if v < 0:
             parser.error(f"{flag} must be >= 0, got {v}")
@@ -355,6 +365,7 @@ def run_predict(args: argparse.Namespace) -> int:
         default=not args.no_default,
         block=args.block,
         progress=True,
+        link=h.get("link", "clip"),
     )
     os.makedirs(args.out, exist_ok=True)
     names = h["parameter_names"]
@@ -417,6 +428,7 @@ def run_predict(args: argparse.Namespace) -> int:
                 dataset_to_forcing(frc.isel(profile=rows)),
                 pad_observations(prof.isel(profile=rows)),
                 mode=mode,
+                link=h.get("link", "clip"),
             )
             t["heldout_nse"] = res_nse
             lines.append(

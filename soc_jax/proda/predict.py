@@ -39,6 +39,7 @@ __all__ = [
     "STOCK_NAMES",
     "cell_area",
     "clip_parameters",
+    "apply_link",
     "is_failure",
     "predict_parameters",
     "simulate_cells",
@@ -89,6 +90,16 @@ def clip_parameters(p):
     """PRODA's clipping before forward simulation: ``p > 1 -> 1``, ``p <= 0 -> 1e-4``."""
     p = jnp.asarray(p)
     return jnp.where(p > 1.0, 1.0, jnp.where(p <= 0.0, 1e-4, p))
+
+
+def apply_link(raw, link: str = "clip"):
+    """Normalized parameters from raw network outputs: ``"clip"`` (PRODA's two-stage network,
+    `clip_parameters`) or ``"sigmoid"`` (end-to-end networks, `soc_jax.proda.end_to_end`)."""
+    if link == "clip":
+        return clip_parameters(raw)
+    if link == "sigmoid":
+        return clip_parameters(jax.nn.sigmoid(jnp.asarray(raw)))
+    raise ValueError(f"link must be 'clip' or 'sigmoid', got {link!r}")
 
 
 def is_failure(result) -> jax.Array:
@@ -258,6 +269,7 @@ def global_prediction(
     default: bool = True,
     block: int = 1024,
     progress: bool = False,
+    link: str = "clip",
 ) -> Prediction:
     """Parameters, steady states, stocks and Pg C totals on every grid cell.
 
@@ -274,6 +286,8 @@ def global_prediction(
         default: also run CLM5's customary parameters in mode ``"default"`` (CLM5 only).
         block: cells per compiled steady-state call.
         progress: tqdm progress bar over steady states.
+        link: how raw outputs become normalized parameters (`apply_link`; ``"clip"``:
+            PRODA's two-stage network, ``"sigmoid"``: end-to-end networks).
     """
     space = _model_module(model).PARAMETERS
     kinds = list(kinds)
@@ -281,7 +295,7 @@ def global_prediction(
     boots = np.array([k == "bootstrap" for k in kinds])
     if not seeds.any():
         raise ValueError("need at least one seed (best-guess) member")
-    params = np.asarray(clip_parameters(predict_parameters(models, X)))  # network's dtype
+    params = np.asarray(apply_link(predict_parameters(models, X), link))  # network's dtype
     M, n, _ = params.shape
     extra_runs = int(homogeneous is not None) + int(default and model == "clm5")
     bar = None
@@ -651,6 +665,7 @@ def heldout_nse(
     *,
     mode: str,
     block: int = 256,
+    link: str = "clip",
 ) -> dict:
     """Pooled NSE of layer SOC on held-out profiles (SPEC 6 / issue: mean over seed members).
 
@@ -670,7 +685,7 @@ def heldout_nse(
         ``{"nse": ..., "n_profiles": ..., "n_layers": ..., "n_failed_profiles": ...}``.
     """
     space = _model_module(model).PARAMETERS
-    params = np.asarray(clip_parameters(predict_parameters(seed_models, X)))
+    params = np.asarray(apply_link(predict_parameters(seed_models, X), link))
     sims, oks = [], []
     for m in range(params.shape[0]):
         x = np.asarray(space.to_physical(jnp.asarray(params[m], jnp.float64)))

@@ -1,0 +1,714 @@
+"""End-to-end differentiable PRODA: covariates -> network -> steady state -> SOC misfit.
+
+The two-stage PRODA pipeline calibrates every profile by MCMC, then fits a network to the
+posterior means. Here ONE network is trained through the steady state of every profile:
+
+``X (60 scaled covariates) -> network -> raw outputs -> link -> p (normalized, (0, 1)) ->
+physical parameters -> steady state of the prepared profile (CLM5 or COMPAS, float64, implicit
+gradients of the core) -> PCHIP at the observed node depths (`soc_jax.calibration.observe`) ->
+misfit``.
+
+Choices (documented in docs/end_to_end.md):
+
+* **Link** ``"sigmoid"`` (default): ``p = sigmoid(raw)``; the raw output is the unconstrained
+  logit, every parameter stays strictly inside the prior box and the gradient never vanishes
+  abruptly. ``"clip"`` is PRODA's clipping (``p > 1 -> 1``, ``p <= 0 -> 1e-4``); it has zero
+  gradient outside (0, 1], so a member whose output leaves the box stops learning that
+  parameter. The link is stored in the network header (``"link"``) and `soc-jax predict`
+  applies it (`soc_jax.proda.predict.apply_link`).
+* **Misfit** ``"log"`` (default): per profile ``sum_l (log m_l - log o_l)^2 / (2 sigma^2)`` over
+  observed layers (the negative log-likelihood of log-normal noise, ``sigma`` = 0.2 = the
+  synthetic world's default noise; modelled SOC floored at 1e-6 gC m-3 before the log).
+  ``"proda"``: PRODA's cost (`soc_jax.calibration.likelihood.cost`: CLM5 rank-weighted, COMPAS
+  ``5 (1 - NSE)``), the same density the AM sampler targets.
+* **Failures**: a failed steady state (``not ok``) is removed from the batch: its value AND
+  gradient are exactly zero (the double-where pattern: the failed SOC is replaced by 1 gC m-3
+  before the log) and the batch mean runs over the profiles that did not fail, so a batch with a
+  failing profile has exactly the gradient of the batch without it.
+* **Regularisers** (optional): ``smoothness`` x mean ``||p(x + d) - p(x)||^2 / eps^2`` with a
+  random covariate perturbation ``d`` of norm ~``eps`` (smoothness of the parameter fields in
+  covariate space); ``prior_weight`` x mean ``((p - m) / s)^2`` toward calibrated posteriors
+  ``(m, s)`` where they exist (rows with ``prior_w = 1``).
+* **Amortised posterior** (``variational=True``): the network outputs ``(mu, log s)`` (2 n_par)
+  of a diagonal Gaussian on the logit scale ``z``; loss = minus the ELBO per profile,
+  ``E_q[-nll(sigmoid z) + log prior(z)] + sum log s`` (uniform prior on the normalized box seen
+  in ``z``: `soc_jax.calibration.likelihood.log_prior_unconstrained`), estimated with
+  ``n_samples`` reparameterised draws (failed draws are left out of the average).
+
+Training: Optax Adam (with global-norm clipping) on shuffled minibatches of profiles; seeds and
+bootstraps (`soc_jax.proda.train.member_splits`) as ONE vmapped program (``eqx.filter_vmap``
+over members, ``lax.scan`` over batches and epochs); early stopping on each member's held-out
+profiles (validation: the misfit at the posterior mean / point estimate) with restore-best;
+checkpoints (``eqx.tree_serialise_leaves`` + JSON header, never pickle) and resume (randomness
+``fold_in(member_key, epoch)``: a resumed run equals an uninterrupted one). `export_network`
+writes the best members in the two-stage network format so `soc-jax predict` runs on either.
+
+Units: SOC in gC m-3, depths in m, losses dimensionless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, PRNGKeyArray
+
+from ..calibration.likelihood import cost, log_prior_unconstrained, model_module, observe
+from .network import HIDDEN, PRODANet, make_ensemble
+
+__all__ = [
+    "E2EConfig",
+    "E2EData",
+    "E2EState",
+    "E2EEnsemble",
+    "LINKS",
+    "MISFITS",
+    "make_data",
+    "link_parameters",
+    "profile_nll",
+    "batch_loss",
+    "new_e2e_ensemble",
+    "train_e2e",
+    "predict_normalized",
+    "posterior_samples",
+    "save_e2e_checkpoint",
+    "load_e2e_checkpoint",
+    "export_network",
+    "default_mode",
+]
+
+LINKS = ("sigmoid", "clip")
+MISFITS = ("log", "proda")
+_FLOOR = 1e-6  # gC m-3, modelled SOC floor before the log
+
+
+def default_mode(model: str) -> str:
+    """Steady-state mode of the synthetic world for ``model`` (CLM5 proda, COMPAS documented)."""
+    return {"clm5": "proda", "compas": "documented"}[model]
+
+
+@dataclasses.dataclass(frozen=True)
+class E2EConfig:
+    """Settings of end-to-end training.
+
+    Attributes:
+        model: ``"clm5"`` or ``"compas"``. mode: steady-state mode (default: `default_mode`).
+        link: ``"sigmoid"`` (default) or ``"clip"`` (PRODA's clipping; point estimates only).
+        misfit: ``"log"`` (log-normal NLL with ``sigma``) or ``"proda"`` (PRODA's cost).
+        sigma: log-scale observation sd of the ``"log"`` misfit (dimensionless, 0.2).
+        variational: train the amortised posterior (network outputs mean and log-scale).
+        n_samples: reparameterised draws per profile and step (variational).
+        init_log_scale: offset added to the log-scale outputs (initial scale ~exp(-3)).
+        smoothness, smooth_eps: covariate-space smoothness penalty weight and step (scaled
+            covariate units).
+        prior_weight: weight of the pull toward calibrated posteriors.
+        batch_size: profiles per step. max_epochs, patience: early stopping.
+        learning_rate: Adam step. clip_norm: global gradient-norm clip.
+        hidden: hidden widths. dropout: dropout rate. dtype: network dtype.
+        epochs_per_call: epochs per compiled call (progress/checkpoint granularity).
+    """
+
+    model: str = "clm5"
+    mode: str = ""
+    link: str = "sigmoid"
+    misfit: str = "log"
+    sigma: float = 0.2
+    variational: bool = False
+    n_samples: int = 4
+    init_log_scale: float = -3.0
+    smoothness: float = 0.0
+    smooth_eps: float = 0.05
+    prior_weight: float = 0.0
+    batch_size: int = 32
+    max_epochs: int = 200
+    patience: int = 20
+    learning_rate: float = 1e-3
+    clip_norm: float = 10.0
+    hidden: tuple[int, ...] = HIDDEN
+    dropout: float = 0.0
+    dtype: str = "float64"
+    epochs_per_call: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        model_module(self.model)
+        if not self.mode:
+            object.__setattr__(self, "mode", default_mode(self.model))
+        if self.link not in LINKS:
+            raise ValueError(f"link must be one of {LINKS}, got {self.link!r}")
+        if self.misfit not in MISFITS:
+            raise ValueError(f"misfit must be one of {MISFITS}, got {self.misfit!r}")
+        if self.variational and self.link != "sigmoid":
+            raise ValueError("the variational posterior lives on the logit scale: link='sigmoid'")
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ValueError("batch_size, max_epochs and patience must be >= 1")
+        if self.n_samples < 1 or self.sigma <= 0 or self.learning_rate <= 0:
+            raise ValueError("n_samples >= 1, sigma > 0 and learning_rate > 0 are required")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+
+    @property
+    def jdtype(self):
+        return jnp.dtype(self.dtype)
+
+    def optimizer(self) -> optax.GradientTransformation:
+        return optax.chain(
+            optax.clip_by_global_norm(self.clip_norm), optax.adam(self.learning_rate)
+        )
+
+
+class E2EData(eqx.Module):
+    """Profiles for end-to-end training (leading axis n everywhere).
+
+    Attributes:
+        X: (n, n_in) scaled covariates in [0, 1].
+        prepared: the model's batched ``Prepared`` profiles (`prepare(forcing, mode)`).
+        depth, obs, mask: (n, w) observed node depths (m), SOC (gC m-3, > 0 where observed),
+            observed-layer mask.
+        prior_mean, prior_sd: (n, n_par) calibrated posterior mean / sd (normalized).
+        prior_w: (n,) 1 where a calibrated posterior exists, else 0.
+    """
+
+    X: Array
+    prepared: Any
+    depth: Array
+    obs: Array
+    mask: Array
+    prior_mean: Array
+    prior_sd: Array
+    prior_w: Array
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+
+def make_data(
+    model: str,
+    X: np.ndarray,
+    forcing,
+    obs,
+    *,
+    mode: str | None = None,
+    prior_mean: np.ndarray | None = None,
+    prior_sd: np.ndarray | None = None,
+    prior_w: np.ndarray | None = None,
+    dtype=jnp.float64,
+) -> E2EData:
+    """Assemble `E2EData`: prepares every profile once (one compiled call).
+
+    Args:
+        model: ``"clm5"`` or ``"compas"``. X: (n, n_in) scaled covariates.
+        forcing: `soc_jax.forcing.Forcing` with leading axis n.
+        obs: `soc_jax.data.ObservationBatch` (depth, soc, mask), n rows.
+        mode: steady-state mode (default `default_mode`).
+        prior_mean, prior_sd, prior_w: optional calibrated posteriors (normalized units).
+    """
+    module = model_module(model)
+    mode = mode or default_mode(model)
+    prepared = jax.jit(lambda f: module.prepare(f, mode))(jax.tree.map(jnp.asarray, forcing))
+    n = X.shape[0]
+    n_par = len(module.PARAMETERS)
+    pm = np.full((n, n_par), 0.5) if prior_mean is None else np.asarray(prior_mean, float)
+    ps = np.ones((n, n_par)) if prior_sd is None else np.maximum(np.asarray(prior_sd, float), 1e-3)
+    if prior_w is None:
+        prior_w = np.zeros(n) if prior_mean is None else np.ones(n)
+    return E2EData(
+        X=jnp.asarray(X, dtype),
+        prepared=prepared,
+        depth=jnp.asarray(obs.depth, jnp.float64),
+        obs=jnp.asarray(obs.soc, jnp.float64),
+        mask=jnp.asarray(obs.mask, bool),
+        prior_mean=jnp.asarray(pm, jnp.float64),
+        prior_sd=jnp.asarray(ps, jnp.float64),
+        prior_w=jnp.asarray(prior_w, jnp.float64),
+    )
+
+
+def _take(data: E2EData, idx: Array) -> E2EData:
+    return jax.tree.map(lambda a: a[idx] if eqx.is_array(a) else a, data)
+
+
+def link_parameters(raw: Array, link: str = "sigmoid") -> Array:
+    """Normalized parameters from raw network outputs: sigmoid or PRODA's clipping."""
+    if link == "sigmoid":
+        return jax.nn.sigmoid(raw)
+    if link == "clip":
+        return jnp.where(raw > 1.0, 1.0, jnp.where(raw <= 0.0, 1e-4, raw))
+    raise ValueError(f"link must be one of {LINKS}, got {link!r}")
+
+
+def profile_nll(p: Array, prepared, depth: Array, obs: Array, mask: Array, cfg: E2EConfig):
+    """Misfit of ONE profile at normalized parameters ``p`` and whether its steady state failed.
+
+    Returns:
+        ``(nll, failed)``: nll is finite always and exactly 0 (value and gradient) if failed.
+    """
+    module = model_module(cfg.model)
+    x = module.PARAMETERS.to_physical(jnp.asarray(p, jnp.float64))
+    r = module.steady_state(x, prepared)
+    failed = ~r.ok | ~jnp.all(jnp.isfinite(r.soc))
+    soc = jnp.where(failed, 1.0, r.soc)
+    pred = observe(soc, depth, mask)
+    if cfg.misfit == "log":
+        safe_obs = jnp.where(mask, obs, 1.0)
+        safe_pred = jnp.where(mask, jnp.maximum(pred, _FLOOR), 1.0)
+        e = jnp.where(mask, jnp.log(safe_pred) - jnp.log(safe_obs), 0.0)
+        nll = jnp.sum(e * e) / (2.0 * cfg.sigma**2)
+    else:
+        nll = cost(cfg.model, pred, jnp.where(mask, obs, 1.0), depth, mask)
+    failed = failed | ~jnp.isfinite(nll)
+    return jnp.where(failed, 0.0, nll), failed
+
+
+def _raw(model: PRODANet, X: Array, key, training: bool) -> Array:
+    if training and model.dropout > 0:
+        keys = jax.random.split(key, X.shape[0])
+        return jax.vmap(lambda x, k: model(x, key=k, training=True))(X, keys)
+    return jax.vmap(model)(X)
+
+
+def batch_loss(
+    model: PRODANet, data: E2EData, w: Array, key: PRNGKeyArray, cfg: E2EConfig, training=True
+):
+    """Loss of a batch (``data`` holds the batch rows; ``w`` (b,) 1 real / 0 padding).
+
+    Point estimate: mean NLL over rows that did not fail + regularisers. Variational: minus the
+    mean ELBO. Returns ``(loss, (n_failed, n_real))``; failed weights are counted per draw
+    (variational) or per profile.
+    """
+    n_par = len(model_module(cfg.model).PARAMETERS)
+    k_drop, k_eps, k_smooth = jax.random.split(key, 3)
+    raw = _raw(model, data.X, k_drop, training).astype(jnp.float64)
+    vm = jax.vmap(lambda p, pr, d, o, m: profile_nll(p, pr, d, o, m, cfg))
+    if not cfg.variational:
+        p = link_parameters(raw, cfg.link)
+        nll, failed = vm(p, data.prepared, data.depth, data.obs, data.mask)
+        okw = w * (~failed)
+        loss = jnp.sum(okw * nll) / jnp.maximum(jnp.sum(okw), 1.0)
+        n_failed = jnp.sum(w * failed)
+    else:
+        mu, logs = raw[:, :n_par], raw[:, n_par:] + cfg.init_log_scale
+        eps = jax.random.normal(k_eps, (cfg.n_samples, *mu.shape), jnp.float64)
+        z = mu[None] + jnp.exp(logs)[None] * eps  # (S, b, P)
+        nll, failed = jax.vmap(
+            lambda zz: vm(jax.nn.sigmoid(zz), data.prepared, data.depth, data.obs, data.mask)
+        )(z)
+        lp = jax.vmap(jax.vmap(log_prior_unconstrained))(z)  # (S, b)
+        ok = ~failed
+        n_ok = jnp.sum(ok, axis=0)
+        e_term = jnp.sum(jnp.where(ok, -nll + lp, 0.0), axis=0) / jnp.maximum(n_ok, 1)
+        elbo = e_term + jnp.sum(logs, axis=1)
+        rw = w * (n_ok > 0)
+        loss = -jnp.sum(rw * elbo) / jnp.maximum(jnp.sum(rw), 1.0)
+        p = jax.nn.sigmoid(mu)
+        n_failed = jnp.sum(w[None] * failed) / cfg.n_samples
+    if cfg.prior_weight > 0:
+        pw = w * data.prior_w
+        r = (p - data.prior_mean) / data.prior_sd
+        loss = loss + cfg.prior_weight * jnp.sum(pw * jnp.mean(r * r, axis=1)) / jnp.maximum(
+            jnp.sum(pw), 1.0
+        )
+    if cfg.smoothness > 0:
+        d = jax.random.normal(k_smooth, data.X.shape, data.X.dtype)
+        d = cfg.smooth_eps * d / math.sqrt(data.X.shape[1])
+        raw2 = _raw(model, data.X + d, k_drop, training).astype(jnp.float64)[:, :n_par]
+        p2 = link_parameters(raw2, cfg.link)
+        p1 = link_parameters(raw[:, :n_par], cfg.link)
+        sm = jnp.sum((p2 - p1) ** 2, axis=1) / cfg.smooth_eps**2
+        loss = loss + cfg.smoothness * jnp.sum(w * sm) / jnp.maximum(jnp.sum(w), 1.0)
+    return loss, (n_failed, jnp.sum(w))
+
+
+def _val_loss(model, data: E2EData, idx: Array, cfg: E2EConfig):
+    """Validation misfit: mean NLL at the point estimate / posterior mean over held-out rows
+    that did not fail (batches of ``batch_size``), and the failed count."""
+    n_par = len(model_module(cfg.model).PARAMETERS)
+    b_idx, b_w = _batches(idx, cfg.batch_size, jnp.float64)
+
+    def one(carry, bw):
+        i, w = bw
+        d = _take(data, i)
+        raw = jax.vmap(model)(d.X).astype(jnp.float64)[:, :n_par]
+        p = link_parameters(raw, cfg.link)
+        nll, failed = jax.vmap(lambda *a: profile_nll(*a, cfg))(
+            p, d.prepared, d.depth, d.obs, d.mask
+        )
+        okw = w * (~failed)
+        s, c, f = carry
+        return (s + jnp.sum(okw * nll), c + jnp.sum(okw), f + jnp.sum(w * failed)), None
+
+    z = jnp.zeros((), jnp.float64)
+    (s, c, f), _ = jax.lax.scan(one, (z, z, z), (b_idx, b_w))
+    return s / jnp.maximum(c, 1.0), f
+
+
+def _batches(idx: Array, batch_size: int, dtype) -> tuple[Array, Array]:
+    n = idx.shape[0]
+    nb = max(1, math.ceil(n / batch_size))
+    pad = nb * batch_size - n
+    w = jnp.concatenate([jnp.ones(n, dtype), jnp.zeros(pad, dtype)])
+    idx = jnp.concatenate([idx, jnp.zeros(pad, idx.dtype)])
+    return idx.reshape(nb, batch_size), w.reshape(nb, batch_size)
+
+
+class E2EState(eqx.Module):
+    """Per-member training state (leading member axis when stacked).
+
+    Attributes:
+        model, opt_state, best_model, best_val, best_epoch, wait, stopped, epoch: as in
+            `soc_jax.proda.train.TrainState` (validation = held-out misfit).
+        train_loss, val_loss: last epoch's losses. failed_fraction: last epoch's fraction of
+            failed steady states in training.
+    """
+
+    model: PRODANet
+    opt_state: optax.OptState
+    best_model: PRODANet
+    best_val: Array
+    best_epoch: Array
+    wait: Array
+    stopped: Array
+    epoch: Array
+    train_loss: Array
+    val_loss: Array
+    failed_fraction: Array
+
+
+class E2EEnsemble(eqx.Module):
+    """Stacked members, their keys and row indices, and the epochs run."""
+
+    state: E2EState
+    keys: Array
+    train_idx: Array
+    val_idx: Array
+    epochs_done: Array
+
+    @property
+    def best_models(self) -> PRODANet:
+        return self.state.best_model
+
+
+def _n_out(cfg: E2EConfig) -> int:
+    n = len(model_module(cfg.model).PARAMETERS)
+    return 2 * n if cfg.variational else n
+
+
+def _init_state(keys, n_in: int, cfg: E2EConfig, init_models: PRODANet | None = None):
+    if init_models is None:
+        models = make_ensemble(
+            jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
+            n_in,
+            _n_out(cfg),
+            hidden=cfg.hidden,
+            dropout=cfg.dropout,
+            dtype=cfg.jdtype,
+        )
+    else:
+        models = init_models
+    opt = cfg.optimizer()
+    opt_state = eqx.filter_vmap(lambda m: opt.init(eqx.filter(m, eqx.is_array)))(models)
+    m = keys.shape[0]
+    return E2EState(
+        model=models,
+        opt_state=opt_state,
+        best_model=models,
+        best_val=jnp.full(m, jnp.inf, jnp.float64),
+        best_epoch=jnp.full(m, -1, jnp.int32),
+        wait=jnp.zeros(m, jnp.int32),
+        stopped=jnp.zeros(m, bool),
+        epoch=jnp.zeros(m, jnp.int32),
+        train_loss=jnp.zeros(m, jnp.float64),
+        val_loss=jnp.zeros(m, jnp.float64),
+        failed_fraction=jnp.zeros(m, jnp.float64),
+    )
+
+
+def new_e2e_ensemble(
+    n_in: int,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: E2EConfig,
+    seed: int = 0,
+    init_models: PRODANet | None = None,
+) -> E2EEnsemble:
+    """A fresh ensemble (member ``i``: key ``fold_in(key(seed), i)``).
+
+    ``init_models`` (stacked, M members, ``n_par`` outputs, e.g. two-stage networks) start the
+    members from trained weights; their outputs are read through ``cfg.link`` (a two-stage
+    network fitted to logit targets suits ``"sigmoid"``).
+    """
+    m = train_idx.shape[0]
+    base = jax.random.key(seed)
+    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(m))
+    return E2EEnsemble(
+        state=_init_state(keys, n_in, cfg, init_models),
+        keys=keys,
+        train_idx=jnp.asarray(train_idx, jnp.int32),
+        val_idx=jnp.asarray(val_idx, jnp.int32),
+        epochs_done=jnp.asarray(0, jnp.int32),
+    )
+
+
+def _mask(stopped, old, new):
+    old_a, static = eqx.partition(old, eqx.is_array)
+    new_a = eqx.filter(new, eqx.is_array)
+    return eqx.combine(jax.tree.map(lambda a, b: jnp.where(stopped, a, b), old_a, new_a), static)
+
+
+def _epoch(state: E2EState, key, epoch, data: E2EData, train_idx, val_idx, cfg: E2EConfig):
+    opt = cfg.optimizer()
+    k_epoch = jax.random.fold_in(jax.random.fold_in(key, 1), epoch)
+    k_perm, k_step = jax.random.split(k_epoch)
+    order = train_idx[jax.random.permutation(k_perm, train_idx.shape[0])]
+    b_idx, b_w = _batches(order, cfg.batch_size, jnp.float64)
+    b_keys = jax.random.split(k_step, b_idx.shape[0])
+
+    def step(carry, batch):
+        model, opt_state = carry
+        i, w, k = batch
+        (loss, (nf, nr)), grads = eqx.filter_value_and_grad(batch_loss, has_aux=True)(
+            model, _take(data, i), w, k, cfg
+        )
+        updates, opt_state = opt.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        model = eqx.apply_updates(model, updates)
+        return (model, opt_state), (loss * nr, nf, nr)
+
+    (model, opt_state), (losses, nfs, nrs) = jax.lax.scan(
+        step, (state.model, state.opt_state), (b_idx, b_w, b_keys)
+    )
+    train_loss = jnp.sum(losses) / jnp.maximum(jnp.sum(nrs), 1.0)
+    val_loss, _ = _val_loss(model, data, val_idx, cfg)
+    improved = val_loss < state.best_val
+    wait = jnp.where(improved, 0, state.wait + 1)
+    n_epochs = state.epoch + 1
+    new = E2EState(
+        model=model,
+        opt_state=opt_state,
+        best_model=jax.tree.map(
+            lambda a, b: jnp.where(improved, a, b),
+            eqx.filter(model, eqx.is_array),
+            eqx.filter(state.best_model, eqx.is_array),
+        ),
+        best_val=jnp.where(improved, val_loss, state.best_val),
+        best_epoch=jnp.where(improved, epoch, state.best_epoch),
+        wait=wait,
+        stopped=(wait >= cfg.patience) | (n_epochs >= cfg.max_epochs),
+        epoch=n_epochs,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        failed_fraction=jnp.sum(nfs) / jnp.maximum(jnp.sum(nrs), 1.0),
+    )
+    return _mask(state.stopped, state, new)
+
+
+@eqx.filter_jit
+def _train_chunk(state, keys, epochs, data, train_idx, val_idx, cfg):
+    def member(s, k, ti, vi):
+        def body(ss, e):
+            return _epoch(ss, k, e, data, ti, vi, cfg), None
+
+        return jax.lax.scan(body, s, epochs)[0]
+
+    return eqx.filter_vmap(member)(state, keys, train_idx, val_idx)
+
+
+def train_e2e(
+    ens: E2EEnsemble,
+    data: E2EData,
+    cfg: E2EConfig,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    extra: dict | None = None,
+    progress: bool = False,
+    max_epochs_now: int | None = None,
+    callback: Callable[[E2EEnsemble], None] | None = None,
+) -> E2EEnsemble:
+    """Train every member until each has stopped (early stopping) or ``cfg.max_epochs``.
+
+    Args:
+        ens: fresh (`new_e2e_ensemble`) or resumed (`load_e2e_checkpoint`) ensemble.
+        data: `E2EData` of all profiles (members index their own rows).
+        cfg: `E2EConfig`.
+        checkpoint: path written after every compiled call (resumable).
+        extra: JSON-serialisable fields stored in the checkpoint header.
+        progress: tqdm bar over epochs with train/validation loss and failed fraction.
+        max_epochs_now: stop this call after this many more epochs (interruption in tests).
+        callback: called with the ensemble after each compiled call.
+    """
+    if not bool(jnp.all(jnp.isfinite(data.X))):
+        raise ValueError("covariates must be finite (drop rows with NaN covariates first)")
+    start = int(ens.epochs_done)
+    stop = cfg.max_epochs if max_epochs_now is None else min(cfg.max_epochs, start + max_epochs_now)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_epochs, initial=start, desc="end-to-end", unit="epoch")
+    e = start
+    while e < stop and not bool(jnp.all(ens.state.stopped)):
+        k = min(cfg.epochs_per_call, stop - e)
+        epochs = jnp.arange(e, e + k, dtype=jnp.int32)
+        state = _train_chunk(ens.state, ens.keys, epochs, data, ens.train_idx, ens.val_idx, cfg)
+        e += k
+        ens = dataclasses.replace(ens, state=state, epochs_done=jnp.asarray(e, jnp.int32))
+        if bar is not None:
+            bar.set_postfix(
+                loss=f"{float(jnp.median(state.train_loss)):.4g}",
+                val=f"{float(jnp.median(state.val_loss)):.4g}",
+                failed=f"{float(jnp.mean(state.failed_fraction)):.3f}",
+                running=int(jnp.sum(~state.stopped)),
+                refresh=False,
+            )
+            bar.update(k)
+        if checkpoint is not None:
+            save_e2e_checkpoint(checkpoint, ens, cfg, extra)
+        if callback is not None:
+            callback(ens)
+    if bar is not None:
+        bar.close()
+    if checkpoint is not None:
+        save_e2e_checkpoint(checkpoint, ens, cfg, extra)
+    return ens
+
+
+# -- prediction ---------------------------------------------------------------------------------
+
+
+@eqx.filter_jit
+def _raw_all(models, X):
+    return eqx.filter_vmap(lambda m: jax.vmap(m)(X))(models)
+
+
+def predict_normalized(models, X, cfg: E2EConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """(M, n, n_par) normalized parameters (posterior median for the variational network) and,
+    if variational, the (M, n, n_par) logit-scale sds."""
+    n_par = len(model_module(cfg.model).PARAMETERS)
+    raw = np.asarray(_raw_all(models, jnp.asarray(X, cfg.jdtype)), float)
+    p = np.asarray(link_parameters(jnp.asarray(raw[..., :n_par]), cfg.link))
+    if cfg.variational:
+        return p, np.exp(raw[..., n_par:] + cfg.init_log_scale)
+    return p, None
+
+
+def posterior_samples(model: PRODANet, X, cfg: E2EConfig, n: int, seed: int = 0) -> np.ndarray:
+    """(n, rows, n_par) draws of normalized parameters from ONE variational member."""
+    if not cfg.variational:
+        raise ValueError("posterior_samples needs a variational network")
+    n_par = len(model_module(cfg.model).PARAMETERS)
+    raw = np.asarray(jax.vmap(model)(jnp.asarray(X, cfg.jdtype)), float)
+    mu, s = raw[:, :n_par], np.exp(raw[:, n_par:] + cfg.init_log_scale)
+    eps = np.random.default_rng(seed).standard_normal((n, *mu.shape))
+    return 1.0 / (1.0 + np.exp(-(mu[None] + s[None] * eps)))
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+_FORMAT = "soc_jax.proda.end_to_end/1"
+
+
+def save_e2e_checkpoint(path, ens: E2EEnsemble, cfg: E2EConfig, extra: dict | None = None):
+    """Write ``path`` (Equinox leaves) and ``path.json`` (header) atomically; never pickle."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    header = {
+        "format": _FORMAT,
+        "config": dataclasses.asdict(cfg),
+        "n_members": int(ens.train_idx.shape[0]),
+        "n_train": int(ens.train_idx.shape[1]),
+        "n_val": int(ens.val_idx.shape[1]),
+        "n_in": int(jax.tree.leaves(ens.state.model.layers[0].weight)[0].shape[-1]),
+        "epochs_done": int(ens.epochs_done),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra or {}),
+    }
+    tree = dataclasses.replace(ens, keys=jax.random.key_data(ens.keys))
+    eqx.tree_serialise_leaves(path + ".tmp", tree)
+    with open(path + ".json.tmp", "w") as f:
+        json.dump(header, f, indent=1)
+    os.replace(path + ".tmp", path)
+    os.replace(path + ".json.tmp", path + ".json")
+
+
+def load_e2e_checkpoint(path) -> tuple[E2EEnsemble, E2EConfig, dict]:
+    """Read an ensemble written by `save_e2e_checkpoint`: ``(ensemble, config, header)``."""
+    path = os.fspath(path)
+    with open(path + ".json") as f:
+        header = json.load(f)
+    if header.get("format") != _FORMAT:
+        raise ValueError(f"{path}: not a soc_jax end-to-end checkpoint")
+    cfg = E2EConfig(**header["config"])
+    m = header["n_members"]
+    like = new_e2e_ensemble(
+        header["n_in"],
+        np.zeros((m, header["n_train"]), np.int32),
+        np.zeros((m, header["n_val"]), np.int32),
+        cfg,
+    )
+    like = dataclasses.replace(like, keys=jax.random.key_data(like.keys))
+    ens = eqx.tree_deserialise_leaves(path, like)
+    return dataclasses.replace(ens, keys=jax.random.wrap_key_data(ens.keys)), cfg, header
+
+
+def export_network(path, ens: E2EEnsemble, cfg: E2EConfig, extra: dict | None = None) -> None:
+    """Write the best members in the two-stage network format (`soc_jax.proda.train`), so that
+    `soc-jax predict` and `load_checkpoint` read them; the header records ``link`` (the
+    variational network exports its mean head: the posterior median of p)."""
+    from .train import Ensemble, TrainConfig, TrainState, keras_adadelta, save_checkpoint
+
+    n_par = len(model_module(cfg.model).PARAMETERS)
+    best = ens.state.best_model
+    if cfg.variational:
+        last = best.layers[-1]
+        m = last.weight.shape[0]
+        fresh = eqx.filter_vmap(
+            lambda k: eqx.nn.Linear(last.in_features, n_par, key=k, dtype=cfg.jdtype)
+        )(jax.random.split(jax.random.key(0), m))
+        last = eqx.tree_at(
+            lambda lin: (lin.weight, lin.bias),
+            fresh,
+            (last.weight[:, :n_par], last.bias[:, :n_par]),
+        )
+        best = eqx.tree_at(lambda m: m.layers[-1], best, last)
+    tcfg = TrainConfig(
+        loss=cfg.model,
+        dropout=cfg.dropout,
+        batch_size=cfg.batch_size,
+        max_epochs=cfg.max_epochs,
+        patience=cfg.patience,
+        dtype=cfg.dtype,
+        hidden=cfg.hidden,
+    )
+    opt = keras_adadelta()
+    opt_state = eqx.filter_vmap(lambda m: opt.init(eqx.filter(m, eqx.is_array)))(best)
+    st = ens.state
+    state = TrainState(
+        model=best,
+        opt_state=opt_state,
+        best_model=best,
+        best_val=st.best_val.astype(cfg.jdtype),
+        best_epoch=st.best_epoch,
+        wait=st.wait,
+        stopped=st.stopped,
+        epoch=st.epoch,
+        train_loss=st.train_loss.astype(cfg.jdtype),
+        val_loss=st.val_loss.astype(cfg.jdtype),
+    )
+    out = Ensemble(
+        state=state,
+        keys=ens.keys,
+        train_idx=ens.train_idx,
+        val_idx=ens.val_idx,
+        epochs_done=ens.epochs_done,
+    )
+    save_checkpoint(path, out, tcfg, {**(extra or {}), "link": cfg.link, "end_to_end": True})
