@@ -222,6 +222,7 @@ _GRADIENT_CHAIN_VARS = (
     "n_grad_evals",
     "n_grad_warmup",
     "n_init_evals",
+    "rescued",
 )
 _GRADIENT_PROFILE_VARS = {
     "soc_q05": ("profile", "slot"),
@@ -493,6 +494,7 @@ _GRADIENT_LONG_NAMES = {
     "n_grad_evals": ("log-density-and-gradient evaluations (warm-up + draws + 1)", "1"),
     "n_grad_warmup": ("log-density-and-gradient evaluations of the warm-up", "1"),
     "n_init_evals": ("forward evaluations spent finding a start", "1"),
+    "rescued": ("1 if the chain was stuck after the warm-up and restarted from the best", "1"),
     "soc_q05": ("5 % quantile of the modelled SOC at the observed depths", "gC m-3"),
     "soc_q95": ("95 % quantile of the modelled SOC at the observed depths", "gC m-3"),
     "soc_nodes_mean": ("posterior mean modelled SOC at the 20 node depths", "gC m-3"),

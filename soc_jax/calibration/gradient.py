@@ -35,10 +35,14 @@ batch runs until the longest trajectory of that iteration ends (masked), so the 
 
 **Initialisation.** Over-dispersed starts from the prior (``p ~ U(0, 1)``, i.e. ``z`` standard
 logistic): ``init_tries`` draws per chain are evaluated (together, lock-step) and a chain starts
-at its first draw with a finite log-density. A chain none of whose draws simulates starts at
-another chain's start (``start_ok`` False; status bit 128); a profile with no simulating draw at
-all is not sampled (its log-density is replaced by the prior so that the compiled batch stays
-finite; ``usable`` False; status bit 256; its summaries are zero).
+at the best of its draws (highest finite log-density; the draws stay independent across
+chains, so the starts stay over-dispersed). After the warm-up, a chain stuck far below the
+others (`_rescue`; e.g. started in a stiff region where every transition diverges under ChEES's
+shared step size) continues from the best chain's state; ``rescued`` records it (status 512).
+A chain none of whose draws simulates starts at another chain's start (``start_ok`` False;
+status bit 128); a profile with no simulating draw at all is not sampled (its log-density is
+replaced by the prior so that the compiled batch stays finite; ``usable`` False; status bit
+256; its summaries are zero).
 
 **Evaluation counts** (per chain): ``init_evals`` forward evaluations; ``warmup_grads`` and
 ``n_steps`` (per draw) log-density-and-gradient evaluations (leapfrog steps; NUTS counts every
@@ -140,6 +144,8 @@ class SamplerOutput(NamedTuple):
         step_size: (C,) adapted step size. inverse_mass_matrix: (C, n) adapted diagonal.
         init_evals: (C,) forward evaluations spent on the start. start_ok: (C,) the chain
             found a simulating start itself. usable: () the profile was sampled.
+        rescued: (C,) the chain was stuck after the warm-up and continued from the best
+            chain's state (`_rescue`).
     """
 
     z: Array
@@ -154,6 +160,7 @@ class SamplerOutput(NamedTuple):
     init_evals: Array
     start_ok: Array
     usable: Array
+    rescued: Array
 
 
 @functools.cache
@@ -195,7 +202,7 @@ def make_predictor(model: str, mode: str = "proda"):
 
 
 def initial_positions(key: Array, logdensity_fn: Callable, n_chains: int, n_par: int, tries: int):
-    """Over-dispersed starts from the prior; see the module docstring.
+    """Over-dispersed starts from the prior (best of ``tries`` draws); see the module docstring.
 
     Returns:
         (z0 (C, n), start_ok (C,), usable ()). ``usable`` False: no draw of any chain simulates.
@@ -204,9 +211,9 @@ def initial_positions(key: Array, logdensity_fn: Callable, n_chains: int, n_par:
     z = jnp.log(u) - jnp.log1p(-u)
     lp = jax.vmap(jax.vmap(logdensity_fn))(z)
     ok = jnp.isfinite(lp)
-    first = jnp.argmax(ok, axis=0)
+    best = jnp.argmax(jnp.where(ok, lp, -jnp.inf), axis=0)
     start_ok = ok.any(axis=0)
-    z0 = z[first, jnp.arange(n_chains)]
+    z0 = z[best, jnp.arange(n_chains)]
     donor = jnp.argmax(start_ok)
     z0 = jnp.where(start_ok[:, None], z0, z0[donor])
     return z0, start_ok, start_ok.any()
@@ -218,14 +225,33 @@ def _info_filter():
     return get_filter_adapt_info_fn(info_keys={"num_integration_steps"})
 
 
-def _window_chain(key, z0, lp, cfg: GradientConfig):
-    """One chain: window adaptation then ``n_draws`` transitions (NUTS or one-step HMC)."""
+STUCK_MARGIN: float = 20.0
+"""A chain whose log-density after the warm-up is below the best chain's by more than
+``STUCK_MARGIN + n_par`` is *stuck* (e.g. started in a stiff region where every transition
+diverges); it restarts from the best chain's state (see `_rescue`)."""
+
+
+def _rescue(logdensity: Array, n_par: int) -> tuple[Array, Array]:
+    """(source chain of each chain after the warm-up, stuck flags).
+
+    The log-density of draws from a d-dimensional posterior varies by O(d) around its typical
+    value; a chain more than ``STUCK_MARGIN + d`` below the best one has not reached the
+    typical set. It continues from the best chain's state (and adapted parameters) with its
+    own random key; the warm-up is not part of the sample, so this keeps the draws exact.
+    """
+    best = jnp.argmax(logdensity)
+    stuck = logdensity < logdensity[best] - (STUCK_MARGIN + n_par)
+    src = jnp.where(stuck, best, jnp.arange(logdensity.shape[0]))
+    return src, stuck
+
+
+def _window_chains(keys, z0, lp, cfg: GradientConfig, n_par: int):
+    """Chains of one profile: per-chain window adaptation, rescue, ``n_draws`` transitions."""
     import blackjax
 
-    k_warm, k_draw = jax.random.split(key)
     if cfg.sampler == "nuts":
         algorithm, extra = blackjax.nuts, {"max_num_doublings": cfg.max_tree_depth}
-    else:
+    else:  # MALA = HMC with one leapfrog step (module docstring)
         algorithm, extra = blackjax.hmc, {"num_integration_steps": 1}
     warmup = blackjax.window_adaptation(
         algorithm,
@@ -235,39 +261,40 @@ def _window_chain(key, z0, lp, cfg: GradientConfig):
         adaptation_info_fn=_info_filter(),
         **extra,
     )
-    (state, params), winfo = warmup.run(k_warm, z0, num_steps=cfg.n_warmup)
-    kernel = algorithm(lp, **params)
 
-    def body(s, k):
-        s, info = kernel.step(k, s)
-        depth = info.num_trajectory_expansions if cfg.sampler == "nuts" else 0
-        return s, (
-            s.position,
-            s.logdensity,
-            info.num_integration_steps,
-            info.is_divergent,
-            info.acceptance_rate,
-            jnp.asarray(depth, jnp.int32),
-        )
+    def warm(key, z):
+        (state, params), winfo = warmup.run(jax.random.split(key)[0], z, num_steps=cfg.n_warmup)
+        return state, params["step_size"], params["inverse_mass_matrix"], winfo
 
-    _, (z, logd, n_steps, div, acc, depth) = jax.lax.scan(
-        body, state, jax.random.split(k_draw, cfg.n_draws)
-    )
-    return (
-        z,
-        logd,
-        n_steps,
-        div,
-        acc,
-        depth,
-        winfo.info.num_integration_steps,
-        params["step_size"],
-        params["inverse_mass_matrix"],
-    )
+    state, step_size, imm, winfo = jax.vmap(warm)(keys, z0)
+    src, stuck = _rescue(state.logdensity, n_par)
+    state, step_size, imm = jax.tree.map(lambda a: a[src], (state, step_size, imm))
+
+    def sample(key, st, eps, m):
+        kernel = algorithm(lp, step_size=eps, inverse_mass_matrix=m, **extra)
+
+        def body(s, k):
+            s, info = kernel.step(k, s)
+            depth = info.num_trajectory_expansions if cfg.sampler == "nuts" else 0
+            return s, (
+                s.position,
+                s.logdensity,
+                info.num_integration_steps,
+                info.is_divergent,
+                info.acceptance_rate,
+                jnp.asarray(depth, jnp.int32),
+            )
+
+        k_draw = jax.random.split(key)[1]
+        return jax.lax.scan(body, st, jax.random.split(k_draw, cfg.n_draws))[1]
+
+    z, logd, n_steps, div, acc, depth = jax.vmap(sample)(keys, state, step_size, imm)
+    wsteps = winfo.info.num_integration_steps
+    return z, logd, n_steps, div, acc, depth, wsteps, step_size, imm, stuck
 
 
-def _chees_profile(key, z0, lp, cfg: GradientConfig):
-    """All chains of one profile: ChEES adaptation then jittered dynamic HMC."""
+def _chees_profile(key, z0, lp, cfg: GradientConfig, n_par: int):
+    """All chains of one profile: ChEES adaptation, rescue, jittered dynamic HMC."""
     import blackjax
     import optax
 
@@ -289,6 +316,8 @@ def _chees_profile(key, z0, lp, cfg: GradientConfig):
         cfg.n_warmup,
         max_sampling_steps=cfg.n_draws,
     )
+    src, stuck = _rescue(states.logdensity, n_par)
+    states = jax.tree.map(lambda a: a[src], states)
     step = jax.vmap(blackjax.dynamic_hmc(lp, **params).step)
 
     def body(s, k):
@@ -315,6 +344,7 @@ def _chees_profile(key, z0, lp, cfg: GradientConfig):
         jnp.swapaxes(winfo.info.num_integration_steps, 0, 1),
         params["step_size"] * ones,
         jnp.broadcast_to(params["inverse_mass_matrix"], z0.shape),
+        stuck,
     )
 
 
@@ -334,11 +364,11 @@ def run_profile(
         return jnp.where(usable, logdensity_fn(z), log_prior_unconstrained(z))
 
     if cfg.sampler == "chees":
-        out = _chees_profile(jax.random.fold_in(key, n_chains + 1), z0, lp, cfg)
+        out = _chees_profile(jax.random.fold_in(key, n_chains + 1), z0, lp, cfg, n_par)
     else:
         keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(n_chains))
-        out = jax.vmap(lambda k, z: _window_chain(k, z, lp, cfg))(keys, z0)
-    z, logd, n_steps, div, acc, depth, wsteps, step_size, imm = out
+        out = _window_chains(keys, z0, lp, cfg, n_par)
+    z, logd, n_steps, div, acc, depth, wsteps, step_size, imm, stuck = out
     init_evals = jnp.full((n_chains,), cfg.init_tries, jnp.int32)
     return SamplerOutput(
         z=z,
@@ -353,6 +383,7 @@ def run_profile(
         init_evals=init_evals,
         start_ok=start_ok,
         usable=usable,
+        rescued=stuck,
     )
 
 
@@ -416,8 +447,9 @@ def summarize(
     Returns:
         dict of finite arrays (see `postprocess.summarize`) plus ``divergences``,
         ``mean_tree_depth``, ``max_tree_depth``, ``step_size``, ``n_grad_evals``,
-        ``n_grad_warmup``, ``n_init_evals`` (profile, chain) and the extra status bits 128
-        (a chain found no simulating start) and 256 (no chain did: not sampled).
+        ``n_grad_warmup``, ``n_init_evals``, ``rescued`` (profile, chain) and the extra
+        status bits 128 (a chain found no simulating start), 256 (no chain did: not sampled)
+        and 512 (a chain was rescued after the warm-up).
     """
     from . import postprocess
 
@@ -468,6 +500,7 @@ def summarize(
     status |= np.where(~o.start_ok.all(axis=1), 128, 0)
     status |= np.where(~usable, 256 | 16 | 8, 0)
     status |= np.where(usable & ~multi, 8, 0)
+    status |= np.where(usable & o.rescued.any(axis=1), 512, 0)
     keep = usable[:, None]
     n_grad = o.warmup_steps.sum(axis=2) + o.n_steps.sum(axis=2) + 1  # +1: the initial gradient
     res = {
@@ -497,6 +530,7 @@ def summarize(
         "n_grad_evals": n_grad.astype(int),
         "n_grad_warmup": o.warmup_steps.sum(axis=2).astype(int),
         "n_init_evals": np.broadcast_to(o.init_evals, (n_p, n_c)).astype(int),
+        "rescued": o.rescued.astype(np.int8),
     }
     return res
 

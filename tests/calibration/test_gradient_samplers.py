@@ -169,6 +169,14 @@ def test_lockstep_waste_by_hand():
     assert w["wasted_fraction"] == pytest.approx(4 / 26)
 
 
+def test_stuck_chains_are_rescued_from_the_best_chain():
+    # 5 parameters: a chain more than 20 + 5 below the best is stuck
+    lp = jnp.asarray([-50.0, -45.0, -1000.0, -70.9, -70.0])
+    src, stuck = gradient._rescue(lp, 5)
+    assert np.asarray(stuck).tolist() == [False, False, True, True, False]
+    assert np.asarray(src).tolist() == [0, 1, 1, 1, 4]
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="sampler"):
         gradient.GradientConfig(sampler="hmc").validate()
