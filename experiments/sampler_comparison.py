@@ -143,6 +143,13 @@ def run_sampler(world, sampler: str, args, ratio: float) -> dict:
         on_chunk=lambda c: stamps.append(time.perf_counter()),
     )
     chunk_s = np.diff(stamps).tolist()
+    timing_path = os.path.join(out, "chunk_seconds.json")
+    if chunk_s:  # computed in this process (a resumed run keeps the first run's timings)
+        with open(timing_path, "w") as f:
+            json.dump({"chunk_s": chunk_s, "uptime": os.popen("uptime").read().strip()}, f)
+    elif os.path.exists(timing_path):
+        with open(timing_path) as f:
+            chunk_s = json.load(f)["chunk_s"]
     post, draws = res["posterior"], res["draws"]
     done = (post["status"].values & 32) == 0
     n_sites = int(done.sum())
