@@ -1,6 +1,7 @@
 """Gradient-based samplers (NUTS, MALA as one-step HMC, ChEES): known Gaussian targets in 5-D,
-vmapped == single-profile, a failing region gives no NaN, hopeless profiles are flagged, the
-lock-step waste formula, the real-model log-density, and ``soc-jax calibrate --sampler``."""
+a profile's result does not depend on its batch, a failing region gives no NaN, hopeless
+profiles are flagged, the lock-step waste formula, the real-model log-density, and
+``soc-jax calibrate --sampler``."""
 
 import math
 
@@ -96,33 +97,26 @@ def test_each_kernel_recovers_a_correlated_5d_gaussian(batch_run):
         assert np.all(out.step_size == out.step_size[:, :1])
 
 
-def test_vmapped_profiles_equal_a_single_profile_run(batch_run):
-    s, keys, data, out = batch_run
-    if s != "nuts":
-        pytest.skip("one kernel in the default set (compile time); all three in the slow test")
-    _assert_alone_equals_batched(s, keys, data, out)
-
-
-def _assert_alone_equals_batched(s, keys, data, out):
+def test_vmapped_profile_does_not_depend_on_its_batch(batch_run):
+    s, keys, data, out = batch_run  # (MALA and ChEES: in the slow set, with their fixture)
+    # the same profile (key, data) next to a different neighbour in a batch of the same width
+    # (what the driver does: chunks are padded to one width): bit-identical
+    keys2 = keys.at[0].set(jax.random.PRNGKey(99))
+    data2 = dict(data, mu=data["mu"].at[0].set(jnp.asarray(MU) - 5.0))
+    other = gradient.run_batch(keys2, data2, gauss, D, CHAINS[s], _cfg(s))
+    for a, b in zip(jax.tree.leaves(other), jax.tree.leaves(out), strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b)[1])
+    assert not np.array_equal(np.asarray(other.z[0]), out.z[0])
+    if s == "nuts":
+        # A batch of ONE profile is another XLA program: its last-bit differences grow over
+        # the 900 iterations of chaotic NUTS trajectories into different (equally valid)
+        # chains (measured: 9 % of tree sizes differ). MALA and ChEES stay equal to 1e-3.
+        return
     alone = gradient.run_batch(
         keys[1:], jax.tree.map(lambda a: a[1:], data), gauss, D, CHAINS[s], _cfg(s)
     )
-    # not bit-identical: XLA vectorises the batch-of-2 and batch-of-1 programs differently and
-    # last-bit differences grow over 900 iterations (measured: up to 2e-4 absolute); the same
-    # trajectories (identical tree sizes at every draw) and the same draws to 1e-3
     np.testing.assert_array_equal(np.asarray(alone.n_steps[0]), out.n_steps[1])
     np.testing.assert_allclose(np.asarray(alone.z[0]), out.z[1], rtol=1e-3, atol=1e-3)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("sampler", ["mala", "chees"])
-def test_vmapped_equals_single_for_mala_and_chees(sampler):
-    keys = jnp.stack([jax.random.PRNGKey(1), jax.random.PRNGKey(2)])
-    data = _data([MU, MU + 3.0])
-    out = jax.tree.map(
-        np.asarray, gradient.run_batch(keys, data, gauss, D, CHAINS[sampler], _cfg(sampler))
-    )
-    _assert_alone_equals_batched(sampler, keys, data, out)
 
 
 def test_failing_region_gives_no_nan_and_a_truncated_posterior_and_hopeless_profiles_are_flagged():
