@@ -1,4 +1,5 @@
-"""Batched site-level calibration: PRODA's costs, its adaptive Metropolis over profiles x chains,
+"""Batched site-level calibration: PRODA's costs, its adaptive Metropolis over profiles x chains
+or gradient-based BlackJAX samplers (NUTS, MALA, ChEES; `gradient`),
 post-processing (Gelman-Rubin as coded, rank R-hat, ESS, GEV mode, site filter) and a chunked,
 resumable driver (``soc-jax calibrate``). See docs/calibration.md.
 
@@ -10,10 +11,19 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("am", "cli", "driver", "figures", "likelihood", "postprocess")
+_SUBMODULES = ("am", "cli", "driver", "figures", "gradient", "likelihood", "postprocess")
 _EXPORTS = {"AMConfig": "am", "Settings": "driver", "calibrate": "driver"}
 
-__all__ = ["AMConfig", "Settings", "calibrate", "am", "driver", "likelihood", "postprocess"]
+__all__ = [
+    "AMConfig",
+    "Settings",
+    "calibrate",
+    "am",
+    "driver",
+    "gradient",
+    "likelihood",
+    "postprocess",
+]
 
 
 def __getattr__(name: str):

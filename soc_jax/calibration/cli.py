@@ -1,4 +1,4 @@
-"""``soc-jax calibrate``: PRODA's adaptive Metropolis on every profile of a data directory."""
+"""``soc-jax calibrate``: PRODA's adaptive Metropolis, or NUTS, MALA, ChEES, on every profile."""
 
 from __future__ import annotations
 
@@ -8,21 +8,25 @@ import time
 
 import numpy as np
 
-from soc_jax._cli_args import HelpFormatter, int_in, nonneg_int, output_dir, positive_int
+from soc_jax._cli_args import HelpFormatter, float_in, int_in, nonneg_int, output_dir, positive_int
+
+_DEFAULT_CHAINS = {"proda-am": 3, "nuts": 4, "mala": 4, "chees": 8}
 
 
 def register(subparsers) -> None:
     """Add the ``calibrate`` sub-command to the ``soc-jax`` parser."""
     p = subparsers.add_parser(
         "calibrate",
-        help="calibrate CLM5 or COMPAS on every observed profile (PRODA's adaptive Metropolis)",
+        help="calibrate CLM5 or COMPAS on every observed profile (PRODA's AM, NUTS, MALA, ChEES)",
         description=(
             "Site-level Bayesian calibration of every profile in --data (profiles.nc and "
             "forcing.nc as `soc-jax synth` writes them), all profiles x chains batched in one "
             "compiled program, chunk by chunk. Writes posterior.nc, draws.nc, figures and "
             "summary.txt to --out. A killed run continues with --resume (same result). "
             "PRODA's protocol per profile: 3 chains x (20,000 test-run + 50,000 formal-run "
-            "steps); use smaller --steps-test/--steps-formal for a quick look."
+            "steps); use smaller --steps-test/--steps-formal for a quick look. "
+            "--sampler nuts|mala|chees samples the same posterior with BlackJAX's gradient-based "
+            "kernels on the logit scale (--warmup adaptation steps, then --draws draws per chain)."
         ),
         formatter_class=HelpFormatter,
     )
@@ -34,7 +38,12 @@ def register(subparsers) -> None:
         help="model mode (default: proda for clm5, documented for compas, as soc-jax synth)",
     )
     p.add_argument("--out", type=output_dir, default="results/calibration", help="output folder")
-    p.add_argument("--sampler", choices=("proda-am",), default="proda-am", help="sampler")
+    p.add_argument(
+        "--sampler",
+        choices=("proda-am", "nuts", "mala", "chees"),
+        default="proda-am",
+        help="sampler: PRODA's adaptive Metropolis, or gradient-based NUTS, MALA, ChEES-HMC",
+    )
     p.add_argument(
         "--faithful",
         action="store_true",
@@ -53,7 +62,28 @@ def register(subparsers) -> None:
         default=None,
         help="keep every N-th sample (default: formal / 500)",
     )
-    p.add_argument("--chains", type=int_in(2), default=3, help="chains per profile (PRODA 3)")
+    p.add_argument(
+        "--chains",
+        type=int_in(2),
+        default=None,
+        help="chains per profile (default: 3 for proda-am as PRODA, 4 for nuts/mala, 8 for chees)",
+    )
+    p.add_argument(
+        "--warmup", type=int_in(20), default=500, help="warm-up steps per chain (gradient)"
+    )
+    p.add_argument("--draws", type=int_in(4), default=500, help="draws per chain (gradient)")
+    p.add_argument(
+        "--max-tree-depth",
+        type=int_in(1, 15),
+        default=10,
+        help="NUTS max trajectory doublings; ChEES max 2^depth leapfrog steps",
+    )
+    p.add_argument(
+        "--target-accept",
+        type=float_in(0.0, 0.99),
+        default=0.0,
+        help="target acceptance rate; 0 = the sampler's default (0.8, 0.574, 0.651)",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
@@ -87,7 +117,11 @@ def run(args: argparse.Namespace) -> int:
         n_formal=args.steps_formal,
         thin=thin,
         faithful=args.faithful,
-        n_chains=args.chains,
+        n_chains=args.chains or _DEFAULT_CHAINS[args.sampler],
+        n_warmup=args.warmup,
+        n_draws=args.draws,
+        max_tree_depth=args.max_tree_depth,
+        target_accept=args.target_accept,
         seed=args.seed,
         chunk_size=args.chunk_size,
     )
@@ -144,6 +178,16 @@ def summary_text(result: dict, wall: float) -> str:
         f"(this session, incl. compilation): {rate:.3g} per s",
         f"flagged profiles (status != 0): {int(np.sum(status != 0))}",
     ]
+    if "n_grad_evals" in post:
+        ess = post["ess_bulk"].values[done]
+        grads = post["n_grad_evals"].values[done].sum(axis=1)
+        lines += [
+            f"sampler {post.attrs.get('sampler')}: median bulk ESS "
+            + (f"{np.median(ess):.0f}" if ess.size else "n/a")
+            + ", gradient evaluations per profile: median "
+            + (f"{np.median(grads):.0f}" if grads.size else "n/a")
+            + f", divergences: {int(post['divergences'].values[done].sum())}",
+        ]
     for pid, reason in list(result["skipped"].items())[:10]:
         lines.append(f"  skipped {pid}: {reason}")
     return "\n".join(lines)

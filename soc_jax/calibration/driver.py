@@ -16,6 +16,13 @@
   diagnostics, modelled SOC at the observed depths, status and reason; no NaN), ``draws.nc``
   (the kept samples in ArviZ's (chain, draw) layout per profile), figures and ``summary.txt``.
 
+Samplers (``Settings.sampler``): ``"proda-am"`` (default, `am`), or the gradient-based
+``"nuts"``, ``"mala"``, ``"chees"`` (`gradient`), same chunks, keys, resume and outputs. For
+the gradient samplers ``posterior.nc`` also holds the sampler diagnostics (divergences, tree
+depth, step size, gradient evaluations per chain) and the posterior predictive (modelled SOC
+at the observed depths and at the 20 node depths, mean and 5-95 % band), and ``draws.nc`` the
+per-draw modelled SOC at the 20 nodes and log-density.
+
 Multi-device: each chunk's profile axis is sharded over all visible devices
 (`am.profile_sharding`, a ``NamedSharding`` on a one-axis mesh ``"profile"``); chunks are padded
 to a multiple of the device count. Multi-host (``jax.distributed``) is not wired.
@@ -36,10 +43,11 @@ import numpy as np
 import xarray as xr
 
 from ..data import dataset_to_forcing, pad_observations, profile_problems
-from . import am, postprocess
+from ..grid import N_LAYERS, ZSOI
+from . import am, gradient, postprocess
 from .likelihood import make_evaluator, model_module
 
-__all__ = ["Settings", "profile_key", "screen", "calibrate", "SettingsMismatch"]
+__all__ = ["Settings", "SAMPLER_NAMES", "profile_key", "screen", "calibrate", "SettingsMismatch"]
 
 
 class SettingsMismatch(ValueError):
@@ -52,13 +60,17 @@ class Settings:
 
     Attributes:
         model: ``"clm5"`` or ``"compas"``. mode: the model's mode (``"proda"``, ...).
-        sampler: ``"proda-am"`` (the only one so far).
-        n_test, n_formal, thin, faithful: see `am.AMConfig`.
+        sampler: ``"proda-am"`` (PRODA's adaptive Metropolis, `am`) or a gradient-based
+            sampler ``"nuts"``, ``"mala"``, ``"chees"`` (`gradient`).
+        n_test, n_formal, thin, faithful: see `am.AMConfig` (proda-am only).
         n_chains: chains per profile (PRODA 3).
         seed: random seed.
         chunk_size: profiles per chunk.
         min_layers: profiles with fewer observed layers are skipped (3).
         width: observation slots per profile (padding width).
+        n_warmup, n_draws, max_tree_depth, target_accept, init_tries: see
+            `gradient.GradientConfig` (gradient samplers only; not recorded for proda-am, so
+            its ``settings.json`` and attributes are unchanged).
     """
 
     model: str = "clm5"
@@ -73,12 +85,45 @@ class Settings:
     chunk_size: int = 64
     min_layers: int = 3
     width: int = 0
+    n_warmup: int = 500
+    n_draws: int = 500
+    max_tree_depth: int = 10
+    target_accept: float = 0.0
+    init_tries: int = 4
+
+    def gradient_config(self) -> gradient.GradientConfig:
+        """The gradient sampler's settings (``sampler`` must be one of `gradient.SAMPLERS`)."""
+        return gradient.GradientConfig(
+            sampler=self.sampler,
+            n_warmup=self.n_warmup,
+            n_draws=self.n_draws,
+            max_tree_depth=self.max_tree_depth,
+            target_accept=self.target_accept,
+            init_tries=self.init_tries,
+        ).validate()
+
+    def record(self) -> dict:
+        """The settings that determine the numbers (``settings.json``, NetCDF attributes).
+
+        The gradient samplers' fields are left out for ``proda-am`` (its records are the same
+        as before they existed, so old output folders resume).
+        """
+        d = dataclasses.asdict(self)
+        if self.sampler == "proda-am":
+            for k in _GRADIENT_FIELDS:
+                d.pop(k)
+        return d
 
     def am_config(self) -> am.AMConfig:
         """The sampler settings."""
         return am.AMConfig(
             n_test=self.n_test, n_formal=self.n_formal, thin=self.thin, faithful=self.faithful
         ).validate()
+
+
+_GRADIENT_FIELDS = ("n_warmup", "n_draws", "max_tree_depth", "target_accept", "init_tries")
+SAMPLER_NAMES: tuple[str, ...] = ("proda-am",) + gradient.SAMPLERS
+"""Every ``Settings.sampler`` value."""
 
 
 def profile_key(seed: int, profile_id: str) -> jax.Array:
@@ -169,6 +214,77 @@ def _chunk_dataset(ids: np.ndarray, summary: dict, states: am.ChainState) -> xr.
     return xr.Dataset(post, coords={"profile_id": ("profile", ids.astype(object))})
 
 
+_GRADIENT_CHAIN_VARS = (
+    "divergences",
+    "mean_tree_depth",
+    "max_tree_depth",
+    "step_size",
+    "n_grad_evals",
+    "n_grad_warmup",
+    "n_init_evals",
+    "rescued",
+)
+_GRADIENT_PROFILE_VARS = {
+    "soc_q05": ("profile", "slot"),
+    "soc_q95": ("profile", "slot"),
+    "soc_nodes_mean": ("profile", "node"),
+    "soc_nodes_q05": ("profile", "node"),
+    "soc_nodes_q95": ("profile", "node"),
+}
+
+
+def _pooled_quantiles(x: np.ndarray, failed: np.ndarray, qs=(0.05, 0.95)) -> list[np.ndarray]:
+    """Quantiles over (chain, draw) of x (P, C, D, k) without failed draws (0 if none is left)."""
+    flat = np.where(failed[..., None], np.nan, x).reshape(x.shape[0], -1, x.shape[-1])
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out = [np.nanquantile(flat, q, axis=1) for q in qs]
+            out.append(np.nanmean(flat, axis=1))
+    return [np.where(np.isfinite(a), a, 0.0) for a in out]
+
+
+def _gradient_chunk(ids, gout, data, obs_all, pad, settings) -> xr.Dataset:
+    """One chunk of a gradient sampler: summaries, diagnostics, posterior predictive, draws."""
+    n = ids.size
+    p = jax.nn.sigmoid(gout.z)
+    soc, pred, failed = gradient.posterior_predictive(p, data, settings.model, settings.mode)
+    soc, pred, failed = np.asarray(soc), np.asarray(pred), np.asarray(failed)
+    summary = gradient.summarize(gout, pred, failed, obs_all.soc[pad], obs_all.mask[pad])
+    usable = np.asarray(gout.usable)[:, None, None]
+    failed = failed | ~usable
+    q05, q95, _ = _pooled_quantiles(pred, failed)
+    n05, n95, nmean = _pooled_quantiles(soc, failed)
+    extra = {
+        "soc_q05": q05,
+        "soc_q95": q95,
+        "soc_nodes_mean": nmean,
+        "soc_nodes_q05": n05,
+        "soc_nodes_q95": n95,
+    }
+    post = {}
+    for k, dims in _SUMMARY_DIMS.items():
+        v = np.asarray(summary[k])[:n]
+        post[k] = (dims, v.astype(np.int8) if v.dtype == bool else v)
+    pc = ("profile", "chain")
+    for k in _GRADIENT_CHAIN_VARS:
+        post[k] = (pc, np.asarray(summary[k])[:n])
+    post["n_evals"] = (pc, (summary["n_grad_evals"] + summary["n_init_evals"])[:n])
+    for k, dims in _GRADIENT_PROFILE_VARS.items():
+        post[k] = (dims, extra[k][:n])
+    o = jax.tree.map(np.asarray, gout)
+    pcd = ("profile", "chain", "draw")
+    post["draws"] = (pcd + ("parameter",), np.asarray(p)[:n])
+    post["draws_soc"] = (pcd + ("slot",), pred[:n])
+    post["draws_soc_nodes"] = (pcd + ("node",), soc[:n])
+    post["draws_logdensity"] = (pcd, np.where(np.isfinite(o.logdensity), o.logdensity, 0.0)[:n])
+    post["draws_n_steps"] = (pcd, o.n_steps[:n])
+    post["warmup_n_steps"] = (("profile", "chain", "warmup_step"), o.warmup_steps[:n])
+    return xr.Dataset(post, coords={"profile_id": ("profile", ids.astype(object))})
+
+
 def calibrate(
     profiles: xr.Dataset,
     forcing: xr.Dataset,
@@ -203,14 +319,18 @@ def calibrate(
         raise RuntimeError("calibrate needs float64: jax.config.update('jax_enable_x64', True)")
     width = settings.width or int(profiles.sizes["layer"])
     settings = dataclasses.replace(settings, width=width)
+    if settings.sampler not in SAMPLER_NAMES:
+        raise ValueError(f"sampler must be one of {SAMPLER_NAMES}, got {settings.sampler!r}")
+    use_am = settings.sampler == "proda-am"
     cfg = settings.am_config()
+    gcfg = None if use_am else settings.gradient_config()
     module = model_module(settings.model)
     space = module.PARAMETERS
     n_par = len(space)
     chunk_dir = os.path.join(out, "chunks")
     os.makedirs(chunk_dir, exist_ok=True)
     settings_path = os.path.join(out, "settings.json")
-    mine = dataclasses.asdict(settings)
+    mine = settings.record()
     existing = sorted(f for f in os.listdir(chunk_dir) if f.endswith(".nc"))
     if os.path.exists(settings_path):
         with open(settings_path) as f:
@@ -273,6 +393,22 @@ def calibrate(
         }
         keys = jnp.stack([profile_key(settings.seed, ids_all[i]) for i in pad])
         t0 = time.perf_counter()
+        if not use_am:
+            if bar is not None:
+                bar.set_postfix(chunk=f"{c + 1}/{n_chunks}", sampler=settings.sampler)
+            log_pi = gradient.make_log_density(settings.model, settings.mode)
+            gout = gradient.run_batch(keys, data, log_pi, n_par, settings.n_chains, gcfg)
+            jax.block_until_ready(gout)
+            t_run += time.perf_counter() - t0
+            ds = _gradient_chunk(ids_all[sel], gout, data, obs_all, pad, settings)
+            evals += int(ds["n_evals"].values.sum())
+            _atomic_write(ds, path)
+            if bar is not None:
+                bar.update(sel.size)
+                bar.set_postfix(evals_per_s=f"{evals / max(t_run, 1e-9):.3g}")
+            if on_chunk is not None:
+                on_chunk(c)
+            continue
 
         def show(st, c=c, n_sel=sel.size):  # within-chunk progress: chains finished so far
             if bar is not None:
@@ -340,21 +476,60 @@ _LONG_NAMES = {
     "n_test_restarts": ("test-run restarts (< 50 acceptances)", "1"),
     "phase": ("final chain phase (0 test, 1 formal, 2 done, 3 failed)", "1"),
 }
+_GRADIENT_LONG_NAMES = {
+    "acceptance": ("mean acceptance statistic of the kept transitions", "1"),
+    "valid": ("1 if the chain was sampled (its profile had a simulating start)", "1"),
+    "para_summary_mean": ("posterior mean of the normalized parameter (all chains)", "1"),
+    "para_summary_std": ("posterior std of the normalized parameter (all chains)", "1"),
+    "soc_mod_opt": ("posterior mean modelled SOC at the observed depths (all chains)", "gC m-3"),
+    "soc_std_opt": ("posterior std of modelled SOC at the observed depths (all chains)", "gC m-3"),
+    "gr": ("Gelman-Rubin statistic as coded by PRODA (all draws)", "1"),
+    "ess_bulk": ("bulk effective sample size of the draws (all chains)", "1"),
+    "ess_tail": ("tail effective sample size of the draws (all chains)", "1"),
+    "n_evals": ("model evaluations of the chain (start + value-and-gradient)", "1"),
+    "divergences": ("divergent transitions after the warm-up", "1"),
+    "mean_tree_depth": ("mean NUTS tree depth (doublings) after the warm-up (0: not NUTS)", "1"),
+    "max_tree_depth": ("max NUTS tree depth after the warm-up (0: not NUTS)", "1"),
+    "step_size": ("adapted leapfrog step size (unconstrained scale)", "1"),
+    "n_grad_evals": ("log-density-and-gradient evaluations (warm-up + draws + 1)", "1"),
+    "n_grad_warmup": ("log-density-and-gradient evaluations of the warm-up", "1"),
+    "n_init_evals": ("forward evaluations spent finding a start", "1"),
+    "rescued": ("1 if the chain was stuck after the warm-up and restarted from the best", "1"),
+    "soc_q05": ("5 % quantile of the modelled SOC at the observed depths", "gC m-3"),
+    "soc_q95": ("95 % quantile of the modelled SOC at the observed depths", "gC m-3"),
+    "soc_nodes_mean": ("posterior mean modelled SOC at the 20 node depths", "gC m-3"),
+    "soc_nodes_q05": ("5 % quantile of the modelled SOC at the 20 node depths", "gC m-3"),
+    "soc_nodes_q95": ("95 % quantile of the modelled SOC at the 20 node depths", "gC m-3"),
+}
 
 
 def _assemble(profiles, chunks, keep, skipped, space, settings):
     """posterior.nc and draws.nc over all profiles (skipped ones: zeros, status 32, reason)."""
     n = int(profiles.sizes["profile"])
     n_par, nc, w = len(space), settings.n_chains, settings.width
-    cap = settings.am_config().capacity
+    use_am = settings.sampler == "proda-am"
+    cap = settings.am_config().capacity if use_am else settings.n_draws
     ids = profiles["profile_id"].values.astype(str)
     cat = xr.concat(chunks, dim="profile") if chunks else None
     sizes = {"profile": n, "parameter": n_par, "chain": nc, "slot": w, "draw": cap}
+    sizes.update({"node": N_LAYERS, "warmup_step": settings.n_warmup})
     dims_of = dict(_SUMMARY_DIMS)
     dims_of.update({k: ("profile", "chain") for k in ("n_evals", "n_failed_evals", "n_discards")})
     dims_of.update({"n_test_restarts": ("profile", "chain"), "phase": ("profile", "chain")})
     dims_of["draws"] = ("profile", "chain", "draw", "parameter")
     dims_of["draws_soc"] = ("profile", "chain", "draw", "slot")
+    dims_of.update({k: ("profile", "chain") for k in _GRADIENT_CHAIN_VARS})
+    dims_of.update(_GRADIENT_PROFILE_VARS)
+    dims_of["draws_soc_nodes"] = ("profile", "chain", "draw", "node")
+    dims_of["draws_logdensity"] = ("profile", "chain", "draw")
+    dims_of["draws_n_steps"] = ("profile", "chain", "draw")
+    dims_of["warmup_n_steps"] = ("profile", "chain", "warmup_step")
+    long_names = dict(_LONG_NAMES)
+    if use_am:
+        names = list(_SUMMARY_DIMS) + ["n_evals", "n_failed_evals", "n_discards"]
+    else:
+        long_names.update(_GRADIENT_LONG_NAMES)
+        names = list(_SUMMARY_DIMS) + ["n_evals", *_GRADIENT_CHAIN_VARS, *_GRADIENT_PROFILE_VARS]
 
     def full(name):
         a = np.zeros(tuple(sizes[d] for d in dims_of[name]))
@@ -371,10 +546,10 @@ def _assemble(profiles, chunks, keep, skipped, space, settings):
         dtype=object,
     )
     data = {}
-    for name in list(_SUMMARY_DIMS) + ["n_evals", "n_failed_evals", "n_discards"]:
+    for name in names:
         if name == "n_kept":
             continue
-        long_name, units = _LONG_NAMES[name]
+        long_name, units = long_names[name]
         data[name] = (dims_of[name], full(name), {"long_name": long_name, "units": units})
     data["status"] = (("profile",), status, {"long_name": _LONG_NAMES["status"][0], "units": "1"})
     data["reason"] = (("profile",), reason, {"long_name": "why a profile is skipped or flagged"})
@@ -406,7 +581,7 @@ def _assemble(profiles, chunks, keep, skipped, space, settings):
         "parameter": np.asarray(space.names, dtype=object),
         "unit": ("parameter", np.asarray(space.units, dtype=object)),
     }
-    attrs = {k: str(v) for k, v in dataclasses.asdict(settings).items()}
+    attrs = {k: str(v) for k, v in settings.record().items()}
     post = xr.Dataset(data, coords=coords, attrs={"title": "soc_jax posterior summary", **attrs})
     draws = xr.Dataset(
         {
@@ -429,4 +604,15 @@ def _assemble(profiles, chunks, keep, skipped, space, settings):
         coords=coords,
         attrs={"title": "soc_jax calibration draws, ArviZ (chain, draw) layout", **attrs},
     )
+    if not use_am:
+        for name, (var, long_name, units) in {
+            "draws_soc_nodes": ("soc_nodes", "modelled SOC at the 20 nodes per draw", "gC m-3"),
+            "draws_logdensity": ("logdensity", "log posterior density (unconstrained z)", "1"),
+            "draws_n_steps": ("n_steps", "leapfrog steps of the draw's transition", "1"),
+            "warmup_n_steps": ("warmup_n_steps", "leapfrog steps of each warm-up transition", "1"),
+        }.items():
+            draws[var] = (dims_of[name], full(name), {"long_name": long_name, "units": units})
+        depth_attrs = {"long_name": "depth of the 20 CLM5 nodes", "units": "m"}
+        draws["node_depth"] = (("node",), np.asarray(ZSOI[:N_LAYERS]), depth_attrs)
+        post["node_depth"] = (("node",), np.asarray(ZSOI[:N_LAYERS]), depth_attrs)
     return post, draws

@@ -18,7 +18,13 @@ def _plt():
 
 
 def profiles_figure(post: xr.Dataset, path: str, n_sites: int = 6) -> None:
-    """Observed SOC and the posterior-mean modelled SOC (+- 1 std) vs depth for a few sites."""
+    """Observed SOC and the posterior modelled SOC vs depth for a few sites.
+
+    PRODA's AM: posterior mean +- 1 std at the observed depths (optimal chain). Gradient
+    samplers (``soc_q05`` present): posterior mean with its 5-95 % band at the observed depths
+    and, as a line with a lighter band, at the 20 node depths (posterior predictive of the
+    modelled SOC, no observation noise).
+    """
     plt = _plt()
     ok = np.flatnonzero(post["status"].values & 32 == 0)
     picks = ok[np.linspace(0, ok.size - 1, min(n_sites, ok.size)).astype(int)] if ok.size else []
@@ -29,14 +35,39 @@ def profiles_figure(post: xr.Dataset, path: str, n_sites: int = 6) -> None:
         z = post["depth_obs"].values[i, m]
         mod = post["soc_mod_opt"].values[i, m]
         sd = post["soc_std_opt"].values[i, m]
-        ax.plot(post["soc_obs"].values[i, m], z, "ko", ms=4, label="observed")
-        ax.plot(mod, z, "C0-", label="posterior mean")
-        ax.fill_betweenx(z, mod - sd, mod + sd, color="C0", alpha=0.3, lw=0)
+        ax.plot(post["soc_obs"].values[i, m], z, "ko", ms=4, label="observed", zorder=3)
+        if "soc_q05" in post:
+            lo, hi = post["soc_q05"].values[i, m], post["soc_q95"].values[i, m]
+            ax.errorbar(
+                mod, z, xerr=[mod - lo, hi - mod], fmt="C0s", ms=3, lw=1, label="5-95 % (obs.)"
+            )
+            zn = np.asarray(post["node_depth"].values) if "node_depth" in post else None
+            if zn is not None:
+                keep = zn <= max(z.max() * 1.3, zn[3])
+                nm = post["soc_nodes_mean"].values[i][keep]
+                ax.plot(nm, zn[keep], "C1-", lw=1, label="mean (20 nodes)")
+                ax.fill_betweenx(
+                    zn[keep],
+                    post["soc_nodes_q05"].values[i][keep],
+                    post["soc_nodes_q95"].values[i][keep],
+                    color="C1",
+                    alpha=0.25,
+                    lw=0,
+                    label="5-95 % (20 nodes)",
+                )
+        else:
+            ax.plot(mod, z, "C0-", label="posterior mean")
+            ax.fill_betweenx(z, mod - sd, mod + sd, color="C0", alpha=0.3, lw=0)
         ax.invert_yaxis()
         ax.set(xlabel="SOC (gC m-3)", title=str(post["profile_id"].values[i]))
     axes[0].set_ylabel("depth (m)")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Observed vs posterior modelled SOC (optimal chain)")
+    sampler = post.attrs.get("sampler", "proda-am")
+    fig.suptitle(
+        "Observed vs posterior modelled SOC (optimal chain)"
+        if sampler == "proda-am"
+        else f"Observed vs modelled SOC, posterior predictive ({sampler}, all chains)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -54,7 +85,10 @@ def diagnostics_figure(post: xr.Dataset, path: str) -> None:
     a1.axvline(1.05, color="k", ls="--", lw=1)
     a1.set(xlabel="rank R-hat (clipped at 3)", ylabel="count", title="R-hat, profiles x parameters")
     a2.hist(acc, bins=30, range=(0, 1), color="C2")
-    a2.set(xlabel="acceptance rate of the formal run", ylabel="count", title="acceptance, chains")
+    label = "acceptance rate of the formal run"
+    if post.attrs.get("sampler", "proda-am") != "proda-am":
+        label = f"mean acceptance statistic ({post.attrs['sampler']})"
+    a2.set(xlabel=label, ylabel="count", title="acceptance, chains")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -61,6 +61,9 @@ STATUS_BITS: dict[int, str] = {
     16: "no valid chain: no posterior summary",
     32: "skipped before sampling (bad input, see reason)",
     64: "fewer than 8 post-burn-in samples in a valid chain: no rank R-hat or ESS",
+    128: "a chain found no simulating start among its prior draws (started at another chain's)",
+    256: "no prior draw of any chain simulated: the profile was not sampled",
+    512: "a chain was stuck after the warm-up and continued from the best chain's state",
 }
 """Bits of the per-profile ``status`` (0 = fine)."""
 
