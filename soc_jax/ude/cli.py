@@ -107,13 +107,13 @@ def run(args: argparse.Namespace) -> int:
     }
     with open(os.path.join(args.out, "ude_run.json"), "w") as fh:
         json.dump(run, fh, indent=2)
+    print(
+        f"total wall time {wall:.1f} s ({wall / 60:.1f} min), load average "
+        f"{load0[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     for r in results[:-1]:
         print(summary_line(r))
     last = results[-1]
     print(f"(method: {last['default_method']}, seed {last['data_seed']}, out {args.out})")
     print(summary_line(last))
-    print(
-        f"total wall time {wall:.1f} s ({wall / 60:.1f} min), load average "
-        f"{load0[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
-    )
     return 0
