@@ -197,13 +197,22 @@ def _batch_form(cfg: TrainConfig, case: CaseSpec) -> TrainConfig:
 
 
 def vmapped_search(
-    case: CaseSpec, data: UDEData, *, seed: int = 0, adam_steps: int = SEARCH_ADAM, log=print
+    case: CaseSpec,
+    data: UDEData,
+    *,
+    seed: int = 0,
+    adam_steps: int = SEARCH_ADAM,
+    one_batch: bool = True,
+    log=print,
 ) -> tuple[list[dict], dict]:
     """All trials of the case's search as one batched program; ranked by terminal loss.
 
     Each trial is trained with Adam (at most ``adam_steps``, early stopping); the selection
     criterion is the seed's "terminal loss": the MSE of the 50-yr profile against the observed
     one at the trial's best iterate (comparable across loss weights, unlike the training loss).
+
+    ``one_batch``: all trials in one batch (widths zero-padded to the largest, activation chosen
+    by a traced flag): one compilation, more FLOPs per trial.
 
     Returns:
         ``(rows sorted best first, timing)``.
@@ -215,7 +224,8 @@ def vmapped_search(
     # (both cost FLOPs: the step is FLOP-bound, see docs/ude.md); all other settings are data
     groups: dict = {}
     for k, cfg in enumerate(cfgs):
-        groups.setdefault((tuple(cfg.hidden), cfg.activation), []).append(k)
+        key = ("padded", "select") if one_batch else (tuple(cfg.hidden), cfg.activation)
+        groups.setdefault(key, []).append(k)
     loss = np.zeros(len(cfgs))
     term = np.zeros(len(cfgs))
     t0 = time.perf_counter()
@@ -375,6 +385,7 @@ def run_case(
     figures: bool = True,
     max_iters: int | None = None,
     compare_sequential: int = 0,
+    one_batch: bool = True,
     log=print,
 ) -> dict:
     """Run one case end to end: data, (grid search), plain and noise-aware training, scores.
@@ -448,7 +459,12 @@ def run_case(
 
     if not quick:
         rows, timing = vmapped_search(
-            case, data, seed=seed, adam_steps=max_iters or SEARCH_ADAM, log=log
+            case,
+            data,
+            seed=seed,
+            adam_steps=max_iters or SEARCH_ADAM,
+            one_batch=one_batch,
+            log=log,
         )
         result["search"] = {**timing, "trials": rows}
         if compare_sequential:
@@ -590,6 +606,7 @@ def run_cases(
     max_iters=None,
     figures=True,
     compare_sequential=0,
+    one_batch=True,
     log=print,
 ) -> list[dict]:
     """Run several cases and write ``out/ude_cases.json``; returns the per-case results."""
@@ -603,6 +620,7 @@ def run_cases(
             max_iters=max_iters,
             figures=figures,
             compare_sequential=compare_sequential,
+            one_batch=one_batch,
             log=log,
         )
         for n in numbers

@@ -65,6 +65,14 @@ def register(subparsers) -> None:
         metavar="K",
         help="cap Adam and L-BFGS at K iterations each (smoke tests; results are not converged)",
     )
+    p.add_argument(
+        "--batch-per-shape",
+        action="store_true",
+        help=(
+            "search: one batch per architecture (no padding, one compilation per shape) instead "
+            "of all trials in one padded batch"
+        ),
+    )
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.set_defaults(func=run)
 
@@ -92,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         max_iters=args.max_iters,
         figures=not args.no_figures,
         compare_sequential=args.compare_sequential,
+        one_batch=not args.batch_per_shape,
     )
     wall = time.perf_counter() - t0
     run = {
