@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -36,6 +37,7 @@ def main(args: argparse.Namespace) -> int:
     import diffrax
     import equinox as eqx
     import jax
+    import jax.numpy as jnp
     import jax.random as jr
     import numpy as np
     from scipy.integrate import solve_ivp
@@ -49,11 +51,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = TrainConfig(hidden=(32, 16), activation="tanh", rtol=args.rtol, atol=args.rtol)
     model = init_model(cfg, 30, jr.key(1))
     # give the zero-initialised last layers non-zero weights so the nets are active
-    for sel in (
-        lambda m: m.reaction.production.layers[-1].weight,
-        lambda m: m.reaction.respiration.layers[-1].weight,
-    ):
-        model = eqx.tree_at(sel, model, replace=0.1 * jr.normal(jr.key(2), (1, 16)))
+    model = eqx.tree_at(lambda m: m.reaction.w3, model, replace=0.1 * jr.normal(jr.key(2), (2, 16)))
     params, static = eqx.partition(model, filter_spec(model, False))
     weights = Weights.from_config(cfg)
     spec = cfg.objective_spec("terminal")
@@ -107,8 +105,13 @@ def main(args: argparse.Namespace) -> int:
     sol_k = solve_stats(diffrax.ClipStepSizeController(pid, step_ts=data.ts))
 
     # SciPy baseline: same RHS in NumPy (weights copied out of the Equinox model)
-    def np_mlp(mlp):
-        ws = [(np.asarray(layer.weight), np.asarray(layer.bias)) for layer in mlp.layers]
+    def np_mlp(k):
+        r = model.reaction
+        ws = [
+            (np.asarray(r.w1[k]), np.asarray(r.b1[k])),
+            (np.asarray(r.w2[k]), np.asarray(r.b2[k])),
+            (np.asarray(r.w3[k])[None, :], np.asarray(r.b3[k])[None]),
+        ]
 
         def f(x):  # x: (nz, 6)
             for w, b in ws[:-1]:
@@ -119,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
         return f
 
     rx = model.reaction
-    prod, resp = np_mlp(rx.production), np_mlp(rx.respiration)
+    prod, resp = np_mlp(0), np_mlp(1)
     centre = np.asarray(rx.scaling.centre)[None, :]
     half = np.asarray(rx.scaling.half_range)[None, :]
     z = np.asarray(data.z)
@@ -155,6 +158,39 @@ def main(args: argparse.Namespace) -> int:
     s_run = min(timeit.repeat(scipy_solve, number=1, repeat=max(3, args.repeat // 5)))
     agree = float(np.max(np.abs(ref.y.T - np.asarray(forward(model)))))
 
+    # many configurations at once (soc_jax.ude.search): loss + gradient of K members of the
+    # same architecture in one shared-step solve, float64 and float32 networks
+    from soc_jax.ude.search import batched_losses, make_member, stack
+
+    @eqx.filter_jit
+    def batched_grad(bp, bs, bw, bspec):
+        total = lambda p: jnp.sum(batched_losses(p, bs, data, bw, bspec)[0])
+        return eqx.filter_grad(total)(bp)
+
+    batched = {}
+    for f32 in (False, True):
+        for k in args.batch:
+            ms = [
+                eqx.tree_at(
+                    lambda m: m.reaction.w3,
+                    make_member(cfg, 30, jr.key(10 + i), (32, 16), False, float32=f32),
+                    replace=0.1 * jr.normal(jr.key(20 + i), (2, 16)),
+                )
+                for i in range(k)
+            ]
+            stacked = stack(ms)
+            bp, bs = eqx.partition(stacked, filter_spec(ms[0], False))
+            bw = stack([Weights.from_config(cfg)] * k)
+            bspec = dataclasses.replace(spec, step_to_knots=True)
+            first, run = timed(functools.partial(batched_grad, bp, bs, bw, bspec))
+            key = f"{'float32' if f32 else 'float64'}_nets_K{k}"
+            batched[key] = {
+                "loss_grad_ms": 1e3 * run,
+                "per_config_ms": 1e3 * run / k,
+                "compile_s": first - run,
+            }
+            print(f"batched {key}: {1e3 * run:.1f} ms, {1e3 * run / k:.2f} ms per configuration")
+
     out = {
         "device": str(jax.devices()[0]),
         "platform": platform.platform(),
@@ -188,6 +224,7 @@ def main(args: argparse.Namespace) -> int:
         "ratio_scipy_forward_over_jax_loss_grad": s_run / g_run,
         "max_abs_diff_jax_vs_scipy": agree,
         "target_loss_grad_ms": 5.0,
+        "batched_knots_loss_grad": batched,
     }
     print(json.dumps(out, indent=2))
     print(
@@ -206,6 +243,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="SOC UDE benchmark (JAX vs SciPy solve_ivp)")
     p.add_argument("--repeat", type=int, default=30)
     p.add_argument("--rtol", type=float, default=1e-5)
+    p.add_argument(
+        "--batch", type=int, nargs="+", default=[1, 8], help="configurations per batched step"
+    )
     p.add_argument("--out", default="benchmarks/results/ude_bench.json")
     return p.parse_args(argv)
 

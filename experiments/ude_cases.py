@@ -8,7 +8,7 @@ eta and rho). Writes one JSON per case, ``ude_cases.json`` and figures to ``--ou
 
 Usage::
 
-    python experiments/ude_cases.py --cases 1 2 3 4 5 6 --out results/ude      # grid search
+    python experiments/ude_cases.py --cases 1 2 3 4 5 6 --out results/ude      # batched search
     python experiments/ude_cases.py --cases 4 --quick                          # best config only
     python experiments/ude_cases.py --cases 4 --max-iters 50                   # reduced grid
 
@@ -40,6 +40,7 @@ def main(args: argparse.Namespace) -> int:
         out=args.out,
         truth=args.truth,
         max_iters=args.max_iters,
+        compare_sequential=args.compare_sequential,
     )
     for r in results:
         print(f"(method: {r['default_method']}, seed {r['data_seed']})")
@@ -63,6 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--max-iters", type=int, default=None, help="cap Adam (grid and training) and L-BFGS"
     )
     p.add_argument("--truth", choices=("reaction", "seed"), default="reaction")
+    p.add_argument(
+        "--compare-sequential",
+        type=int,
+        default=0,
+        help="also time this many search trials trained one at a time",
+    )
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--out", default="results/ude", help="output directory")
     return p.parse_args(argv)

@@ -34,7 +34,7 @@ import numpy as np
 
 from soc_jax.ude.losses import mse, r2
 from soc_jax.ude.synthetic import SyntheticConfig, UDEData, make_dataset
-from soc_jax.ude.train import TrainConfig, ensemble_predict, train
+from soc_jax.ude.train import TrainConfig, ensemble_predict, refine_lbfgs, train
 
 #: Depth correlation of the AR(1) noise used in all noisy cases.
 NOISE_RHO = 0.6
@@ -58,6 +58,35 @@ GRID = {
     "activation": ["tanh", "gelu"],
     "lr": [3e-3, 5e-3],
 }
+
+#: Case 3's 144-trial sweep (seed Sec 4.2 / Table 4 / Table 8): Table 1's architectures and
+#: activations, learning rates 1e-3-5e-3 (Table 4's range, and 1e-3 of Table 8's winner), weight
+#: decay {1e-4, 1e-3, 1e-2} (Table 4) and the PDE (collocation) weight {1, 5} (Table 8's winner
+#: has lambda_pde = 5): 4 x 2 x 3 x 3 x 2 = 144.
+GRID_CASE3 = {
+    "hidden": GRID["hidden"],
+    "activation": GRID["activation"],
+    "lr": [1e-3, 3e-3, 5e-3],
+    "lambda_wd": [1e-4, 1e-3, 1e-2],
+    "lambda_coll": [1.0, 5.0],
+}
+
+#: Search budget: Adam iterations per trial and early-stopping patience (the seed: "early
+#: stopping accelerates hyperparameter tuning"; it gives no tuning budget).
+SEARCH_ADAM, SEARCH_PATIENCE = 100, 25
+
+#: Ensemble size of the noise-aware retraining in the noisy cases (members differ by seed).
+SEARCH_ENSEMBLE = 4
+
+
+def search_configs(case: CaseSpec, seed: int = 0) -> list[TrainConfig]:
+    """The seed's search for ``case``: 144 trials for Case 3, Table 1's 16 for the others."""
+    grid = GRID_CASE3 if case.number == 3 else GRID
+    names = list(grid)
+    return [
+        dataclasses.replace(case.plain, seed=seed, **dict(zip(names, values, strict=True)))
+        for values in itertools.product(*(grid[n] for n in names))
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +184,196 @@ def grid_search(case: CaseSpec, data: UDEData, *, adam_steps: int = 150, log=pri
     return sorted(rows, key=lambda r: r["loss"])
 
 
+def _batch_form(cfg: TrainConfig, case: CaseSpec) -> TrainConfig:
+    """``cfg`` in the form every batched run shares (one compilation across cases).
+
+    Terminal-only cases become the trajectory objective with zero trajectory and collocation
+    weights (the same loss value), and every case steps to the driver knots (required for
+    noisy drivers; for the clean cases it costs about 52 instead of 40 steps).
+    """
+    if case.mode == "terminal":
+        cfg = dataclasses.replace(cfg, lambda_traj=0.0, lambda_coll=0.0)
+    return dataclasses.replace(cfg, step_to_knots=True)
+
+
+def vmapped_search(
+    case: CaseSpec,
+    data: UDEData,
+    *,
+    seed: int = 0,
+    adam_steps: int = SEARCH_ADAM,
+    one_batch: bool = True,
+    log=print,
+) -> tuple[list[dict], dict]:
+    """All trials of the case's search as one batched program; ranked by terminal loss.
+
+    Each trial is trained with Adam (at most ``adam_steps``, early stopping); the selection
+    criterion is the seed's "terminal loss": the MSE of the 50-yr profile against the observed
+    one at the trial's best iterate (comparable across loss weights, unlike the training loss).
+
+    ``one_batch``: all trials in one batch (widths zero-padded to the largest, activation chosen
+    by a traced flag): one compilation, more FLOPs per trial.
+
+    Returns:
+        ``(rows sorted best first, timing)``.
+    """
+    from soc_jax.ude.search import train_batched
+
+    cfgs = search_configs(case, seed)
+    # one batch per architecture (hidden sizes, activation): no padding, no activation switch
+    # (both cost FLOPs: the step is FLOP-bound, see docs/ude.md); all other settings are data
+    groups: dict = {}
+    for k, cfg in enumerate(cfgs):
+        key = ("padded", "select") if one_batch else (tuple(cfg.hidden), cfg.activation)
+        groups.setdefault(key, []).append(k)
+    loss = np.zeros(len(cfgs))
+    term = np.zeros(len(cfgs))
+    t0 = time.perf_counter()
+    iters, steps = 0, []
+    for (hidden, act), idx in groups.items():
+        res = train_batched(
+            [_batch_form(cfgs[k], case) for k in idx],
+            "trajectory",
+            data,
+            adam_steps=adam_steps,
+            patience=SEARCH_PATIENCE,
+            log=log,
+            log_every=adam_steps,
+            label=f"case{case.number}:search H={hidden} {act}",
+            float32=True,
+        )
+        loss[idx], term[idx] = res.best_loss, res.terminal_mse
+        iters = max(iters, res.iterations)
+        steps.append(res.step_seconds)
+    seconds = time.perf_counter() - t0
+    rows = []
+    for k, cfg in enumerate(cfgs):
+        rows.append(
+            {
+                "hidden": list(cfg.hidden),
+                "activation": cfg.activation,
+                "lr": cfg.lr,
+                "lambda_term": cfg.lambda_term,
+                "lambda_coll": cfg.lambda_coll,
+                "lambda_wd": cfg.lambda_wd,
+                "train_loss": float(loss[k]),
+                "terminal_loss": float(term[k]),
+            }
+        )
+    order = np.argsort([r["terminal_loss"] for r in rows], kind="stable")
+    batched_step = float(np.sum(steps))
+    timing = {
+        "trials": len(cfgs),
+        "groups": len(groups),
+        "iterations": iters,
+        "seconds": seconds,
+        "batched_step_ms": 1e3 * batched_step,
+        "per_trial_step_ms": 1e3 * batched_step / len(cfgs),
+        "network_precision": "float32 networks in a float64 solve",
+    }
+    log(
+        f"case {case.number}: search {len(cfgs)} trials ({len(groups)} batches) x <= {iters} "
+        f"Adam iterations in {seconds:.1f} s ({timing['per_trial_step_ms']:.1f} ms per "
+        "trial-step)"
+    )
+    return [rows[i] for i in order], timing
+
+
+def retrain_batched(case: CaseSpec, best: dict, data: UDEData, *, seed: int, caps: dict, log=print):
+    """Retrain the winner: plain MSE and (noisy cases) a noise-aware ensemble, one program.
+
+    Adam for the case's full Table 2-7 iteration count (or ``caps``), all members batched
+    (noisy cases: plain MSE, one member, and the noise-aware likelihood, an ensemble of
+    :data:`SEARCH_ENSEMBLE` seeds, predictions averaged; clean cases: plain MSE from
+    1 + :data:`SEARCH_ENSEMBLE` seeds, the lowest training loss kept); then L-BFGS for the
+    clean cases (sequential; seed Tables 2-7). Returns ``{method: (models, final_losses)}``.
+    """
+    from soc_jax.ude.search import train_batched, unstack
+
+    win = dict(
+        hidden=tuple(best["hidden"]),
+        activation=best["activation"],
+        lr=best["lr"],
+        lambda_coll=best["lambda_coll"],
+        lambda_wd=best["lambda_wd"],
+    )
+    plain = dataclasses.replace(case.plain, seed=seed, **win, **caps)
+    cfgs = [plain]
+    names = ["mse"]
+    if case.noise_aware is None:
+        # clean data: the same batch size, used for restarts (best training loss is kept)
+        for m in range(SEARCH_ENSEMBLE):
+            cfgs.append(dataclasses.replace(plain, seed=seed + 1000 * (m + 1)))
+            names.append("mse")
+    else:
+        aware = dataclasses.replace(case.noise_aware, **win, **caps)
+        for m in range(SEARCH_ENSEMBLE):
+            cfgs.append(dataclasses.replace(aware, seed=seed + 1000 * (m + 1)))
+            names.append(f"multiplicative+ens{SEARCH_ENSEMBLE}")
+    res = train_batched(
+        [_batch_form(c, case) for c in cfgs],
+        "trajectory",
+        data,
+        adam_steps=plain.adam_steps,
+        patience=plain.patience,
+        log=log,
+        label=f"case{case.number}:retrain",
+    )
+    out: dict = {}
+    keep = range(len(cfgs))
+    if case.noise_aware is None:
+        keep = [int(np.argmin(res.best_loss))]
+    for k in keep:
+        name = names[k]
+        model = unstack(res.models, k)
+        loss = float(res.best_loss[k])
+        if case.noise == 0.0 and plain.lbfgs_steps > 0:
+            model, loss, _ = refine_lbfgs(
+                model, plain, case.mode, data, label=f"case{case.number}:lbfgs"
+            )
+        models, losses = out.setdefault(name, ([], []))
+        models.append(model)
+        losses.append(loss)
+    log(f"case {case.number}: retrain {len(cfgs)} members in {res.seconds:.1f} s (+ L-BFGS)")
+    return out, res.seconds
+
+
+def sequential_reference(
+    case: CaseSpec, data: UDEData, n: int, timing: dict, *, seed: int = 0, log=print
+) -> dict:
+    """Time ``n`` trials of the search trained one at a time (the sequential search).
+
+    The trials are spread over the architectures (every ``len // n``-th trial), each trained by
+    :func:`train` (Adam only) for the batched search's iteration count without early stopping
+    (so the comparison gives the sequential search the same work per trial as the batched one
+    at most); compile time is included, as a sequential search pays it per architecture.
+    """
+    cfgs = search_configs(case, seed)
+    picks = cfgs[:: max(1, len(cfgs) // n)][:n]
+    t0 = time.perf_counter()
+    for cfg in picks:
+        cfg = dataclasses.replace(
+            cfg, adam_steps=timing["iterations"], lbfgs_steps=0, patience=10**9
+        )
+        train(cfg, case.mode, data)
+    sec = time.perf_counter() - t0
+    per_trial = sec / len(picks)
+    est = per_trial * len(cfgs)
+    out = {
+        "trials_timed": len(picks),
+        "seconds_timed": sec,
+        "seconds_per_trial": per_trial,
+        "extrapolated_seconds": est,
+        "speedup_vs_batched": est / timing["seconds"],
+    }
+    log(
+        f"case {case.number}: sequential search {len(picks)} trials in {sec:.1f} s -> "
+        f"{est:.0f} s for {len(cfgs)} (extrapolated); batched {timing['seconds']:.0f} s: "
+        f"speed-up x{out['speedup_vs_batched']:.1f}"
+    )
+    return out
+
+
 def run_case(
     number: int,
     *,
@@ -165,6 +384,8 @@ def run_case(
     log_every: int = 50,
     figures: bool = True,
     max_iters: int | None = None,
+    compare_sequential: int = 0,
+    one_batch: bool = True,
     log=print,
 ) -> dict:
     """Run one case end to end: data, (grid search), plain and noise-aware training, scores.
@@ -178,6 +399,9 @@ def run_case(
         log_every: print the loss every this many iterations.
         figures: write PNG figures.
         max_iters: if given, cap Adam and L-BFGS at this many iterations each (smoke tests).
+        compare_sequential: if > 0 (search only), also train this many of the search's trials
+            one after another with :func:`train` (the sequential search) and extrapolate its
+            wall time to all trials, for the speed-up of the batched search.
         log: printer.
 
     Returns:
@@ -213,31 +437,11 @@ def run_case(
         }
     plain = dataclasses.replace(plain, **caps)
     result["iteration_caps"] = caps
-    if not quick:
-        log(f"case {number}: grid search (16 configs, Adam-only tuning)")
-        grid = grid_search(case, data, log=log, **({"adam_steps": max_iters} if max_iters else {}))
-        result["grid"] = grid
-        best = grid[0]
-        plain = dataclasses.replace(
-            plain, hidden=tuple(best["hidden"]), activation=best["activation"], lr=best["lr"]
-        )
-    methods = {"mse": plain}
-    if case.noise_aware is not None:
-        aware = dataclasses.replace(
-            case.noise_aware,
-            hidden=plain.hidden,
-            activation=plain.activation,
-            lr=plain.lr,
-            seed=seed,
-            **caps,
-        )
-        methods[aware.likelihood + (f"+ens{aware.ensemble}" if aware.ensemble > 1 else "")] = aware
     preds = {}
     result["methods"] = {}
-    for name, cfg in methods.items():
-        log(f"case {number}: training '{name}' H={cfg.hidden} act={cfg.activation} lr={cfg.lr:g}")
-        res = train(cfg, case.mode, data, log_every=log_every, label=f"case{number}:{name}")
-        pred, ok = ensemble_predict(res.models, data)
+
+    def record(name, cfg, models, final_loss, seconds):
+        pred, ok = ensemble_predict(models, data)
         preds[name] = np.asarray(pred)
         scores = score(case, pred, data)
         result["methods"][name] = {
@@ -245,12 +449,56 @@ def run_case(
                 k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(cfg).items()
             },
-            "final_loss": res.final_loss,
-            "train_seconds": res.seconds,
+            "members": len(models),
+            "final_loss": final_loss,
+            "train_seconds": seconds,
             "solve_ok": ok,
             **scores,
         }
         log(f"case {number} [{name}]: " + " ".join(f"{k}={v:.4g}" for k, v in scores.items()))
+
+    if not quick:
+        rows, timing = vmapped_search(
+            case,
+            data,
+            seed=seed,
+            adam_steps=max_iters or SEARCH_ADAM,
+            one_batch=one_batch,
+            log=log,
+        )
+        result["search"] = {**timing, "trials": rows}
+        if compare_sequential:
+            result["search"]["sequential"] = sequential_reference(
+                case, data, compare_sequential, timing, seed=seed, log=log
+            )
+        best = rows[0]
+        log(f"case {number}: best trial {best}")
+        trained, t_retrain = retrain_batched(case, best, data, seed=seed, caps=caps, log=log)
+        result["retrain_seconds"] = t_retrain
+        for name, (models, losses) in trained.items():
+            cfg = case.plain if name == "mse" else case.noise_aware
+            record(name, cfg, models, losses, t_retrain)
+        methods = trained
+    else:
+        methods = {"mse": plain}
+        if case.noise_aware is not None:
+            aware = dataclasses.replace(
+                case.noise_aware,
+                hidden=plain.hidden,
+                activation=plain.activation,
+                lr=plain.lr,
+                seed=seed,
+                **caps,
+            )
+            name = aware.likelihood + (f"+ens{aware.ensemble}" if aware.ensemble > 1 else "")
+            methods[name] = aware
+        for name, cfg in methods.items():
+            log(
+                f"case {number}: training '{name}' H={cfg.hidden} act={cfg.activation} "
+                f"lr={cfg.lr:g}"
+            )
+            res = train(cfg, case.mode, data, log_every=log_every, label=f"case{number}:{name}")
+            record(name, cfg, res.models, res.final_loss, res.seconds)
     default = list(methods)[-1]
     result["default_method"] = default
     result["summary"] = {
@@ -349,7 +597,17 @@ def plot_case(case: CaseSpec, data: UDEData, preds: dict, out: str, dpi: int = 8
 
 
 def run_cases(
-    numbers, *, quick, seed, out, truth="reaction", max_iters=None, figures=True, log=print
+    numbers,
+    *,
+    quick,
+    seed,
+    out,
+    truth="reaction",
+    max_iters=None,
+    figures=True,
+    compare_sequential=0,
+    one_batch=True,
+    log=print,
 ) -> list[dict]:
     """Run several cases and write ``out/ude_cases.json``; returns the per-case results."""
     results = [
@@ -361,6 +619,8 @@ def run_cases(
             truth=truth,
             max_iters=max_iters,
             figures=figures,
+            compare_sequential=compare_sequential,
+            one_batch=one_batch,
             log=log,
         )
         for n in numbers

@@ -27,8 +27,25 @@ def register(subparsers) -> None:
         "--case", type=int, choices=range(1, 7), metavar="N", help="run case N (1-6)"
     )
     which.add_argument("--all", action="store_true", help="run all six cases")
-    p.add_argument(
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
         "--quick", action="store_true", help="train only the case's configuration (no grid search)"
+    )
+    how.add_argument(
+        "--search",
+        action="store_true",
+        help=(
+            "the paper's hyper-parameter search (144 trials for case 3, 16 otherwise) as one "
+            "batched program, then full-length retraining of the best (the default without "
+            "--quick)"
+        ),
+    )
+    p.add_argument(
+        "--compare-sequential",
+        type=nonneg_int,
+        default=0,
+        metavar="N",
+        help="also time N search trials trained one at a time (speed-up of the batched search)",
     )
     p.add_argument("--out", type=output_dir, default="results/ude", help="output folder")
     p.add_argument("--seed", type=nonneg_int, default=0, help="noise and initialisation seed")
@@ -48,6 +65,14 @@ def register(subparsers) -> None:
         metavar="K",
         help="cap Adam and L-BFGS at K iterations each (smoke tests; results are not converged)",
     )
+    p.add_argument(
+        "--batch-per-shape",
+        action="store_true",
+        help=(
+            "search: one batch per architecture (no padding, one compilation per shape) instead "
+            "of all trials in one padded batch"
+        ),
+    )
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.set_defaults(func=run)
 
@@ -57,9 +82,15 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    import json
+    import os
+    import time
+
     from soc_jax.ude.cases import run_cases, summary_line
 
     numbers = list(range(1, 7)) if args.all else [args.case]
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()
     results = run_cases(
         numbers,
         quick=args.quick,
@@ -68,6 +99,26 @@ def run(args: argparse.Namespace) -> int:
         truth=args.truth,
         max_iters=args.max_iters,
         figures=not args.no_figures,
+        compare_sequential=args.compare_sequential,
+        one_batch=not args.batch_per_shape,
+    )
+    wall = time.perf_counter() - t0
+    run = {
+        "command": "soc-jax ude " + ("--all" if args.all else f"--case {args.case}"),
+        "quick": args.quick,
+        "truth": args.truth,
+        "seed": args.seed,
+        "wall_seconds": wall,
+        "load_average_before": list(load0),
+        "load_average_after": list(os.getloadavg()),
+        "cpu_count": os.cpu_count(),
+        "cases": {r["case"]: {**r["summary"], "seconds": r["seconds"]} for r in results},
+    }
+    with open(os.path.join(args.out, "ude_run.json"), "w") as fh:
+        json.dump(run, fh, indent=2)
+    print(
+        f"total wall time {wall:.1f} s ({wall / 60:.1f} min), load average "
+        f"{load0[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     for r in results[:-1]:
         print(summary_line(r))

@@ -29,7 +29,7 @@ import jax.random as jr
 import optax
 
 from soc_jax.ude.column import Column, require_x64
-from soc_jax.ude.losses import LIKELIHOODS, collocation_residual, data_misfit, weight_decay
+from soc_jax.ude.losses import LIKELIHOODS, collocation_residual, data_misfit
 from soc_jax.ude.synthetic import UDEData
 from soc_jax.ude.vector_field import NeuralReaction, Transport, UDEVectorField, safe_loss, solve
 
@@ -59,6 +59,7 @@ class ObjectiveSpec:
     max_steps: int = 400
     dt_fixed: float | None = None
     step_to_knots: bool = False
+    checkpoints: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,12 +210,22 @@ def _predict(params, static, data: UDEData, weights: Weights, spec: ObjectiveSpe
         max_steps=spec.max_steps,
         dt_fixed=spec.dt_fixed,
         step_to_knots=spec.step_to_knots,
+        checkpoints=spec.checkpoints,
     )
 
 
 def objective(params, static, data: UDEData, weights: Weights, spec: ObjectiveSpec):
     """Scalar training loss (penalised on solver failure)."""
     pred, ok = _predict(params, static, data, weights, spec)
+    return loss_from_prediction(pred, ok, params, static, data, weights, spec)
+
+
+def loss_from_prediction(pred, ok, params, static, data: UDEData, weights: Weights, spec):
+    """The training loss of a solved trajectory ``pred`` (nt, nz); see :func:`objective`.
+
+    Split from :func:`objective` so a batched solve (:mod:`soc_jax.ude.search`) can apply the
+    same loss to each member.
+    """
 
     def fit(p, o):
         # every likelihood is evaluated (cheap next to the solve) and the traced one-hot weight
@@ -244,7 +255,9 @@ def objective(params, static, data: UDEData, weights: Weights, spec: ObjectiveSp
         )
     elif spec.mode != "terminal":
         raise ValueError(f"mode must be 'trajectory' or 'terminal', got {spec.mode!r}")
-    loss = loss + weights.wd * weight_decay(params)
+    reaction = eqx.combine(params, static).reaction
+    if isinstance(reaction, NeuralReaction):
+        loss = loss + weights.wd * reaction.weight_decay()
     return safe_loss(loss, ok, params)
 
 
@@ -358,35 +371,9 @@ def _train_one(cfg, mode, data, key, log_every, label):
     params = best_params
     t_adam = time.perf_counter()
     if cfg.lbfgs_steps > 0 and not use_val:
-        lbfgs = _LBFGS
-        # strong-typed state: optax initialises some line-search counters as weak-typed
-        # scalars, which would force a second compilation after the first step
-        opt_state = jax.tree.map(
-            lambda x: jnp.array(x, dtype=x.dtype) if eqx.is_array(x) else x,
-            lbfgs.init(eqx.filter(params, eqx.is_inexact_array)),
+        best, best_params = _lbfgs_phase(
+            params, static, data, weights, spec, cfg, best, best_params, history, log_every, label
         )
-        since = 0
-        for i in range(cfg.lbfgs_steps):
-            new_params, opt_state, loss = _lbfgs_step(
-                params, opt_state, static, data, weights, spec, lbfgs
-            )
-            loss = float(loss)
-            history.append(loss)
-            if loss < best * (1 - 1e-4):
-                best, best_params, since = loss, params, 0
-            else:
-                since += 1
-            params = new_params
-            if log_every and (i % log_every == 0 or i == cfg.lbfgs_steps - 1):
-                print(f"  [{label}] lbfgs {i:4d} loss={loss:.4e}", flush=True)
-            if since >= max(cfg.patience // 2, 10) or not jnp.isfinite(loss):
-                if log_every:
-                    print(f"  [{label}] lbfgs early stop at {i}", flush=True)
-                break
-        # the last L-BFGS iterate may be better than any recorded one
-        last = float(_objective_jit(params, static, data, weights, spec))
-        if last < best:
-            best, best_params = last, params
     if log_every:
         print(
             f"  [{label}] {len(history)} iterations, adam {t_adam - t_start:.1f} s, "
@@ -394,6 +381,65 @@ def _train_one(cfg, mode, data, key, log_every, label):
             flush=True,
         )
     return eqx.combine(best_params, static), history, float(best)
+
+
+def _lbfgs_phase(
+    params, static, data, weights, spec, cfg, best, best_params, history, log_every, label
+):
+    """L-BFGS from ``params``; returns the best ``(loss, params)`` (appends to ``history``)."""
+    lbfgs = _LBFGS
+    # strong-typed state: optax initialises some line-search counters as weak-typed
+    # scalars, which would force a second compilation after the first step
+    opt_state = jax.tree.map(
+        lambda x: jnp.array(x, dtype=x.dtype) if eqx.is_array(x) else x,
+        lbfgs.init(eqx.filter(params, eqx.is_inexact_array)),
+    )
+    since = 0
+    for i in range(cfg.lbfgs_steps):
+        new_params, opt_state, loss = _lbfgs_step(
+            params, opt_state, static, data, weights, spec, lbfgs
+        )
+        loss = float(loss)
+        history.append(loss)
+        if loss < best * (1 - 1e-4):
+            best, best_params, since = loss, params, 0
+        else:
+            since += 1
+        params = new_params
+        if log_every and (i % log_every == 0 or i == cfg.lbfgs_steps - 1):
+            print(f"  [{label}] lbfgs {i:4d} loss={loss:.4e}", flush=True)
+        if since >= max(cfg.patience // 2, 10) or not jnp.isfinite(loss):
+            if log_every:
+                print(f"  [{label}] lbfgs early stop at {i}", flush=True)
+            break
+    # the last L-BFGS iterate may be better than any recorded one
+    last = float(_objective_jit(params, static, data, weights, spec))
+    if last < best:
+        best, best_params = last, params
+    return best, best_params
+
+
+def refine_lbfgs(
+    model: UDEVectorField,
+    cfg: TrainConfig,
+    mode: str,
+    data: UDEData,
+    *,
+    log_every: int = 0,
+    label: str = "ude",
+):
+    """L-BFGS (``cfg.lbfgs_steps``) from a trained model: ``(model, best loss, history)``."""
+    require_x64("soc_jax.ude.train")
+    params, static = eqx.partition(model, filter_spec(model, cfg.learn_physics))
+    weights = Weights.from_config(cfg)
+    spec = cfg.objective_spec(mode)
+    best = float(_objective_jit(params, static, data, weights, spec))
+    history: list[float] = [best]
+    if cfg.lbfgs_steps > 0:
+        best, params = _lbfgs_phase(
+            params, static, data, weights, spec, cfg, best, params, history, log_every, label
+        )
+    return eqx.combine(params, static), float(best), history
 
 
 def train(

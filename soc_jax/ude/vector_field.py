@@ -128,37 +128,132 @@ class InputScaling(eqx.Module):
 
 
 class NeuralReaction(eqx.Module):
-    """Production ``P = NN_P`` and respiration ``R = NN_R`` as bounded Equinox MLPs.
+    """Production ``P = NN_P`` and respiration ``R = NN_R``: two MLPs evaluated as one.
+
+    The two networks (``in -> H1 -> H2 -> 1`` each) are stored stacked along a leading axis of
+    size 2 (index 0 = P, 1 = R), so one evaluation at all ``nz`` nodes is one chain of three
+    batched matrix products instead of two chains of per-node products (fewer, larger XLA ops
+    inside the solver loop). The numbers are those of two separate :class:`MLP` (initialised
+    exactly as before: ``MLP(6, hidden, key=kp)``, ``MLP(6, hidden, key=kr)``); a test checks
+    the fused evaluation against an independent NumPy evaluation of the two networks.
+
+    Hidden layers can be zero-padded to a larger width (``pad_to``) so configurations of
+    different widths share one shape (vmapped grid search): padded units have zero incoming
+    and outgoing weights and zero bias, so they output ``act(0) = 0`` (tanh and GELU) and do not
+    change the result; training keeps them at zero by masking their gradients
+    (:meth:`mask`).
 
     Attributes:
-        production: MLP for P.
-        respiration: MLP for R (per unit C when ``first_order``).
+        w1, b1, w2, b2, w3, b3: stacked weights ``(2, H1, 6)``, ``(2, H1)``, ``(2, H2, H1)``,
+            ``(2, H2)``, ``(2, H2)``, ``(2,)``.
+        gelu: integer flag (array, not trained): 1 selects GELU when ``activation="select"``.
+        hidden: integer array ``(2,)`` (not trained): the real (unpadded) widths H1, H2.
+        activation: ``"tanh"``, ``"gelu"`` or ``"select"`` (chosen by the traced ``gelu`` flag,
+            so tanh and GELU configurations can be vmapped together).
         output_scale: s (yr^-1), bound on the rate per unit softplus output.
         first_order: if True, ``R = s C softplus(NN_R)``; otherwise ``R = s softplus(NN_R)``.
         scaling: input normalisation.
     """
 
-    production: MLP
-    respiration: MLP
+    w1: Float[Array, "2 h1 6"]
+    b1: Float[Array, "2 h1"]
+    w2: Float[Array, "2 h2 h1"]
+    b2: Float[Array, "2 h2"]
+    w3: Float[Array, "2 h2"]
+    b3: Float[Array, " 2"]
+    gelu: Array
+    hidden: Array
+    activation: str = eqx.field(static=True)
     output_scale: float = eqx.field(static=True)
     first_order: bool = eqx.field(static=True)
+    float32: bool = eqx.field(static=True)
     scaling: InputScaling
 
     def __init__(
         self,
-        hidden: tuple[int, ...] = (32, 16),
+        hidden: tuple[int, int] = (32, 16),
         activation: str = "tanh",
         output_scale: float = 0.05,
         first_order: bool = True,
         *,
         key: PRNGKeyArray,
+        pad_to: tuple[int, int] | None = None,
+        select_activation: bool = False,
+        float32: bool = False,
     ):
+        if len(hidden) != 2:
+            raise ValueError(f"NeuralReaction needs two hidden sizes, got {hidden}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose from {list(ACTIVATIONS)}")
+        h1, h2 = hidden
+        p1, p2 = pad_to if pad_to is not None else hidden
+        if p1 < h1 or p2 < h2:
+            raise ValueError(f"pad_to {pad_to} is smaller than hidden {hidden}")
         kp, kr = jr.split(key)
-        self.production = MLP(6, hidden, activation, key=kp)
-        self.respiration = MLP(6, hidden, activation, key=kr)
+        nets = (MLP(6, hidden, activation, key=kp), MLP(6, hidden, activation, key=kr))
+
+        def stack(i, shape, part):
+            out = jnp.zeros((2, *shape))
+            for k, net in enumerate(nets):
+                a = getattr(net.layers[i], part)
+                a = a[0] if i == 2 else a  # last layer: (1, H2) -> (H2,), (1,) -> ()
+                out = out.at[(k, *(slice(0, n) for n in jnp.shape(a)))].set(a)
+            return out
+
+        self.w1 = stack(0, (p1, 6), "weight")
+        self.b1 = stack(0, (p1,), "bias")
+        self.w2 = stack(1, (p2, p1), "weight")
+        self.b2 = stack(1, (p2,), "bias")
+        self.w3 = stack(2, (p2,), "weight")
+        self.b3 = stack(2, (), "bias")
+        self.gelu = jnp.asarray(int(activation == "gelu"), dtype=jnp.int32)
+        self.hidden = jnp.asarray([h1, h2], dtype=jnp.int32)
+        self.activation = "select" if select_activation else activation
         self.output_scale = float(output_scale)
         self.first_order = bool(first_order)
+        self.float32 = bool(float32)
         self.scaling = InputScaling()
+
+    def _act(self, x):
+        if self.activation == "select":
+            return jnp.where(self.gelu > 0, jax.nn.gelu(x), jax.nn.tanh(x))
+        return ACTIVATIONS[self.activation](x)
+
+    def networks(self, x: Float[Array, "n 6"]) -> Float[Array, "2 n"]:
+        """Raw outputs ``(NN_P(x), NN_R(x))`` for normalised inputs ``x`` (n, 6): shape (2, n).
+
+        With ``float32`` the networks are evaluated in float32 (weights and inputs cast; the
+        parameters, their gradients and the ODE state stay float64); the output is cast back.
+        """
+        dt = jnp.float32 if self.float32 else x.dtype
+        w = [a.astype(dt) for a in (self.w1, self.b1, self.w2, self.b2, self.w3, self.b3)]
+        h = self._act(jnp.einsum("ni,koi->kno", x.astype(dt), w[0]) + w[1][:, None, :])
+        h = self._act(jnp.einsum("kni,koi->kno", h, w[2]) + w[3][:, None, :])
+        return (jnp.einsum("kni,ki->kn", h, w[4]) + w[5][:, None]).astype(x.dtype)
+
+    def weight_decay(self) -> Float[Array, ""]:
+        """Mean square of the (real) weight-matrix entries of both networks (biases excluded)."""
+        h1, h2 = self.hidden[0], self.hidden[1]
+        total = jnp.sum(self.w1**2) + jnp.sum(self.w2**2) + jnp.sum(self.w3**2)
+        return total / (2 * (6 * h1 + h1 * h2 + h2))
+
+    def mask(self) -> NeuralReaction:
+        """1.0 where a weight is real, 0.0 where it is padding (same structure as ``self``)."""
+        m1 = (jnp.arange(self.w1.shape[1]) < self.hidden[0]).astype(self.w1.dtype)
+        m2 = (jnp.arange(self.w2.shape[1]) < self.hidden[1]).astype(self.w2.dtype)
+        one = jnp.ones(2, self.w1.dtype)
+        return eqx.tree_at(
+            lambda r: (r.w1, r.b1, r.w2, r.b2, r.w3, r.b3),
+            self,
+            (
+                one[:, None, None] * m1[None, :, None] * jnp.ones_like(self.w1),
+                one[:, None] * m1[None, :],
+                one[:, None, None] * m2[None, :, None] * m1[None, None, :],
+                one[:, None] * m2[None, :],
+                one[:, None] * m2[None, :],
+                one,
+            ),
+        )
 
     def __call__(self, c, env, z, t):
         """Rates at every node.
@@ -175,8 +270,8 @@ class NeuralReaction(eqx.Module):
         tt = jnp.broadcast_to(t, c.shape)
         x = jnp.stack([env[0], c, env[1], env[2], z, tt])
         x = self.scaling(x).T
-        p = self.output_scale * jax.nn.softplus(jax.vmap(self.production)(x))
-        r = self.output_scale * jax.nn.softplus(jax.vmap(self.respiration)(x))
+        out = self.output_scale * jax.nn.softplus(self.networks(x))
+        p, r = out[0], out[1]
         if self.first_order:
             r = r * c
         return p, r
@@ -273,6 +368,7 @@ def solve(
     dt0: float = 0.05,
     dt_fixed: float | None = None,
     step_to_knots: bool = False,
+    checkpoints: int | None = None,
 ) -> tuple[Float[Array, "nt nz"], Bool[Array, ""]]:
     """Integrate the UDE with Tsit5 + PID control; never raises, never returns NaN.
 
@@ -305,6 +401,10 @@ def solve(
             error test and are rejected (98 steps, 20 rejected, for 35 % noise). Stepping to the
             knots removes the rejections but puts a floor of one step per driver interval
             (50), which costs more than it saves for clean (smooth) drivers (40 -> 52 steps).
+        checkpoints: ``RecursiveCheckpointAdjoint(checkpoints=...)``: number of stored states
+            for the backward pass. ``None`` is Diffrax's default, about ``log2(max_steps)``
+            checkpoints and ``O(n log n)`` recomputation; ``max_steps`` stores every step
+            (memory ``max_steps x nz`` floats, negligible here) and recomputes nothing.
 
     Returns:
         ``(ys, ok)``: trajectory ``(nt, nz)`` and a boolean success flag.
@@ -329,7 +429,7 @@ def solve(
         args=drivers,
         saveat=diffrax.SaveAt(ts=ts),
         stepsize_controller=controller,
-        adjoint=diffrax.RecursiveCheckpointAdjoint(),
+        adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints),
         max_steps=max_steps,
         throw=False,
     )

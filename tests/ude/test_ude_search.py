@@ -1,0 +1,155 @@
+"""Fused networks, padding, float32 networks and the batched (many-configuration) solve."""
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+from soc_jax.ude.search import make_member, solve_batched, stack, train_batched, unstack
+from soc_jax.ude.synthetic import SyntheticConfig, make_dataset
+from soc_jax.ude.train import TrainConfig
+from soc_jax.ude.vector_field import NeuralReaction, solve
+
+NZ, NT, T_FINAL = 10, 6, 5.0
+
+
+def _np_gelu(x):
+    # tanh approximation (jax.nn.gelu's default), written out from its definition
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def _np_rates(r: NeuralReaction, hidden, act, c, env, z, t):
+    """Two separate per-node MLPs in NumPy, from the (unpadded) weight blocks."""
+    h1, h2 = hidden
+    f = np.tanh if act == "tanh" else _np_gelu
+    centre = np.array([6.25, 0.6, 0.5, 25.0, 0.5, 25.0])
+    half = np.array([0.25, 0.6, 0.1, 5.0, 0.5, 25.0])
+    out = np.zeros((2, c.size))
+    for k in range(2):
+        w1, b1 = np.asarray(r.w1[k, :h1]), np.asarray(r.b1[k, :h1])
+        w2, b2 = np.asarray(r.w2[k, :h2, :h1]), np.asarray(r.b2[k, :h2])
+        w3, b3 = np.asarray(r.w3[k, :h2]), float(r.b3[k])
+        for i in range(c.size):
+            x = (np.array([env[0, i], c[i], env[1, i], env[2, i], z[i], t]) - centre) / half
+            a = f(w1 @ x + b1)
+            a = f(w2 @ a + b2)
+            out[k, i] = w3 @ a + b3
+    sp = np.logaddexp(0.0, out) * 0.05
+    return sp[0], sp[1] * c
+
+
+def _inputs(seed=0, n=NZ):
+    rng = np.random.default_rng(seed)
+    c = 0.6 + 0.3 * rng.random(n)
+    env = np.stack([6.0 + 0.5 * rng.random(n), 0.4 + 0.2 * rng.random(n), 20 + 10 * rng.random(n)])
+    return c, env, np.linspace(0.0, 1.0, n), 3.7
+
+
+def _activate(r: NeuralReaction, key) -> NeuralReaction:
+    """Give the zero-initialised last layers real (non-padded) values."""
+    w3 = 0.5 * jr.normal(key, r.w3.shape) * r.mask().w3
+    return eqx.tree_at(lambda m: (m.w3, m.b3), r, (w3, jnp.array([0.1, -0.2])))
+
+
+@pytest.mark.parametrize("act", ["tanh", "gelu"])
+def test_fused_networks_equal_two_numpy_mlps(act):
+    """The stacked one-chain evaluation equals two separate per-node MLPs (NumPy)."""
+    hidden = (7, 5)
+    r = _activate(NeuralReaction(hidden, act, key=jr.key(0)), jr.key(1))
+    c, env, z, t = _inputs()
+    p, q = r(jnp.asarray(c), jnp.asarray(env), jnp.asarray(z), t)
+    p_ref, q_ref = _np_rates(r, hidden, act, c, env, z, t)
+    np.testing.assert_allclose(np.asarray(p), p_ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(q), q_ref, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("act", ["tanh", "gelu"])
+def test_padding_and_activation_switch_are_exact(act):
+    """Zero-padded widths with the traced activation flag give the unpadded network's rates."""
+    hidden, pad = (7, 5), (12, 9)
+    base = _activate(NeuralReaction(hidden, act, key=jr.key(0)), jr.key(1))
+    padded = NeuralReaction(hidden, act, key=jr.key(0), pad_to=pad, select_activation=True)
+    # same real weights (the padded init embeds the same draws), padded last layer set alike
+    w3 = jnp.zeros((2, pad[1])).at[:, : hidden[1]].set(base.w3)
+    padded = eqx.tree_at(lambda m: (m.w3, m.b3), padded, (w3, base.b3))
+    assert float(jnp.sum(padded.w1[:, hidden[0] :] ** 2)) == 0.0
+    assert float(jnp.sum(padded.w2[:, hidden[1] :] ** 2)) == 0.0
+    c, env, z, t = (jnp.asarray(a) for a in _inputs(1))
+    for a, b in zip(base(c, env, z, t), padded(c, env, z, t), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-14, atol=1e-16)
+    assert float(padded.weight_decay()) == pytest.approx(float(base.weight_decay()), rel=1e-14)
+    # the mask marks exactly the real weights
+    m = padded.mask()
+    assert float(jnp.sum(m.w1)) == 2 * hidden[0] * 6
+    assert float(jnp.sum(m.w2)) == 2 * hidden[0] * hidden[1]
+    assert float(jnp.sum(m.w3)) == 2 * hidden[1]
+
+
+def test_float32_networks_close_to_float64():
+    """float32 networks inside the float64 model change the rates by float32 round-off only."""
+    r64 = _activate(NeuralReaction((16, 8), "tanh", key=jr.key(2)), jr.key(3))
+    r32 = NeuralReaction((16, 8), "tanh", key=jr.key(2), float32=True)
+    r32 = eqx.tree_at(lambda m: (m.w3, m.b3), r32, (r64.w3, r64.b3))
+    c, env, z, t = (jnp.asarray(a) for a in _inputs(2))
+    for a, b in zip(r64(c, env, z, t), r32(c, env, z, t), strict=True):
+        assert b.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return make_dataset(SyntheticConfig(nz=NZ, n_times=NT, t_final=T_FINAL, noise=0.07), jr.key(4))
+
+
+def _members():
+    cfgs = [
+        TrainConfig(hidden=(8, 4), activation="tanh", seed=0),
+        TrainConfig(hidden=(6, 6), activation="gelu", seed=1),
+        TrainConfig(hidden=(8, 6), activation="tanh", seed=2),
+    ]
+    ms = []
+    for i, c in enumerate(cfgs):
+        m = make_member(c, NZ, jr.key(c.seed), pad_to=(8, 6), select=True)
+        ms.append(eqx.tree_at(lambda v: v.reaction, m, _activate(m.reaction, jr.key(10 + i))))
+    return ms
+
+
+def test_batched_solve_equals_separate_solves(tiny_data):
+    """K members in one shared-step solve = K separate solves (vmap == loop, to tolerance)."""
+    d = tiny_data
+    ms = _members()
+    tol = 1e-9
+    ys, ok = solve_batched(
+        stack(ms), d.c0, d.drivers_obs, d.ts, rtol=tol, atol=tol, max_steps=4096, step_to_knots=True
+    )
+    assert bool(jnp.all(ok))
+    for k, m in enumerate(ms):
+        ref, ok1 = solve(
+            m, d.c0, d.drivers_obs, d.ts, rtol=tol, atol=tol, max_steps=4096, step_to_knots=True
+        )
+        assert bool(ok1)
+        # different step sequences: agreement to the solvers' global error (~100 x tol)
+        np.testing.assert_allclose(np.asarray(ys[k]), np.asarray(ref), rtol=1e-6, atol=1e-8)
+        # and the unstacked member is the member
+        np.testing.assert_array_equal(np.asarray(unstack(stack(ms), k).reaction.w2), m.reaction.w2)
+
+
+def test_train_batched_keeps_padding_zero_and_lowers_loss(tiny_data):
+    """Batched Adam: padded weights stay exactly zero; every member's loss goes down."""
+    cfgs = [
+        TrainConfig(hidden=(8, 4), activation="tanh", lr=1e-2, seed=0, lambda_coll=0.0),
+        TrainConfig(hidden=(6, 6), activation="gelu", lr=5e-3, seed=1, lambda_coll=0.0),
+    ]
+    res = train_batched(cfgs, "trajectory", tiny_data, adam_steps=6, patience=50)
+    r = res.models.reaction
+    assert float(jnp.sum(r.w1[0, :, 8:] ** 2)) == 0.0  # nothing padded in H1 for member 0
+    assert float(jnp.sum(r.w2[0, :, 4:] ** 2)) == 0.0 and float(jnp.sum(r.w3[0, :, 4:] ** 2)) == 0
+    assert (
+        float(jnp.sum(r.w1[1, :, 6:] ** 2)) == 0.0 and float(jnp.sum(r.w2[1, :, :, 6:] ** 2)) == 0
+    )
+    assert np.all(np.isfinite(res.best_loss))
+    # the first iterate is the initial model: its loss is what training has to beat
+    init = train_batched(cfgs, "trajectory", tiny_data, adam_steps=1, patience=50)
+    assert np.all(res.best_loss < init.best_loss)
+    assert np.all(np.isfinite(res.terminal_mse))
