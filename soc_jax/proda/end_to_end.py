@@ -65,6 +65,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ..calibration.likelihood import cost, log_prior_unconstrained, model_module, observe
 from .network import HIDDEN, PRODANet, make_ensemble
+from .train import early_stopping
 
 __all__ = [
     "E2EConfig",
@@ -489,22 +490,10 @@ def _epoch(state: E2EState, key, epoch, data: E2EData, train_idx, val_idx, cfg: 
     )
     train_loss = jnp.sum(losses) / jnp.maximum(jnp.sum(nrs), 1.0)
     val_loss, _ = _val_loss(model, data, val_idx, cfg)
-    improved = val_loss < state.best_val
-    wait = jnp.where(improved, 0, state.wait + 1)
-    n_epochs = state.epoch + 1
     new = E2EState(
         model=model,
         opt_state=opt_state,
-        best_model=jax.tree.map(
-            lambda a, b: jnp.where(improved, a, b),
-            eqx.filter(model, eqx.is_array),
-            eqx.filter(state.best_model, eqx.is_array),
-        ),
-        best_val=jnp.where(improved, val_loss, state.best_val),
-        best_epoch=jnp.where(improved, epoch, state.best_epoch),
-        wait=wait,
-        stopped=(wait >= cfg.patience) | (n_epochs >= cfg.max_epochs),
-        epoch=n_epochs,
+        **early_stopping(state, model, val_loss, epoch, cfg.patience, cfg.max_epochs),
         train_loss=train_loss,
         val_loss=val_loss,
         failed_fraction=jnp.sum(nfs) / jnp.maximum(jnp.sum(nrs), 1.0),

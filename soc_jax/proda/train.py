@@ -243,6 +243,29 @@ def _eval_loss(model: PRODANet, X: Array, Y: Array, idx: Array, cfg: TrainConfig
     return total / idx.shape[0]
 
 
+def early_stopping(state, model, val_loss, epoch, patience: int, max_epochs: int) -> dict:
+    """Keras EarlyStopping bookkeeping (min_delta 0, mode min, restore-best) for one member.
+
+    Returns the fields ``best_model, best_val, best_epoch, wait, stopped, epoch`` of the next
+    state; shared by the two-stage and the end-to-end training.
+    """
+    improved = val_loss < state.best_val
+    wait = jnp.where(improved, 0, state.wait + 1)
+    n_epochs = state.epoch + 1
+    return dict(
+        best_model=jax.tree.map(
+            lambda a, b: jnp.where(improved, a, b),
+            eqx.filter(model, eqx.is_array),
+            eqx.filter(state.best_model, eqx.is_array),
+        ),
+        best_val=jnp.where(improved, val_loss, state.best_val),
+        best_epoch=jnp.where(improved, epoch, state.best_epoch),
+        wait=wait,
+        stopped=(wait >= patience) | (n_epochs >= max_epochs),
+        epoch=n_epochs,
+    )
+
+
 def _epoch(
     state: TrainState,
     key: PRNGKeyArray,
@@ -281,22 +304,10 @@ def _epoch(
     )
     train_loss = jnp.sum(losses) / train_idx.shape[0]
     val_loss = _eval_loss(model, X, Y, val_idx, cfg)
-    improved = val_loss < state.best_val  # Keras EarlyStopping: min_delta 0, mode min
-    wait = jnp.where(improved, 0, state.wait + 1)
-    n_epochs = state.epoch + 1
     new = TrainState(
         model=model,
         opt_state=opt_state,
-        best_model=jax.tree.map(
-            lambda a, b: jnp.where(improved, a, b),
-            eqx.filter(model, eqx.is_array),
-            eqx.filter(state.best_model, eqx.is_array),
-        ),
-        best_val=jnp.where(improved, val_loss, state.best_val),
-        best_epoch=jnp.where(improved, epoch, state.best_epoch),
-        wait=wait,
-        stopped=(wait >= cfg.patience) | (n_epochs >= cfg.max_epochs),
-        epoch=n_epochs,
+        **early_stopping(state, model, val_loss, epoch, cfg.patience, cfg.max_epochs),
         train_loss=train_loss,
         val_loss=val_loss,
     )
