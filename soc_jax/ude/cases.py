@@ -75,8 +75,15 @@ GRID_CASE3 = {
 #: stopping accelerates hyperparameter tuning"; it gives no tuning budget).
 SEARCH_ADAM, SEARCH_PATIENCE = 100, 25
 
-#: Ensemble size of the noise-aware retraining in the noisy cases (members differ by seed).
-SEARCH_ENSEMBLE = 4
+#: Ensemble size of the noise-aware retraining in the noisy cases (members differ by seed);
+#: with the plain-MSE member the retraining has 6 members, three chunks of SEARCH_CHUNK.
+SEARCH_ENSEMBLE = 5
+
+#: Members per batch of the search and the retraining. The members of a batch share one
+#: adaptive step size (the smallest any needs), so the per-member cost grows with the batch
+#: beyond a few members; measured per member and Adam step (Case 3, (32, 16), float32 nets):
+#: 30 ms alone, 18-22 ms in batches of 3, 22 ms of 6, 39 ms of 9, 47 ms of 18.
+SEARCH_CHUNK = 2
 
 
 def search_configs(case: CaseSpec, seed: int = 0) -> list[TrainConfig]:
@@ -196,41 +203,83 @@ def _batch_form(cfg: TrainConfig, case: CaseSpec) -> TrainConfig:
     return dataclasses.replace(cfg, step_to_knots=True)
 
 
+#: Ways to split a search into batches (``vmapped_search(groups=...)``).
+SEARCH_GROUPS = ("one", "width", "architecture")
+
+
+def default_threads() -> int:
+    """Concurrent batches: the CPU count, at most 2 (one solve keeps one core busy)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def vmapped_search(
     case: CaseSpec,
     data: UDEData,
     *,
     seed: int = 0,
     adam_steps: int = SEARCH_ADAM,
-    one_batch: bool = True,
+    groups: str = "width",
+    threads: int | None = None,
+    chunk: int = SEARCH_CHUNK,
     log=print,
 ) -> tuple[list[dict], dict]:
-    """All trials of the case's search as one batched program; ranked by terminal loss.
+    """All trials of the case's search as batched programs; ranked by terminal loss.
 
     Each trial is trained with Adam (at most ``adam_steps``, early stopping); the selection
     criterion is the seed's "terminal loss": the MSE of the 50-yr profile against the observed
     one at the trial's best iterate (comparable across loss weights, unlike the training loss).
 
-    ``one_batch``: all trials in one batch (widths zero-padded to the largest, activation chosen
-    by a traced flag): one compilation, more FLOPs per trial.
+    ``groups`` (:data:`SEARCH_GROUPS`) decides which trials share a batch:
+
+    * ``"width"`` (default): one batch per pair of hidden widths; tanh and GELU members share
+      it through a traced flag (one tanh per unit either way), no padding. 4 compilations.
+    * ``"architecture"``: one batch per (widths, activation). 8 compilations, smaller batches.
+    * ``"one"``: every trial in one batch, widths zero-padded to the largest: one compilation,
+      but a (32, 16) trial pays for a (64, 32) network (3.4x the multiply-adds).
+
+    Learning rates, loss weights and seeds are data in every case. Each group is trained in
+    batches of ``chunk`` members (:data:`SEARCH_CHUNK`; equal sizes share one compilation,
+    across cases too), ``threads`` batches at a time (Python threads; each XLA computation
+    keeps one core busy), largest networks first. Networks are evaluated in float32.
 
     Returns:
         ``(rows sorted best first, timing)``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from soc_jax.ude.search import train_batched
 
+    if groups not in SEARCH_GROUPS:
+        raise ValueError(f"groups must be one of {SEARCH_GROUPS}, got {groups!r}")
+    threads = default_threads() if threads is None else max(1, int(threads))
     cfgs = search_configs(case, seed)
-    # one batch per architecture (hidden sizes, activation): no padding, no activation switch
-    # (both cost FLOPs: the step is FLOP-bound, see docs/ude.md); all other settings are data
-    groups: dict = {}
+    batches: dict = {}
     for k, cfg in enumerate(cfgs):
-        key = ("padded", "select") if one_batch else (tuple(cfg.hidden), cfg.activation)
-        groups.setdefault(key, []).append(k)
+        key = {
+            "one": ("padded", "select"),
+            "width": (tuple(cfg.hidden), "tanh/gelu"),
+            "architecture": (tuple(cfg.hidden), cfg.activation),
+        }[groups]
+        batches.setdefault(key, []).append(k)
+
+    def cost(key):
+        return max(cfgs[k].hidden[0] * cfgs[k].hidden[1] for k in batches[key]) * len(batches[key])
+
+    order = sorted(batches, key=cost, reverse=True)
     loss = np.zeros(len(cfgs))
     term = np.zeros(len(cfgs))
-    t0 = time.perf_counter()
-    iters, steps = 0, []
-    for (hidden, act), idx in groups.items():
+
+    # round robin over the groups (largest networks first): the threads start on different
+    # programs, so no two compile the same one at once (JAX does not share an in-flight
+    # compilation), and later chunks of a group find it compiled
+    per_group = [
+        [(key, batches[key][i : i + chunk]) for i in range(0, len(batches[key]), chunk)]
+        for key in order
+    ]
+    chunks = [c for row in itertools.zip_longest(*per_group) for c in row if c is not None]
+
+    def run(item):
+        (hidden, act), idx = item
         res = train_batched(
             [_batch_form(cfgs[k], case) for k in idx],
             "trajectory",
@@ -241,10 +290,17 @@ def vmapped_search(
             log_every=adam_steps,
             label=f"case{case.number}:search H={hidden} {act}",
             float32=True,
+            select=groups != "architecture",
         )
-        loss[idx], term[idx] = res.best_loss, res.terminal_mse
-        iters = max(iters, res.iterations)
-        steps.append(res.step_seconds)
+        return idx, res
+
+    t0 = time.perf_counter()
+    iters, steps = 0, []
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for idx, res in pool.map(run, chunks):
+            loss[idx], term[idx] = res.best_loss, res.terminal_mse
+            iters = max(iters, res.iterations)
+            steps.append(res.step_seconds)
     seconds = time.perf_counter() - t0
     rows = []
     for k, cfg in enumerate(cfgs):
@@ -264,32 +320,49 @@ def vmapped_search(
     batched_step = float(np.sum(steps))
     timing = {
         "trials": len(cfgs),
-        "groups": len(groups),
+        "groups": len(batches),
+        "grouping": groups,
+        "batches": len(chunks),
+        "members_per_batch": chunk,
+        "threads": threads,
         "iterations": iters,
         "seconds": seconds,
         "batched_step_ms": 1e3 * batched_step,
         "per_trial_step_ms": 1e3 * batched_step / len(cfgs),
+        "wall_ms_per_trial_iteration": 1e3 * seconds / (len(cfgs) * max(iters, 1)),
         "network_precision": "float32 networks in a float64 solve",
     }
     log(
-        f"case {case.number}: search {len(cfgs)} trials ({len(groups)} batches) x <= {iters} "
+        f"case {case.number}: search {len(cfgs)} trials ({len(chunks)} batches, {threads} "
+        f"at a time) x <= {iters} "
         f"Adam iterations in {seconds:.1f} s ({timing['per_trial_step_ms']:.1f} ms per "
         "trial-step)"
     )
     return [rows[i] for i in order], timing
 
 
-def retrain_batched(case: CaseSpec, best: dict, data: UDEData, *, seed: int, caps: dict, log=print):
+def retrain_batched(
+    case: CaseSpec,
+    best: dict,
+    data: UDEData,
+    *,
+    seed: int,
+    caps: dict,
+    threads: int | None = None,
+    log=print,
+):
     """Retrain the winner: plain MSE and (noisy cases) a noise-aware ensemble, one program.
 
     Adam for the case's full Table 2-7 iteration count (or ``caps``), all members batched
     (noisy cases: plain MSE, one member, and the noise-aware likelihood, an ensemble of
     :data:`SEARCH_ENSEMBLE` seeds, predictions averaged; clean cases: plain MSE from
     1 + :data:`SEARCH_ENSEMBLE` seeds, the lowest training loss kept); then L-BFGS for the
-    clean cases (sequential; seed Tables 2-7). Returns ``{method: (models, final_losses)}``.
+    clean cases (sequential; seed Tables 2-7). The members are split into ``threads`` batches
+    trained concurrently. Returns ``{method: (models, final_losses)}``.
     """
-    from soc_jax.ude.search import train_batched, unstack
+    from soc_jax.ude.search import train_batched_threads, unstack
 
+    threads = default_threads() if threads is None else threads
     win = dict(
         hidden=tuple(best["hidden"]),
         activation=best["activation"],
@@ -310,10 +383,15 @@ def retrain_batched(case: CaseSpec, best: dict, data: UDEData, *, seed: int, cap
         for m in range(SEARCH_ENSEMBLE):
             cfgs.append(dataclasses.replace(aware, seed=seed + 1000 * (m + 1)))
             names.append(f"multiplicative+ens{SEARCH_ENSEMBLE}")
-    res = train_batched(
+    # float32 networks, activation flag and chunk size as in the search: the same programs
+    res = train_batched_threads(
         [_batch_form(c, case) for c in cfgs],
         "trajectory",
         data,
+        threads=threads,
+        chunk=SEARCH_CHUNK,
+        float32=True,
+        select=True,
         adam_steps=plain.adam_steps,
         patience=plain.patience,
         log=log,
@@ -385,7 +463,8 @@ def run_case(
     figures: bool = True,
     max_iters: int | None = None,
     compare_sequential: int = 0,
-    one_batch: bool = True,
+    groups: str = "width",
+    threads: int | None = None,
     log=print,
 ) -> dict:
     """Run one case end to end: data, (grid search), plain and noise-aware training, scores.
@@ -402,6 +481,8 @@ def run_case(
         compare_sequential: if > 0 (search only), also train this many of the search's trials
             one after another with :func:`train` (the sequential search) and extrapolate its
             wall time to all trials, for the speed-up of the batched search.
+        groups: how the search is split into batches (see :func:`vmapped_search`).
+        threads: batches trained concurrently (default: :func:`default_threads`).
         log: printer.
 
     Returns:
@@ -463,7 +544,8 @@ def run_case(
             data,
             seed=seed,
             adam_steps=max_iters or SEARCH_ADAM,
-            one_batch=one_batch,
+            groups=groups,
+            threads=threads,
             log=log,
         )
         result["search"] = {**timing, "trials": rows}
@@ -473,7 +555,9 @@ def run_case(
             )
         best = rows[0]
         log(f"case {number}: best trial {best}")
-        trained, t_retrain = retrain_batched(case, best, data, seed=seed, caps=caps, log=log)
+        trained, t_retrain = retrain_batched(
+            case, best, data, seed=seed, caps=caps, threads=threads, log=log
+        )
         result["retrain_seconds"] = t_retrain
         for name, (models, losses) in trained.items():
             cfg = case.plain if name == "mse" else case.noise_aware
@@ -606,7 +690,8 @@ def run_cases(
     max_iters=None,
     figures=True,
     compare_sequential=0,
-    one_batch=True,
+    groups="width",
+    threads=None,
     log=print,
 ) -> list[dict]:
     """Run several cases and write ``out/ude_cases.json``; returns the per-case results."""
@@ -620,7 +705,8 @@ def run_cases(
             max_iters=max_iters,
             figures=figures,
             compare_sequential=compare_sequential,
-            one_batch=one_batch,
+            groups=groups,
+            threads=threads,
             log=log,
         )
         for n in numbers

@@ -6,7 +6,14 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from soc_jax.ude.search import make_member, solve_batched, stack, train_batched, unstack
+from soc_jax.ude.search import (
+    make_member,
+    solve_batched,
+    stack,
+    train_batched,
+    train_batched_threads,
+    unstack,
+)
 from soc_jax.ude.synthetic import SyntheticConfig, make_dataset
 from soc_jax.ude.train import TrainConfig
 from soc_jax.ude.vector_field import NeuralReaction, solve
@@ -86,6 +93,21 @@ def test_padding_and_activation_switch_are_exact(act):
     assert float(jnp.sum(m.w3)) == 2 * hidden[1]
 
 
+@pytest.mark.parametrize("act", ["tanh", "gelu"])
+def test_one_formula_activation_equals_tanh_and_gelu(act):
+    """The traced-flag activation is tanh (exactly) or GELU's tanh form, over a wide range."""
+    r = NeuralReaction((4, 3), act, key=jr.key(0), select_activation=True)
+    x = np.linspace(-12.0, 12.0, 4001)
+    got = np.asarray(r._act(jnp.asarray(x)))
+    if act == "tanh":
+        # the flagged formula reduces to the very tanh of the unflagged network
+        np.testing.assert_array_equal(got, np.asarray(jnp.tanh(jnp.asarray(x))))
+        np.testing.assert_allclose(got, np.tanh(x), rtol=1e-14, atol=1e-15)
+    else:
+        # (absolute 1e-14: XLA's tanh stops short of -1 by an ulp where NumPy's reaches it)
+        np.testing.assert_allclose(got, _np_gelu(x), rtol=1e-12, atol=1e-14)
+
+
 def test_float32_networks_close_to_float64():
     """float32 networks inside the float64 model change the rates by float32 round-off only."""
     r64 = _activate(NeuralReaction((16, 8), "tanh", key=jr.key(2)), jr.key(3))
@@ -153,3 +175,10 @@ def test_train_batched_keeps_padding_zero_and_lowers_loss(tiny_data):
     init = train_batched(cfgs, "trajectory", tiny_data, adam_steps=1, patience=50)
     assert np.all(res.best_loss < init.best_loss)
     assert np.all(np.isfinite(res.terminal_mse))
+    # two chunks trained in two threads at once: each chunk is the batch trained alone
+    two = train_batched_threads(
+        cfgs + cfgs, "trajectory", tiny_data, threads=2, chunk=2, adam_steps=6, patience=50
+    )
+    for half in (slice(0, 2), slice(2, 4)):
+        np.testing.assert_array_equal(two.best_loss[half], res.best_loss)
+        np.testing.assert_array_equal(np.asarray(two.models.reaction.w2[half]), np.asarray(r.w2))
