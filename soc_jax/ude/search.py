@@ -57,7 +57,13 @@ from soc_jax.ude.train import (
     filter_spec,
     loss_from_prediction,
 )
-from soc_jax.ude.vector_field import NeuralReaction, Transport, UDEVectorField
+from soc_jax.ude.vector_field import (
+    NeuralReaction,
+    Transport,
+    UDEVectorField,
+    pid_controller,
+    tsit5_solve,
+)
 
 #: Widths every search member is padded to (the largest of seed Table 1).
 PAD_TO = (64, 32)
@@ -118,22 +124,16 @@ def solve_batched(
         good = jnp.all(jnp.isfinite(dy), axis=-1, keepdims=True)
         return jnp.where(good, dy, 0.0)
 
-    controller = diffrax.PIDController(rtol=rtol, atol=atol, norm=_member_norm)
-    if step_to_knots:
-        controller = diffrax.ClipStepSizeController(controller, step_ts=drivers.ts)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field),
-        diffrax.Tsit5(),
-        t0=ts[0],
-        t1=ts[-1],
+    controller = pid_controller(rtol, atol, drivers, step_to_knots, norm=_member_norm)
+    sol = tsit5_solve(
+        field,
+        jnp.broadcast_to(c0, (k, c0.shape[0])),
+        drivers,
+        ts,
+        controller,
         dt0=0.05,
-        y0=jnp.broadcast_to(c0, (k, c0.shape[0])),
-        args=drivers,
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=controller,
-        adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints),
+        checkpoints=checkpoints,
         max_steps=max_steps,
-        throw=False,
     )
     ys = jnp.moveaxis(sol.ys, 1, 0)  # (K, nt, nz)
     finite = jnp.all(jnp.isfinite(ys), axis=(1, 2))

@@ -366,6 +366,44 @@ class UDEVectorField(eqx.Module):
         return dcdt
 
 
+def pid_controller(rtol, atol, drivers: Drivers, step_to_knots: bool, norm=None):
+    """Tsit5's PID step control, optionally stepping exactly to the driver sample times.
+
+    Args:
+        rtol, atol: tolerances.
+        drivers: the drivers (their sample times are the knots).
+        step_to_knots: clip steps to the knots (see :func:`solve`).
+        norm: error norm (``None``: Diffrax's RMS norm).
+    """
+    kw = {} if norm is None else {"norm": norm}
+    controller = diffrax.PIDController(rtol=rtol, atol=atol, **kw)
+    if step_to_knots:
+        controller = diffrax.ClipStepSizeController(controller, step_ts=drivers.ts)
+    return controller
+
+
+def tsit5_solve(field, y0, drivers: Drivers, ts, controller, *, dt0, checkpoints, max_steps):
+    """The one Diffrax call of the UDE: Tsit5 from ``ts[0]`` to ``ts[-1]``, saved at ``ts``.
+
+    Gradients by ``RecursiveCheckpointAdjoint(checkpoints)``; ``throw=False`` (the caller reads
+    ``sol.result``). Shared by :func:`solve` and the batched solve of :mod:`soc_jax.ude.search`.
+    """
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        diffrax.Tsit5(),
+        t0=ts[0],
+        t1=ts[-1],
+        dt0=dt0,
+        y0=y0,
+        args=drivers,
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=controller,
+        adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints),
+        max_steps=max_steps,
+        throw=False,
+    )
+
+
 def solve(
     vector_field: UDEVectorField,
     c0: Float[Array, " nz"],
@@ -426,22 +464,16 @@ def solve(
     if dt_fixed is not None:
         controller = diffrax.ConstantStepSize()
     else:
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        if step_to_knots:
-            controller = diffrax.ClipStepSizeController(controller, step_ts=drivers.ts)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(vector_field),
-        diffrax.Tsit5(),
-        t0=ts[0],
-        t1=ts[-1],
+        controller = pid_controller(rtol, atol, drivers, step_to_knots)
+    sol = tsit5_solve(
+        vector_field,
+        c0,
+        drivers,
+        ts,
+        controller,
         dt0=dt0 if dt_fixed is None else dt_fixed,
-        y0=c0,
-        args=drivers,
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=controller,
-        adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints),
+        checkpoints=checkpoints,
         max_steps=max_steps,
-        throw=False,
     )
     ys = sol.ys
     ok = (sol.result == diffrax.RESULTS.successful) & jnp.all(jnp.isfinite(ys))
