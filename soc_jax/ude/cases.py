@@ -105,7 +105,9 @@ class CaseSpec:
         mode: ``"trajectory"`` (Cases 1-3) or ``"terminal"`` (Cases 4-6).
         noise: eta.
         plain: seed's per-case settings (Tables 2-7) with the plain MSE loss.
-        noise_aware: the noise-aware variant (None for clean cases).
+        noise_aware: the noise-aware variant (None for clean cases): the multiplicative
+            likelihood of the noise model (seed Eq 13) with the known eta and rho, each observed
+            profile counted once (no extra terminal term when the whole record is observed).
     """
 
     number: int
@@ -130,10 +132,17 @@ def _cases() -> dict[int, CaseSpec]:
     # loss, max(chi2, 1), stopped at chi2 = 1 with a poor fit in Cases 3 and 6: R2 clean 0.48
     # and 0.05.)
     noisy = dict(likelihood="multiplicative", rho=NOISE_RHO)
+    # With a whole record (Cases 2-3) the likelihood counts every observed profile once: the
+    # 50-yr profile is already the last row of the trajectory term, and Table 2-4's extra
+    # terminal term (lambda_term = 1 on a per-profile mean) would weight that one noisy profile
+    # 51 times as much as any other year. Under 35 % noise a profile's mean error is about 13 %
+    # (AR(1) in depth), and the networks bent the whole trajectory towards it (Case 3, seed 1:
+    # mean error -0.08 at 50 yr, R2 clean 0.959; without the extra term 0.989, docs/ude.md).
+    once = dict(lambda_term=0.0)
     return {
         1: CaseSpec(1, "trajectory", 0.0, c1, None),
-        2: CaseSpec(2, "trajectory", 0.07, c2, dataclasses.replace(c2, **noisy, eta=0.07)),
-        3: CaseSpec(3, "trajectory", 0.35, c3, dataclasses.replace(c3, **noisy, eta=0.35)),
+        2: CaseSpec(2, "trajectory", 0.07, c2, dataclasses.replace(c2, **noisy, **once, eta=0.07)),
+        3: CaseSpec(3, "trajectory", 0.35, c3, dataclasses.replace(c3, **noisy, **once, eta=0.35)),
         4: CaseSpec(4, "terminal", 0.0, c4, None),
         5: CaseSpec(5, "terminal", 0.07, c5, dataclasses.replace(c5, **noisy, eta=0.07)),
         6: CaseSpec(6, "terminal", 0.35, c6, dataclasses.replace(c6, **noisy, eta=0.35)),

@@ -236,6 +236,39 @@ def test_multiplicative_likelihood_prefers_truth():
         data_misfit(c, c, "nope")
 
 
+@pytest.mark.parametrize("number", [2, 3])
+def test_noise_aware_loss_counts_every_profile_once(number):
+    """The noise-aware data term of a whole-record case is the noise model's NLL, each year once.
+
+    Independent NumPy NLL of seed Eq 13 (relative residual, AR(1)-whitened along depth with the
+    known rho, Gaussian with the known eta, plus the log-Jacobian mean log pred), averaged over
+    the observed profiles t_1..t_n with equal weights: an extra terminal term would weight the
+    50-yr profile more than the others and fail this.
+    """
+    import dataclasses
+
+    from soc_jax.ude.cases import CASES
+    from soc_jax.ude.train import loss_from_prediction
+
+    case = CASES[number]
+    cfg = dataclasses.replace(case.noise_aware, lambda_coll=0.0, lambda_wd=0.0)
+    data = make_dataset(SyntheticConfig(nz=NZ, n_times=NT, t_final=T_FINAL, noise=0.35), jr.key(4))
+    pred = data.soc_clean * (1.0 + 0.05 * jnp.sin(jnp.arange(NZ))[None, :])
+    model = init_model(cfg, NZ, jr.key(0))
+    params, static = eqx.partition(model, filter_spec(model, False))
+    spec = cfg.objective_spec(case.mode)
+    loss = loss_from_prediction(
+        pred, jnp.asarray(True), params, static, data, Weights.from_config(cfg), spec
+    )
+
+    p, o = np.asarray(pred)[1:], np.asarray(data.soc_obs)[1:]
+    e = (o - p) / p
+    rho, eta = 0.6, case.noise
+    w = np.concatenate([e[:, :1], (e[:, 1:] - rho * e[:, :-1]) / np.sqrt(1 - rho**2)], axis=1)
+    nll = 0.5 * np.mean(w**2, axis=1) / eta**2 + np.mean(np.log(p), axis=1)
+    np.testing.assert_allclose(float(loss), nll.mean(), rtol=1e-12)
+
+
 def test_require_x64_message():
     with jax.enable_x64(False):
         with pytest.raises(RuntimeError, match="float64"):
