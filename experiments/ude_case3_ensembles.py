@@ -6,6 +6,10 @@ for each data seed, a configuration given on the command line the same way (plai
 noise-aware ensemble of :data:`~soc_jax.ude.cases.SEARCH_ENSEMBLE` members, in the search's
 batches and threads, full Table 4 Adam budget) and scores both against the clean truth.
 
+The noise-aware members use the library's Case 3 likelihood: since the third round it counts
+every observed profile once (``lambda_term = 0``; results before that used Table 4's extra
+terminal term, ``lambda_term = 1``, see docs/ude.md).
+
 ``--config table`` is the case's own Table 4 configuration ((32, 32), tanh, lr 3e-3,
 lambda_wd 1e-3, lambda_coll 1); ``--config winner`` is the search winner of every seed of the
 second round ((64, 32), tanh, lr 5e-3, lambda_wd 1e-4, lambda_coll 1). Writes
