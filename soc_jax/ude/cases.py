@@ -5,7 +5,8 @@ How the cases are read (the seed is terse about Cases 1-3):
 * Cases 1-3 ("t = 0", noise 0 / 7 / 35 %): SOC is observed as a full record from ``t = 0`` to
   50 yr (51 annual profiles), and training uses the trajectory MSE (seed Eq 7) plus the terminal
   term (Eq 16, ``lambda_term``) and the collocation PDE residual (``lambda_coll``) that Tables 2-4
-  list. Scores are over the whole (z, t) field for ``t > 0``.
+  list. Scores are over the whole (z, t) field for ``t > 0``. The noise-aware variant (Cases
+  2-3) drops the extra terminal term, so its likelihood counts every observed profile once.
 * Cases 4-6 ("t = 50 years", noise 0 / 7 / 35 %): only the terminal profile at 50 yr is
   observed; terminal-only loss (Eq 16). Scores are over the 30 nodes of that profile. The
   collocation weight of Tables 5-7 has no data to act on (no interior-time observations).
