@@ -77,10 +77,10 @@ GRID_CASE3 = {
 SEARCH_ADAM, SEARCH_PATIENCE = 100, 25
 
 #: Ensemble size of the noise-aware retraining in the noisy cases (members differ by seed);
-#: with the plain-MSE member the retraining has 6 members, three chunks of SEARCH_CHUNK.
+#: with the plain-MSE member the retraining has 6 members (one chunk per thread).
 SEARCH_ENSEMBLE = 5
 
-#: Members per batch of the search and the retraining. The members of a batch share one
+#: Members per batch of the search. The members of a batch share one
 #: adaptive step size (the smallest any needs), so the per-member cost grows with the batch
 #: beyond a few members; measured per member and Adam step (Case 3, (32, 16), float32 nets):
 #: 30 ms alone, 18-22 ms in batches of 3, 22 ms of 6, 39 ms of 9, 47 ms of 18.
@@ -216,6 +216,66 @@ def _batch_form(cfg: TrainConfig, case: CaseSpec) -> TrainConfig:
 #: Ways to split a search into batches (``vmapped_search(groups=...)``).
 SEARCH_GROUPS = ("one", "width", "architecture")
 
+#: How trials are budgeted (``vmapped_search(schedule=...)``): ``"halving"``, successive
+#: halving (every trial gets the first rung, the best go on, three rungs); ``"full"``, every
+#: trial trained to the whole budget.
+SEARCH_SCHEDULES = ("halving", "full")
+
+#: Successive halving (Jamieson & Talwalkar 2016; Li et al. 2018, Hyperband, one bracket):
+#: rungs at a quarter, half and all of the Adam budget (25, 50, 100 iterations); after each
+#: rung the best ``1 / eta`` of the trials by terminal loss go on from where they stopped
+#: (Adam state kept), with ``eta`` set so that about HALVING_FINAL trials reach the full
+#: budget: two batches of two, one per core (eta 2 for 16 trials, 6 for 144). Chosen by
+#: ``experiments/ude_halving_study.py``, which replays schedules on the full searches'
+#: learning curves: a first rung at 11 iterations dropped GELU trials that learn slowly at
+#: first and win at 100 (Case 4).
+HALVING_RUNGS, HALVING_FINAL = 3, 4
+
+
+def halving_budgets(adam_steps: int, rungs: int = HALVING_RUNGS) -> list[int]:
+    """Cumulative Adam iterations at each rung, doubling: ``[25, 50, 100]`` for 100."""
+    return [max(1, round(adam_steps / 2 ** (rungs - 1 - r))) for r in range(rungs)]
+
+
+def halving_eta(trials: int, rungs: int = HALVING_RUNGS, final: int = HALVING_FINAL) -> float:
+    """Fraction ``1 / eta`` kept per rung so about ``final`` trials reach the last (at least 2)."""
+    return max(2.0, (trials / final) ** (1.0 / max(rungs - 1, 1)))
+
+
+def halving_survivors(scores, alive, group_of, keep: int, chunk: int) -> list[int]:
+    """The trials that go on to the next rung of successive halving.
+
+    The ``keep`` best of ``alive`` by ``scores`` (lower is better, non-finite last; ties by
+    index), then, so every batch stays full (one compiled program per batch size), each
+    group's count is rounded up to a multiple of ``chunk`` with the group's next best trials
+    (where the group has them; otherwise its worst survivors are dropped instead).
+
+    Args:
+        scores: score of every trial (indexable by trial index).
+        alive: indices of the trials still in the search.
+        group_of: group key of every trial (trials of a group share a batch shape).
+        keep: how many to keep before rounding.
+        chunk: batch size.
+
+    Returns:
+        Sorted indices of the survivors.
+    """
+    scores = np.asarray(scores, dtype=float)
+    key = lambda k: (not np.isfinite(scores[k]), scores[k] if np.isfinite(scores[k]) else 0.0, k)
+    ranked = sorted(alive, key=key)
+    chosen = set(ranked[: max(0, keep)])
+    for g in {group_of[k] for k in alive}:
+        members = [k for k in ranked if group_of[k] == g]
+        n = sum(k in chosen for k in members)
+        short = -n % chunk
+        spare = [k for k in members if k not in chosen]
+        if short and len(spare) >= short:
+            chosen.update(spare[:short])
+        elif short:
+            for k in [k for k in members if k in chosen][-(n % chunk) :]:
+                chosen.discard(k)
+    return sorted(chosen)
+
 
 def default_threads() -> int:
     """Concurrent batches: the CPU count, at most 2 (one solve keeps one core busy)."""
@@ -231,6 +291,8 @@ def vmapped_search(
     groups: str = "width",
     threads: int | None = None,
     chunk: int = SEARCH_CHUNK,
+    schedule: str = "halving",
+    curves: bool = False,
     log=print,
 ) -> tuple[list[dict], dict]:
     """All trials of the case's search as batched programs; ranked by terminal loss.
@@ -238,6 +300,17 @@ def vmapped_search(
     Each trial is trained with Adam (at most ``adam_steps``, early stopping); the selection
     criterion is the seed's "terminal loss": the MSE of the 50-yr profile against the observed
     one at the trial's best iterate (comparable across loss weights, unlike the training loss).
+
+    ``schedule`` (:data:`SEARCH_SCHEDULES`) decides the budget of each trial. ``"halving"``
+    (default; the seed: "early stopping makes the grid search efficient") is successive
+    halving: every trial runs to the first rung of :func:`halving_budgets` (25 of 100
+    iterations), the best ``1 / eta`` by terminal loss (:func:`halving_eta`,
+    :func:`halving_survivors`) continue from where they stopped to the second (50), the best
+    of those to the full budget, about 4 trials (Case 3: 144 -> 24 -> 4, 31 % of the full
+    grid's trial-iterations; 16 trials: 16 -> 8 -> 4). ``"full"`` trains every trial to
+    ``adam_steps``. Rows are ranked by the rung reached, then by terminal loss; each row has
+    the trial's terminal loss at the end of every rung it ran (``terminal_loss_by_rung``) and,
+    with ``curves=True``, after every iteration (``curve``).
 
     ``groups`` (:data:`SEARCH_GROUPS`) decides which trials share a batch:
 
@@ -257,10 +330,12 @@ def vmapped_search(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from soc_jax.ude.search import train_batched
+    from soc_jax.ude.search import BatchState, train_batched
 
     if groups not in SEARCH_GROUPS:
         raise ValueError(f"groups must be one of {SEARCH_GROUPS}, got {groups!r}")
+    if schedule not in SEARCH_SCHEDULES:
+        raise ValueError(f"schedule must be one of {SEARCH_SCHEDULES}, got {schedule!r}")
     threads = default_threads() if threads is None else max(1, int(threads))
     cfgs = search_configs(case, seed)
     batches: dict = {}
@@ -272,46 +347,86 @@ def vmapped_search(
         }[groups]
         batches.setdefault(key, []).append(k)
 
+    group_of = {k: key for key, idx in batches.items() for k in idx}
+
     def cost(key):
         return max(cfgs[k].hidden[0] * cfgs[k].hidden[1] for k in batches[key]) * len(batches[key])
 
     order = sorted(batches, key=cost, reverse=True)
-    loss = np.zeros(len(cfgs))
-    term = np.zeros(len(cfgs))
-
-    # round robin over the groups (largest networks first): the threads start on different
-    # programs, so no two compile the same one at once (JAX does not share an in-flight
-    # compilation), and later chunks of a group find it compiled
-    per_group = [
-        [(key, batches[key][i : i + chunk]) for i in range(0, len(batches[key]), chunk)]
-        for key in order
-    ]
-    chunks = [c for row in itertools.zip_longest(*per_group) for c in row if c is not None]
+    loss = np.full(len(cfgs), np.inf)
+    term = np.full(len(cfgs), np.inf)
+    iterations = np.zeros(len(cfgs), dtype=int)
+    rung = np.zeros(len(cfgs), dtype=int)
+    states: dict = {}
+    by_rung: dict = {k: [] for k in range(len(cfgs))}
+    curve: dict = {k: [] for k in range(len(cfgs))}
 
     def run(item):
-        (hidden, act), idx = item
+        (hidden, act), idx, more, resume = item
         res = train_batched(
             [_batch_form(cfgs[k], case) for k in idx],
             "trajectory",
             data,
-            adam_steps=adam_steps,
+            adam_steps=more,
             patience=SEARCH_PATIENCE,
             log=log,
-            log_every=adam_steps,
+            log_every=max(more, 1),
             label=f"case{case.number}:search H={hidden} {act}",
             float32=True,
             select=groups != "architecture",
+            resume=resume,
         )
         return idx, res
 
+    budgets = [adam_steps] if schedule == "full" else halving_budgets(adam_steps)
+    alive = list(range(len(cfgs)))
+    rungs = []
     t0 = time.perf_counter()
-    iters, steps = 0, []
+    steps = []
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for idx, res in pool.map(run, chunks):
-            loss[idx], term[idx] = res.best_loss, res.terminal_mse
-            iters = max(iters, res.iterations)
-            steps.append(res.step_seconds)
+        for r, budget in enumerate(budgets):
+            t_rung = time.perf_counter()
+            if r > 0:
+                keep = max(chunk, int(np.ceil(len(alive) / halving_eta(len(cfgs)))))
+                alive = halving_survivors(term, alive, group_of, keep, chunk)
+            more = budget - (budgets[r - 1] if r else 0)
+            # round robin over the groups (largest networks first): the threads start on
+            # different programs, so no two compile the same one at once (JAX does not share an
+            # in-flight compilation), and later chunks of a group find it compiled
+            per_group = []
+            for key in order:
+                idx = [k for k in batches[key] if k in set(alive)]
+                per_group.append([(key, idx[i : i + chunk]) for i in range(0, len(idx), chunk)])
+            chunks = [c for row in itertools.zip_longest(*per_group) for c in row if c is not None]
+            items = [
+                (key, idx, more, BatchState.concat([states[k] for k in idx]) if r else None)
+                for key, idx in chunks
+            ]
+            for idx, res in pool.map(run, items):
+                loss[idx], term[idx] = res.best_loss, res.terminal_mse
+                for j, k in enumerate(idx):
+                    states[k] = res.state.take([j])
+                    iterations[k] = int(res.state.iterations[j])
+                    rung[k] = r
+                    by_rung[k].append(float(res.terminal_mse[j]))
+                    if curves:
+                        curve[k].extend(float(v) for v in res.terminal_history[:, j])
+                steps.append(res.step_seconds)
+            rungs.append(
+                {
+                    "budget": budget,
+                    "trials": len(alive),
+                    "batches": len(chunks),
+                    "seconds": time.perf_counter() - t_rung,
+                }
+            )
+            if len(budgets) > 1:
+                log(
+                    f"case {case.number}: rung {r + 1}/{len(budgets)}: {len(alive)} trials to "
+                    f"{budget} iterations in {rungs[-1]['seconds']:.1f} s"
+                )
     seconds = time.perf_counter() - t0
+    states.clear()
     rows = []
     for k, cfg in enumerate(cfgs):
         rows.append(
@@ -324,29 +439,37 @@ def vmapped_search(
                 "lambda_wd": cfg.lambda_wd,
                 "train_loss": float(loss[k]),
                 "terminal_loss": float(term[k]),
+                "iterations": int(iterations[k]),
+                "rung": int(rung[k]) + 1,
+                "terminal_loss_by_rung": by_rung[k],
+                **({"curve": curve[k]} if curves else {}),
             }
         )
-    order = np.argsort([r["terminal_loss"] for r in rows], kind="stable")
-    batched_step = float(np.sum(steps))
+    order = sorted(range(len(rows)), key=lambda k: (-rung[k], term[k], k))
+    trial_iterations = int(iterations.sum())
+    iters = int(iterations.max())
     timing = {
         "trials": len(cfgs),
+        "schedule": schedule,
+        "rungs": rungs,
         "groups": len(batches),
         "grouping": groups,
-        "batches": len(chunks),
+        "batches": sum(r["batches"] for r in rungs),
         "members_per_batch": chunk,
         "threads": threads,
         "iterations": iters,
+        "trial_iterations": trial_iterations,
+        "trial_iterations_full_grid": len(cfgs) * adam_steps,
         "seconds": seconds,
-        "batched_step_ms": 1e3 * batched_step,
-        "per_trial_step_ms": 1e3 * batched_step / len(cfgs),
-        "wall_ms_per_trial_iteration": 1e3 * seconds / (len(cfgs) * max(iters, 1)),
+        "median_batched_step_ms": 1e3 * float(np.nanmedian(steps)),
+        "wall_ms_per_trial_iteration": 1e3 * seconds / max(trial_iterations, 1),
         "network_precision": "float32 networks in a float64 solve",
     }
     log(
-        f"case {case.number}: search {len(cfgs)} trials ({len(chunks)} batches, {threads} "
-        f"at a time) x <= {iters} "
-        f"Adam iterations in {seconds:.1f} s ({timing['per_trial_step_ms']:.1f} ms per "
-        "trial-step)"
+        f"case {case.number}: search {len(cfgs)} trials ({schedule}, {timing['batches']} "
+        f"batches, {threads} at a time), {trial_iterations} trial-iterations (full grid "
+        f"{len(cfgs) * adam_steps}) in {seconds:.1f} s "
+        f"({timing['wall_ms_per_trial_iteration']:.1f} ms per trial-iteration)"
     )
     return [rows[i] for i in order], timing
 
@@ -393,13 +516,15 @@ def retrain_batched(
         for m in range(SEARCH_ENSEMBLE):
             cfgs.append(dataclasses.replace(aware, seed=seed + 1000 * (m + 1)))
             names.append(f"multiplicative+ens{SEARCH_ENSEMBLE}")
-    # float32 networks, activation flag and chunk size as in the search: the same programs
+    # float32 networks and activation flag as in the search; one chunk per thread (6 members on
+    # 2 cores: two chunks of 3 in one round rather than three of 2 in two rounds, the third
+    # alone on one core), one more compiled program per width
     res = train_batched_threads(
         [_batch_form(c, case) for c in cfgs],
         "trajectory",
         data,
         threads=threads,
-        chunk=SEARCH_CHUNK,
+        chunk=-(-len(cfgs) // max(1, threads)),
         float32=True,
         select=True,
         adam_steps=plain.adam_steps,
@@ -447,17 +572,24 @@ def sequential_reference(
     sec = time.perf_counter() - t0
     per_trial = sec / len(picks)
     est = per_trial * len(cfgs)
+    # the same schedule run one trial at a time: the same trial-iterations at the sequential
+    # cost per iteration (compile included, so an upper bound, as above)
+    est_same = sec / (len(picks) * max(timing["iterations"], 1)) * timing["trial_iterations"]
     out = {
         "trials_timed": len(picks),
         "seconds_timed": sec,
         "seconds_per_trial": per_trial,
         "extrapolated_seconds": est,
         "speedup_vs_batched": est / timing["seconds"],
+        "extrapolated_seconds_same_schedule": est_same,
+        "speedup_same_schedule": est_same / timing["seconds"],
     }
     log(
         f"case {case.number}: sequential search {len(picks)} trials in {sec:.1f} s -> "
-        f"{est:.0f} s for {len(cfgs)} (extrapolated); batched {timing['seconds']:.0f} s: "
-        f"speed-up x{out['speedup_vs_batched']:.1f}"
+        f"{est:.0f} s for the full grid of {len(cfgs)} (extrapolated), {est_same:.0f} s for "
+        f"the same schedule; batched {timing['seconds']:.0f} s: speed-up "
+        f"x{out['speedup_vs_batched']:.1f} (full grid), x{out['speedup_same_schedule']:.1f} "
+        "(same schedule)"
     )
     return out
 
@@ -475,6 +607,7 @@ def run_case(
     compare_sequential: int = 0,
     groups: str = "width",
     threads: int | None = None,
+    schedule: str = "halving",
     log=print,
 ) -> dict:
     """Run one case end to end: data, (grid search), plain and noise-aware training, scores.
@@ -493,6 +626,7 @@ def run_case(
             wall time to all trials, for the speed-up of the batched search.
         groups: how the search is split into batches (see :func:`vmapped_search`).
         threads: batches trained concurrently (default: :func:`default_threads`).
+        schedule: the search's trial budgets (see :func:`vmapped_search`).
         log: printer.
 
     Returns:
@@ -556,6 +690,7 @@ def run_case(
             adam_steps=max_iters or SEARCH_ADAM,
             groups=groups,
             threads=threads,
+            schedule=schedule,
             log=log,
         )
         result["search"] = {**timing, "trials": rows}
@@ -702,6 +837,7 @@ def run_cases(
     compare_sequential=0,
     groups="width",
     threads=None,
+    schedule="halving",
     log=print,
 ) -> list[dict]:
     """Run several cases and write ``out/ude_cases.json``; returns the per-case results."""
@@ -717,6 +853,7 @@ def run_cases(
             compare_sequential=compare_sequential,
             groups=groups,
             threads=threads,
+            schedule=schedule,
             log=log,
         )
         for n in numbers
@@ -731,8 +868,12 @@ __all__ = [
     "CASES",
     "CaseSpec",
     "GRID",
+    "SEARCH_SCHEDULES",
     "SEED_TABLE8",
     "grid_search",
+    "halving_budgets",
+    "halving_eta",
+    "halving_survivors",
     "plot_case",
     "run_case",
     "run_cases",

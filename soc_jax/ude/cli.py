@@ -76,6 +76,15 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument(
+        "--search-schedule",
+        choices=("halving", "full"),
+        default="halving",
+        help=(
+            "trial budgets: 'halving', successive halving (all trials to 25 Adam iterations, "
+            "the best to 50, about 4 to 100); 'full', every trial to 100"
+        ),
+    )
+    p.add_argument(
         "--threads",
         type=positive_int,
         default=None,
@@ -122,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         compare_sequential=args.compare_sequential,
         groups=args.search_groups,
         threads=args.threads,
+        schedule=args.search_schedule,
     )
     wall = time.perf_counter() - t0
     run = {
@@ -135,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         "cpu_count": os.cpu_count(),
         "threads": args.threads,
         "search_groups": args.search_groups,
+        "search_schedule": args.search_schedule,
         "compile_cache": args.compile_cache,
         "cases": {r["case"]: {**r["summary"], "seconds": r["seconds"]} for r in results},
     }

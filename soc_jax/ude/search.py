@@ -196,6 +196,55 @@ def _batched_adam_step(params, opt_state, best, static, data, weights, spec, mas
 
 
 @dataclasses.dataclass
+class BatchState:
+    """Everything needed to continue training a batch where it stopped (stacked by member).
+
+    Attributes:
+        models: stacked current vector fields (the last Adam iterate).
+        opt_state: stacked Adam state (moments, counts, learning rates).
+        best_loss, best_term: ``(K,)`` best training loss and its terminal MSE.
+        best_models: stacked vector fields at each member's best iterate.
+        since: ``(K,)`` iterations since each member last improved (early stopping).
+        iterations: ``(K,)`` Adam iterations each member has run.
+    """
+
+    models: UDEVectorField
+    opt_state: object
+    best_loss: jax.Array
+    best_term: jax.Array
+    best_models: UDEVectorField
+    since: np.ndarray
+    iterations: np.ndarray
+
+    def take(self, idx) -> BatchState:
+        """Members ``idx`` (in that order)."""
+        idx = np.asarray(idx)
+        sub = lambda t: jax.tree.map(lambda a: a[idx] if eqx.is_array(a) else a, t)
+        return BatchState(
+            sub(self.models),
+            sub(self.opt_state),
+            self.best_loss[idx],
+            self.best_term[idx],
+            sub(self.best_models),
+            self.since[idx],
+            self.iterations[idx],
+        )
+
+    @staticmethod
+    def concat(states: list[BatchState]) -> BatchState:
+        """Members of several states (of equal member structure), in order."""
+        return BatchState(
+            _concat([s.models for s in states]),
+            _concat([s.opt_state for s in states]),
+            jnp.concatenate([s.best_loss for s in states]),
+            jnp.concatenate([s.best_term for s in states]),
+            _concat([s.best_models for s in states]),
+            np.concatenate([s.since for s in states]),
+            np.concatenate([s.iterations for s in states]),
+        )
+
+
+@dataclasses.dataclass
 class BatchResult:
     """Outcome of :func:`train_batched`.
 
@@ -207,6 +256,10 @@ class BatchResult:
         iterations: Adam iterations run.
         seconds: wall time (s), compile included.
         step_seconds: median wall time of one batched step after the first (s).
+        state: the state to continue from (:func:`train_batched` ``resume=``); None for
+            results merged from several chunks.
+        terminal_history: ``(iterations, K)`` terminal MSE at each member's best iterate after
+            every iteration of this call (learning curves of the selection criterion).
     """
 
     models: UDEVectorField
@@ -215,6 +268,8 @@ class BatchResult:
     iterations: int
     seconds: float
     step_seconds: float
+    state: BatchState | None = None
+    terminal_history: np.ndarray | None = None
 
 
 def train_batched(
@@ -230,6 +285,7 @@ def train_batched(
     label: str = "search",
     float32: bool = False,
     select: bool | None = None,
+    resume: BatchState | None = None,
 ) -> BatchResult:
     """Train K configurations at once with Adam (one program; see the module docstring).
 
@@ -251,6 +307,9 @@ def train_batched(
         select: choose the activation by a traced flag (``"select"``); ``None``: only if the
             members' activations differ. ``True`` lets single-activation batches reuse the
             compilation of mixed ones (the flag costs a few element-wise operations).
+        resume: continue from this state (of the same ``cfgs``, built with the same
+            ``float32`` and ``select``) for at most ``adam_steps`` more iterations, as if the
+            run had not stopped (successive halving); members already frozen stay frozen.
     """
     require_x64("soc_jax.ude.search")
     t_start = time.perf_counter()
@@ -269,7 +328,7 @@ def train_batched(
     if select is None:
         select = len({c.activation for c in cfgs}) > 1
     members = [make_member(c, nz, jr.key(c.seed), pad_to, select, float32=float32) for c in cfgs]
-    models = stack(members)
+    models = stack(members) if resume is None else resume.models
     fspec = filter_spec(members[0], base.learn_physics)
     params, static = eqx.partition(models, fspec)
     masks = jax.tree.map(
@@ -286,23 +345,39 @@ def train_batched(
     spec = dataclasses.replace(
         base.objective_spec(mode), max_steps=max_steps, step_to_knots=base.step_to_knots
     )
-    opt_state = jax.vmap(_ADAM.init)(eqx.filter(params, eqx.is_inexact_array))
-    opt_state.hyperparams["learning_rate"] = jnp.asarray([c.lr for c in cfgs], dtype=float)
     k = len(cfgs)
-    # strong float64 (a weak-typed inf would change type after the first step: a recompile)
-    inf = jnp.full(k, jnp.inf, dtype=jnp.float64)
-    best = (inf, inf, params)
-    since = np.zeros(k, dtype=int)
-    active = jnp.ones(k, dtype=bool)
+    if resume is None:
+        opt_state = jax.vmap(_ADAM.init)(eqx.filter(params, eqx.is_inexact_array))
+        opt_state.hyperparams["learning_rate"] = jnp.asarray([c.lr for c in cfgs], dtype=float)
+        # strong float64 (a weak-typed inf would change type after the first step: a recompile)
+        inf = jnp.full(k, jnp.inf, dtype=jnp.float64)
+        best = (inf, inf, params)
+        since = np.zeros(k, dtype=int)
+        done = np.zeros(k, dtype=int)
+    else:
+        if resume.best_loss.shape != (k,):
+            raise ValueError(f"resume state has {resume.best_loss.shape[0]} members, cfgs {k}")
+        opt_state = resume.opt_state
+        best_params = eqx.filter(resume.best_models, fspec)
+        best = (resume.best_loss, resume.best_term, best_params)
+        since = np.asarray(resume.since).copy()
+        done = np.asarray(resume.iterations).copy()
+    active = jnp.asarray(since < patience)
     step_times = []
+    history = []
     it = 0
     for it in range(1, adam_steps + 1):
+        if not bool(jnp.any(active)):
+            it -= 1
+            break
         t0 = time.perf_counter()
         params, opt_state, best, losses, better = _batched_adam_step(
             params, opt_state, best, static, data, weights, spec, masks, active
         )
         better = np.asarray(better)
         step_times.append(time.perf_counter() - t0)
+        history.append(np.asarray(best[1]))
+        done = done + np.asarray(active)
         since = np.where(better, 0, since + 1)
         active = jnp.asarray(since < patience)
         if log is not None and (it % log_every == 0 or it == 1):
@@ -312,17 +387,20 @@ def train_batched(
                 f"{np.median(b):.3e}, active {int(np.sum(since < patience))}, "
                 f"{step_times[-1] * 1e3:.0f} ms/step"
             )
-        if not bool(jnp.any(active)):
-            break
     best_loss, best_term, best_params = best
+    best_models = eqx.combine(best_params, static)
     # members that never improved (first iterate failed) keep their initial parameters
     return BatchResult(
-        models=eqx.combine(best_params, static),
+        models=best_models,
         best_loss=np.asarray(best_loss),
         terminal_mse=np.asarray(best_term),
         iterations=it,
         seconds=time.perf_counter() - t_start,
         step_seconds=float(np.median(step_times[1:])) if len(step_times) > 1 else float("nan"),
+        state=BatchState(
+            eqx.combine(params, static), opt_state, best_loss, best_term, best_models, since, done
+        ),
+        terminal_history=np.stack(history) if history else np.zeros((0, k)),
     )
 
 
@@ -403,6 +481,7 @@ def predict_batched(models, data: UDEData, rtol: float = 1e-6, atol: float = 1e-
 
 __all__ = [
     "BatchResult",
+    "BatchState",
     "PAD_TO",
     "make_member",
     "predict_batched",

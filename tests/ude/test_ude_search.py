@@ -182,3 +182,98 @@ def test_train_batched_keeps_padding_zero_and_lowers_loss(tiny_data):
     for half in (slice(0, 2), slice(2, 4)):
         np.testing.assert_array_equal(two.best_loss[half], res.best_loss)
         np.testing.assert_array_equal(np.asarray(two.models.reaction.w2[half]), np.asarray(r.w2))
+
+
+def test_resume_continues_as_if_uninterrupted(tiny_data):
+    """2 Adam iterations, then 4 more from the returned state, equal 6 in one go.
+
+    Also with the members taken apart and put back in the other order (how successive
+    halving regroups survivors): each member's losses, best weights and iteration count are
+    those of the uninterrupted run.
+    """
+    from soc_jax.ude.search import BatchState
+
+    cfgs = [
+        TrainConfig(hidden=(8, 4), activation="tanh", lr=1e-2, seed=0, lambda_coll=0.0),
+        TrainConfig(hidden=(8, 4), activation="gelu", lr=5e-3, seed=1, lambda_coll=0.0),
+    ]
+    kw = dict(patience=50, select=True)
+    whole = train_batched(cfgs, "trajectory", tiny_data, adam_steps=6, **kw)
+    first = train_batched(cfgs, "trajectory", tiny_data, adam_steps=2, **kw)
+    assert list(first.state.iterations) == [2, 2]
+    rest = train_batched(cfgs, "trajectory", tiny_data, adam_steps=4, resume=first.state, **kw)
+    swapped = BatchState.concat([first.state.take([1]), first.state.take([0])])
+    back = train_batched(cfgs[::-1], "trajectory", tiny_data, adam_steps=4, resume=swapped, **kw)
+    for res, order in ((rest, [0, 1]), (back, [1, 0])):
+        assert list(res.state.iterations) == [6, 6]
+        np.testing.assert_allclose(res.best_loss[order], whole.best_loss, rtol=1e-12)
+        np.testing.assert_allclose(res.terminal_mse[order], whole.terminal_mse, rtol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(res.models.reaction.w2)[order],
+            np.asarray(whole.models.reaction.w2),
+            rtol=1e-12,
+            atol=1e-15,
+        )
+    with pytest.raises(ValueError, match="members"):
+        train_batched(cfgs[:1], "trajectory", tiny_data, adam_steps=1, resume=first.state, **kw)
+
+
+def test_halving_budgets_and_survivors():
+    """Rungs at 1/4, 1/2 and all of the budget; about 4 trials reach the last; survivors
+    chosen by hand below."""
+    from soc_jax.ude.cases import halving_budgets, halving_eta, halving_survivors
+
+    assert halving_budgets(100) == [25, 50, 100]
+    assert halving_budgets(8) == [2, 4, 8]
+    assert halving_budgets(100, rungs=2) == [50, 100]
+    assert halving_eta(16) == 2.0 and halving_eta(144) == 6.0  # 16/8/4 and 144/24/4
+    assert halving_eta(8) == 2.0  # never less than halving
+    groups = ["a"] * 4 + ["b"] * 4
+    scores = [5.0, 1.0, 7.0, 3.0, 2.0, 8.0, 4.0, 6.0]
+    # best 3: trials 1 (1.0), 4 (2.0), 3 (3.0); group b has one, its next best (6: 4.0) joins
+    assert halving_survivors(scores, range(8), groups, keep=3, chunk=2) == [1, 3, 4, 6]
+    # failed trials (inf or NaN) rank last
+    scores_nan = [np.nan, 1.0, np.inf, 3.0, 2.0, 8.0, 4.0, 6.0]
+    assert halving_survivors(scores_nan, range(8), groups, keep=4, chunk=2) == [1, 3, 4, 6]
+    # a group with one survivor and no spare trial drops it (no half-empty batch)
+    assert halving_survivors([1.0, 3.0, 0, 0, 2.0], [0, 1, 4], groups + ["b"], 2, 2) == [0, 1]
+    # chunk 1: exactly the best `keep`
+    assert halving_survivors(scores, range(8), groups, keep=3, chunk=1) == [1, 3, 4]
+
+
+@pytest.mark.slow
+def test_halving_search_ends_where_full_training_ends(tiny_data):
+    """Successive halving on Case 5's 16-trial grid (tiny data, 8 iterations: rungs 2/4/8).
+
+    Trials that reach the last rung were stopped twice and resumed, in other batches: their
+    terminal losses equal those of the same trials trained 8 iterations straight (the full
+    schedule), to the solver's tolerance (batch-mates share adaptive steps). Pruned trials ran
+    exactly their rung's budget, and the winner comes from the last rung.
+    """
+    from soc_jax.ude.cases import CASES, halving_budgets, vmapped_search
+
+    case = CASES[5]
+    quiet = lambda *a: None
+    key = lambda r: (tuple(r["hidden"]), r["activation"], r["lr"])
+    half, timing = vmapped_search(case, tiny_data, adam_steps=8, log=quiet)
+    full, _ = vmapped_search(case, tiny_data, adam_steps=8, schedule="full", curves=True, log=quiet)
+    budgets = halving_budgets(8)
+    assert budgets == [2, 4, 8] and timing["schedule"] == "halving"
+    counts = [r["trials"] for r in timing["rungs"]]  # 16 / 8 / 4, groups rounded up to pairs
+    assert counts[0] == 16 and counts[1] >= 8 and counts[1] >= counts[2] >= 4
+    assert all(n % 2 == 0 for n in counts)
+    assert timing["trial_iterations"] == sum(r["iterations"] for r in half) < 16 * 8
+    by_key = {key(r): r for r in full}
+    assert half[0]["rung"] == 3
+    for r in half:
+        assert len(r["terminal_loss_by_rung"]) == r["rung"]
+        if r["rung"] < 3:
+            assert r["iterations"] == budgets[r["rung"] - 1]
+        else:
+            assert r["iterations"] == 8 == by_key[key(r)]["iterations"]
+            np.testing.assert_allclose(r["terminal_loss"], by_key[key(r)]["terminal_loss"], 1e-4)
+    # the scores each rung ranked by are the full run's learning curve at the rung budgets
+    for r in half:
+        curve = by_key[key(r)]["curve"]
+        at_rungs = [curve[min(b, len(curve)) - 1] for b in budgets[: r["rung"]]]
+        np.testing.assert_allclose(r["terminal_loss_by_rung"], at_rungs, rtol=1e-4)
