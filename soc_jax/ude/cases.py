@@ -233,8 +233,11 @@ HALVING_RUNGS, HALVING_FINAL = 3, 4
 
 
 def halving_budgets(adam_steps: int, rungs: int = HALVING_RUNGS) -> list[int]:
-    """Cumulative Adam iterations at each rung, doubling: ``[25, 50, 100]`` for 100."""
-    return [max(1, round(adam_steps / 2 ** (rungs - 1 - r))) for r in range(rungs)]
+    """Cumulative Adam iterations at each rung, doubling: ``[25, 50, 100]`` for 100.
+
+    Small budgets merge rungs that would repeat (``[1, 2]`` for 2).
+    """
+    return sorted({max(1, round(adam_steps / 2 ** (rungs - 1 - r))) for r in range(rungs)})
 
 
 def halving_eta(trials: int, rungs: int = HALVING_RUNGS, final: int = HALVING_FINAL) -> float:
@@ -387,7 +390,8 @@ def vmapped_search(
         for r, budget in enumerate(budgets):
             t_rung = time.perf_counter()
             if r > 0:
-                keep = max(chunk, int(np.ceil(len(alive) / halving_eta(len(cfgs)))))
+                eta = halving_eta(len(cfgs), rungs=len(budgets))
+                keep = max(chunk, int(np.ceil(len(alive) / eta)))
                 alive = halving_survivors(term, alive, group_of, keep, chunk)
             more = budget - (budgets[r - 1] if r else 0)
             # round robin over the groups (largest networks first): the threads start on

@@ -226,6 +226,7 @@ def test_halving_budgets_and_survivors():
     assert halving_budgets(100) == [25, 50, 100]
     assert halving_budgets(8) == [2, 4, 8]
     assert halving_budgets(100, rungs=2) == [50, 100]
+    assert halving_budgets(2) == [1, 2] and halving_budgets(1) == [1]
     assert halving_eta(16) == 2.0 and halving_eta(144) == 6.0  # 16/8/4 and 144/24/4
     assert halving_eta(8) == 2.0  # never less than halving
     groups = ["a"] * 4 + ["b"] * 4
