@@ -96,8 +96,9 @@ def register(subparsers) -> None:
         default=None,
         metavar="DIR",
         help=(
-            "keep XLA compilations in DIR (JAX's persistent compilation cache): a rerun skips "
-            "most of the compile time (about 4 min of a cold --all --search run)"
+            "keep XLA compilations in DIR (JAX's persistent compilation cache) so a rerun skips "
+            "most compile time; sets EQX_ON_ERROR=nan unless set (JAX does not cache programs "
+            "with Equinox's raising runtime checks)"
         ),
     )
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
@@ -106,13 +107,28 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point; enables float64 before any computation."""
+    import os
+    import sys
+
+    if args.compile_cache:
+        # JAX's persistent cache skips any program with a host callback, and Equinox's runtime
+        # checks (eqx.error_if, inside Diffrax's loops) are host callbacks when they raise: with
+        # them no solver program was ever cached. As NaN instead (Equinox's documented
+        # EQX_ON_ERROR=nan), a tripped check shows up as a non-finite loss or gradient, which
+        # the training loops already treat as a failed solve. Read when Equinox is imported.
+        if "equinox" in sys.modules and os.environ.get("EQX_ON_ERROR") != "nan":
+            print(
+                "soc-jax ude: --compile-cache: Equinox was imported before EQX_ON_ERROR=nan "
+                "could be set; solver programs will not be cached",
+                file=sys.stderr,
+            )
+        os.environ.setdefault("EQX_ON_ERROR", "nan")
     import jax
 
     jax.config.update("jax_enable_x64", True)
     if args.compile_cache:
         jax.config.update("jax_compilation_cache_dir", args.compile_cache)
     import json
-    import os
     import time
 
     from soc_jax.ude.cases import run_cases, summary_line

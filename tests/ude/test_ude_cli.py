@@ -1,10 +1,14 @@
 """Smoke test of ``soc-jax ude`` and a no-recompile check across the methods of a case."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import equinox as eqx
 import jax.random as jr
+import pytest
 
 from soc_jax.ude.synthetic import SyntheticConfig, make_dataset
 from soc_jax.ude.train import TrainConfig, Weights, filter_spec, init_model, objective
@@ -60,3 +64,21 @@ def test_methods_share_one_compilation():
     ):
         loss, _ = loss_and_grad(params, Weights.from_config(TrainConfig(hidden=(4, 4), **kw)))
         assert float(loss) == float(loss)
+
+
+@pytest.mark.slow
+def test_compile_cache_keeps_the_solver_programs(tmp_path):
+    """``--compile-cache DIR`` writes the Adam step (a Diffrax solve and its adjoint) to DIR.
+
+    JAX skips programs with host callbacks; Equinox's raising runtime checks inside Diffrax
+    are such callbacks, so without ``EQX_ON_ERROR=nan`` (set by the flag) nothing but trivial
+    programs was cached. Runs in a fresh interpreter: Equinox reads the variable on import.
+    """
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k != "EQX_ON_ERROR"}
+    argv = ["ude", "--case", "4", "--quick", "--max-iters", "1", "--no-figures"]
+    argv += ["--out", str(tmp_path / "out"), "--compile-cache", str(cache)]
+    code = f"from soc_jax.cli import main; raise SystemExit(main({argv!r}))"
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+    names = os.listdir(cache)
+    assert any(n.startswith("jit__adam_step") for n in names), names
