@@ -465,7 +465,10 @@ def vmapped_search(
         "trial_iterations": trial_iterations,
         "trial_iterations_full_grid": len(cfgs) * adam_steps,
         "seconds": seconds,
-        "median_batched_step_ms": 1e3 * float(np.nanmedian(steps)),
+        # NaN when every timed step was a first (compiling) one, as with 1-2 iterations
+        "median_batched_step_ms": (
+            1e3 * float(np.nanmedian(steps)) if np.isfinite(steps).any() else float("nan")
+        ),
         "wall_ms_per_trial_iteration": 1e3 * seconds / max(trial_iterations, 1),
         "network_precision": "float32 networks in a float64 solve",
     }
@@ -478,6 +481,21 @@ def vmapped_search(
     return [rows[i] for i in order], timing
 
 
+def _winner_fields(best: dict) -> dict:
+    return dict(
+        hidden=tuple(best["hidden"]),
+        activation=best["activation"],
+        lr=best["lr"],
+        lambda_coll=best["lambda_coll"],
+        lambda_wd=best["lambda_wd"],
+    )
+
+
+def winner_config(case: CaseSpec, best: dict, *, seed: int, caps: dict) -> TrainConfig:
+    """The case's plain-MSE configuration with the search winner's hyper-parameters."""
+    return dataclasses.replace(case.plain, seed=seed, **_winner_fields(best), **caps)
+
+
 def retrain_batched(
     case: CaseSpec,
     best: dict,
@@ -486,6 +504,7 @@ def retrain_batched(
     seed: int,
     caps: dict,
     threads: int | None = None,
+    lbfgs: bool = True,
     log=print,
 ):
     """Retrain the winner: plain MSE and (noisy cases) a noise-aware ensemble, one program.
@@ -494,20 +513,15 @@ def retrain_batched(
     (noisy cases: plain MSE, one member, and the noise-aware likelihood, an ensemble of
     :data:`SEARCH_ENSEMBLE` seeds, predictions averaged; clean cases: plain MSE from
     1 + :data:`SEARCH_ENSEMBLE` seeds, the lowest training loss kept); then L-BFGS for the
-    clean cases (sequential; seed Tables 2-7). The members are split into ``threads`` batches
-    trained concurrently. Returns ``{method: (models, final_losses)}``.
+    clean cases (sequential; seed Tables 2-7; ``lbfgs=False`` leaves it to the caller, see
+    :func:`refine_clean`). The members are split into ``threads`` batches trained
+    concurrently. Returns ``({method: (models, final_losses)}, Adam seconds)``.
     """
     from soc_jax.ude.search import train_batched_threads, unstack
 
     threads = default_threads() if threads is None else threads
-    win = dict(
-        hidden=tuple(best["hidden"]),
-        activation=best["activation"],
-        lr=best["lr"],
-        lambda_coll=best["lambda_coll"],
-        lambda_wd=best["lambda_wd"],
-    )
-    plain = dataclasses.replace(case.plain, seed=seed, **win, **caps)
+    win = _winner_fields(best)
+    plain = winner_config(case, best, seed=seed, caps=caps)
     cfgs = [plain]
     names = ["mse"]
     if case.noise_aware is None:
@@ -541,18 +555,31 @@ def retrain_batched(
     if case.noise_aware is None:
         keep = [int(np.argmin(res.best_loss))]
     for k in keep:
-        name = names[k]
-        model = unstack(res.models, k)
-        loss = float(res.best_loss[k])
-        if case.noise == 0.0 and plain.lbfgs_steps > 0:
-            model, loss, _ = refine_lbfgs(
-                model, plain, case.mode, data, label=f"case{case.number}:lbfgs"
-            )
-        models, losses = out.setdefault(name, ([], []))
-        models.append(model)
-        losses.append(loss)
-    log(f"case {case.number}: retrain {len(cfgs)} members in {res.seconds:.1f} s (+ L-BFGS)")
+        models, losses = out.setdefault(names[k], ([], []))
+        models.append(unstack(res.models, k))
+        losses.append(float(res.best_loss[k]))
+    log(f"case {case.number}: retrain {len(cfgs)} members in {res.seconds:.1f} s")
+    if lbfgs:
+        out = refine_clean(case, plain, out, data)
     return out, res.seconds
+
+
+def refine_clean(case: CaseSpec, plain: TrainConfig, trained: dict, data: UDEData) -> dict:
+    """L-BFGS after Adam for the clean cases (seed Tables 2-7); noisy cases pass through.
+
+    ``trained`` is :func:`retrain_batched`'s ``{method: (models, losses)}``; ``plain`` the
+    retrained plain-MSE configuration (its ``lbfgs_steps``). Single-threaded.
+    """
+    if case.noise != 0.0 or plain.lbfgs_steps <= 0:
+        return trained
+    out = {}
+    for name, (models, _) in trained.items():
+        refined = [
+            refine_lbfgs(m, plain, case.mode, data, label=f"case{case.number}:lbfgs")
+            for m in models
+        ]
+        out[name] = ([r[0] for r in refined], [r[1] for r in refined])
+    return out
 
 
 def sequential_reference(
@@ -598,22 +625,7 @@ def sequential_reference(
     return out
 
 
-def run_case(
-    number: int,
-    *,
-    quick: bool = True,
-    seed: int = 0,
-    out: str = "results/ude",
-    truth: str = "reaction",
-    log_every: int = 50,
-    figures: bool = True,
-    max_iters: int | None = None,
-    compare_sequential: int = 0,
-    groups: str = "width",
-    threads: int | None = None,
-    schedule: str = "halving",
-    log=print,
-) -> dict:
+def run_case(number: int, **kwargs) -> dict:
     """Run one case end to end: data, (grid search), plain and noise-aware training, scores.
 
     Args:
@@ -635,6 +647,32 @@ def run_case(
 
     Returns:
         The results dictionary (also written to ``out/ude_case{N}.json``).
+    """
+    return _start_case(number, **kwargs)()
+
+
+def _start_case(
+    number: int,
+    *,
+    quick: bool = True,
+    seed: int = 0,
+    out: str = "results/ude",
+    truth: str = "reaction",
+    log_every: int = 50,
+    figures: bool = True,
+    max_iters: int | None = None,
+    compare_sequential: int = 0,
+    groups: str = "width",
+    threads: int | None = None,
+    schedule: str = "halving",
+    log=print,
+    before_timing=None,
+):
+    """:func:`run_case` up to the single-threaded tail; returns ``finish() -> dict``.
+
+    With the search, ``finish`` runs the clean cases' L-BFGS, the final solves, the JSON and
+    the figures, so that :func:`run_cases` can overlap it with the next case.
+    ``before_timing`` (a callable) is called before the sequential reference is timed.
     """
     case = CASES[number]
     t0 = time.perf_counter()
@@ -686,6 +724,22 @@ def run_case(
         }
         log(f"case {number} [{name}]: " + " ".join(f"{k}={v:.4g}" for k, v in scores.items()))
 
+    def conclude(methods) -> dict:
+        default = list(methods)[-1]
+        result["default_method"] = default
+        result["summary"] = {
+            k: result["methods"][default][k]
+            for k in ("mse_noisy", "r2_noisy", "mse_clean", "r2_clean")
+        }
+        result["seed_table8"] = SEED_TABLE8.get(number)
+        result["seconds"] = time.perf_counter() - t0
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, f"ude_case{number}.json"), "w") as fh:
+            json.dump(result, fh, indent=2, default=float)
+        if figures:
+            plot_case(case, data, preds, out)
+        return result
+
     if not quick:
         rows, timing = vmapped_search(
             case,
@@ -699,19 +753,30 @@ def run_case(
         )
         result["search"] = {**timing, "trials": rows}
         if compare_sequential:
+            if before_timing is not None:
+                before_timing()
             result["search"]["sequential"] = sequential_reference(
                 case, data, compare_sequential, timing, seed=seed, log=log
             )
         best = rows[0]
         log(f"case {number}: best trial {best}")
         trained, t_retrain = retrain_batched(
-            case, best, data, seed=seed, caps=caps, threads=threads, log=log
+            case, best, data, seed=seed, caps=caps, threads=threads, lbfgs=False, log=log
         )
         result["retrain_seconds"] = t_retrain
-        for name, (models, losses) in trained.items():
-            cfg = case.plain if name == "mse" else case.noise_aware
-            record(name, cfg, models, losses, t_retrain)
-        methods = trained
+
+        def finish() -> dict:
+            t_lbfgs = time.perf_counter()
+            refined = refine_clean(
+                case, winner_config(case, best, seed=seed, caps=caps), trained, data
+            )
+            result["lbfgs_seconds"] = time.perf_counter() - t_lbfgs
+            for name, (models, losses) in refined.items():
+                cfg = case.plain if name == "mse" else case.noise_aware
+                record(name, cfg, models, losses, t_retrain)
+            return conclude(refined)
+
+        return finish
     else:
         methods = {"mse": plain}
         if case.noise_aware is not None:
@@ -732,19 +797,7 @@ def run_case(
             )
             res = train(cfg, case.mode, data, log_every=log_every, label=f"case{number}:{name}")
             record(name, cfg, res.models, res.final_loss, res.seconds)
-    default = list(methods)[-1]
-    result["default_method"] = default
-    result["summary"] = {
-        k: result["methods"][default][k] for k in ("mse_noisy", "r2_noisy", "mse_clean", "r2_clean")
-    }
-    result["seed_table8"] = SEED_TABLE8.get(number)
-    result["seconds"] = time.perf_counter() - t0
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, f"ude_case{number}.json"), "w") as fh:
-        json.dump(result, fh, indent=2, default=float)
-    if figures:
-        plot_case(case, data, preds, out)
-    return result
+        return lambda: conclude(methods)
 
 
 def summary_line(result: dict) -> str:
@@ -844,24 +897,45 @@ def run_cases(
     schedule="halving",
     log=print,
 ) -> list[dict]:
-    """Run several cases and write ``out/ude_cases.json``; returns the per-case results."""
-    results = [
-        run_case(
-            n,
-            quick=quick,
-            seed=seed,
-            out=out,
-            truth=truth,
-            max_iters=max_iters,
-            figures=figures,
-            compare_sequential=compare_sequential,
-            groups=groups,
-            threads=threads,
-            schedule=schedule,
-            log=log,
-        )
-        for n in numbers
-    ]
+    """Run several cases and write ``out/ude_cases.json``; returns the per-case results.
+
+    With the search, each case's single-threaded tail (the clean cases' L-BFGS, final solves,
+    JSON, figures) runs on a background thread while the next case starts, so the core the
+    L-BFGS leaves idle goes to the next search (one tail at a time; the sequential reference,
+    when asked for, waits for the tails so its timing is not disturbed). A case's
+    ``seconds`` then include that overlap.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    kwargs = dict(
+        quick=quick,
+        seed=seed,
+        out=out,
+        truth=truth,
+        max_iters=max_iters,
+        figures=figures,
+        compare_sequential=compare_sequential,
+        groups=groups,
+        threads=threads,
+        schedule=schedule,
+        log=log,
+    )
+    if quick or len(numbers) < 2:
+        results = [run_case(n, **kwargs) for n in numbers]
+    else:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ude-tail") as tails:
+            pending = []
+
+            def wait_tails():
+                for f in pending:
+                    f.result()  # re-raises a failed tail here
+
+            for n in numbers:
+                for f in pending:
+                    if f.done():
+                        f.result()  # a failed tail stops the run before the next case
+                pending.append(tails.submit(_start_case(n, before_timing=wait_tails, **kwargs)))
+            results = [f.result() for f in pending]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "ude_cases.json"), "w") as fh:
         json.dump(results, fh, indent=2, default=float)

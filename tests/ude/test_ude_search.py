@@ -278,3 +278,31 @@ def test_halving_search_ends_where_full_training_ends(tiny_data):
         curve = by_key[key(r)]["curve"]
         at_rungs = [curve[min(b, len(curve)) - 1] for b in budgets[: r["rung"]]]
         np.testing.assert_allclose(r["terminal_loss_by_rung"], at_rungs, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_overlapped_tails_change_no_number(tmp_path, monkeypatch):
+    """``run_cases`` runs Case 4's L-BFGS tail while Case 5 trains: same numbers as one by one.
+
+    The overlap is a scheduling change only, so every score and loss equals that of
+    ``run_case`` called case after case (2 Adam and 2 L-BFGS iterations); a tail that fails
+    stops the run with its own error.
+    """
+    import soc_jax.ude.cases as cases_mod
+
+    kw = dict(quick=False, seed=0, max_iters=2, figures=False, log=lambda *a: None)
+    one_by_one = [cases_mod.run_case(n, out=str(tmp_path / "a"), **kw) for n in (4, 5)]
+    overlapped = cases_mod.run_cases([4, 5], out=str(tmp_path / "b"), **kw)
+    assert "lbfgs_seconds" in overlapped[0]  # Case 4 is clean: its tail ran L-BFGS
+    for a, b in zip(one_by_one, overlapped, strict=True):
+        assert a["case"] == b["case"] and a["methods"].keys() == b["methods"].keys()
+        for name in a["methods"]:
+            for k in ("final_loss", "mse_noisy", "mse_clean", "r2_clean"):
+                np.testing.assert_array_equal(a["methods"][name][k], b["methods"][name][k])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("tail failed")
+
+    monkeypatch.setattr(cases_mod, "refine_clean", broken)
+    with pytest.raises(RuntimeError, match="tail failed"):
+        cases_mod.run_cases([4, 5], out=str(tmp_path / "c"), **kw)
