@@ -666,13 +666,11 @@ def _start_case(
     threads: int | None = None,
     schedule: str = "halving",
     log=print,
-    before_timing=None,
 ):
     """:func:`run_case` up to the single-threaded tail; returns ``finish() -> dict``.
 
     With the search, ``finish`` runs the clean cases' L-BFGS, the final solves, the JSON and
     the figures, so that :func:`run_cases` can overlap it with the next case.
-    ``before_timing`` (a callable) is called before the sequential reference is timed.
     """
     case = CASES[number]
     t0 = time.perf_counter()
@@ -753,8 +751,6 @@ def _start_case(
         )
         result["search"] = {**timing, "trials": rows}
         if compare_sequential:
-            if before_timing is not None:
-                before_timing()
             result["search"]["sequential"] = sequential_reference(
                 case, data, compare_sequential, timing, seed=seed, log=log
             )
@@ -901,9 +897,9 @@ def run_cases(
 
     With the search, each case's single-threaded tail (the clean cases' L-BFGS, final solves,
     JSON, figures) runs on a background thread while the next case starts, so the core the
-    L-BFGS leaves idle goes to the next search (one tail at a time; the sequential reference,
-    when asked for, waits for the tails so its timing is not disturbed). A case's
-    ``seconds`` then include that overlap.
+    L-BFGS leaves idle goes to the next search (one tail at a time); a case's ``seconds`` then
+    include that overlap. Not with ``compare_sequential``: that is a timing experiment, and a
+    tail running beside the batched search (but not beside the sequential one) would skew it.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -920,21 +916,16 @@ def run_cases(
         schedule=schedule,
         log=log,
     )
-    if quick or len(numbers) < 2:
+    if quick or compare_sequential or len(numbers) < 2:
         results = [run_case(n, **kwargs) for n in numbers]
     else:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ude-tail") as tails:
             pending = []
-
-            def wait_tails():
-                for f in pending:
-                    f.result()  # re-raises a failed tail here
-
             for n in numbers:
                 for f in pending:
                     if f.done():
                         f.result()  # a failed tail stops the run before the next case
-                pending.append(tails.submit(_start_case(n, before_timing=wait_tails, **kwargs)))
+                pending.append(tails.submit(_start_case(n, **kwargs)))
             results = [f.result() for f in pending]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "ude_cases.json"), "w") as fh:
