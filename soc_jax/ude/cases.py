@@ -626,7 +626,35 @@ def sequential_reference(
 
 
 def run_case(number: int, **kwargs) -> dict:
-    """Run one case end to end: data, (grid search), plain and noise-aware training, scores.
+    """Run one case end to end: ``start_case(number, **kwargs)()`` (arguments there).
+
+    Returns:
+        The results dictionary (also written to ``out/ude_case{N}.json``).
+    """
+    return start_case(number, **kwargs)()
+
+
+def start_case(
+    number: int,
+    *,
+    quick: bool = True,
+    seed: int = 0,
+    out: str = "results/ude",
+    truth: str = "reaction",
+    log_every: int = 50,
+    figures: bool = True,
+    max_iters: int | None = None,
+    compare_sequential: int = 0,
+    groups: str = "width",
+    threads: int | None = None,
+    schedule: str = "halving",
+    log=print,
+):
+    """One case (data, search or direct training, scores) up to its single-threaded tail.
+
+    With the search, the returned ``finish() -> dict`` runs the clean cases' L-BFGS, the final
+    solves, the JSON and the figures, so that :func:`run_cases` can overlap it with the next
+    case; :func:`run_case` calls it at once.
 
     Args:
         number: case 1-6.
@@ -646,31 +674,8 @@ def run_case(number: int, **kwargs) -> dict:
         log: printer.
 
     Returns:
-        The results dictionary (also written to ``out/ude_case{N}.json``).
-    """
-    return _start_case(number, **kwargs)()
-
-
-def _start_case(
-    number: int,
-    *,
-    quick: bool = True,
-    seed: int = 0,
-    out: str = "results/ude",
-    truth: str = "reaction",
-    log_every: int = 50,
-    figures: bool = True,
-    max_iters: int | None = None,
-    compare_sequential: int = 0,
-    groups: str = "width",
-    threads: int | None = None,
-    schedule: str = "halving",
-    log=print,
-):
-    """:func:`run_case` up to the single-threaded tail; returns ``finish() -> dict``.
-
-    With the search, ``finish`` runs the clean cases' L-BFGS, the final solves, the JSON and
-    the figures, so that :func:`run_cases` can overlap it with the next case.
+        ``finish``, which returns the results dictionary (also written to
+        ``out/ude_case{N}.json``).
     """
     case = CASES[number]
     t0 = time.perf_counter()
@@ -925,7 +930,7 @@ def run_cases(
                 for f in pending:
                     if f.done():
                         f.result()  # a failed tail stops the run before the next case
-                pending.append(tails.submit(_start_case(n, **kwargs)))
+                pending.append(tails.submit(start_case(n, **kwargs)))
             results = [f.result() for f in pending]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "ude_cases.json"), "w") as fh:
@@ -947,6 +952,7 @@ __all__ = [
     "run_case",
     "run_cases",
     "score",
+    "start_case",
     "summary_line",
 ]
 
