@@ -185,7 +185,14 @@ class ChainState(NamedTuple):
         wn, wmean, wm2: Welford count, mean (n,) and co-moment (n, n) of the current record.
         cov_test: (n, n) covariance of the last completed test record.
         rec_theta: (C, n) kept samples; rec_pred: (C, w) their modelled SOC; n_rec: count.
-        n_evals, n_failed: model evaluations and failed ones (this chain, all phases).
+        pred_ok: (w,) modelled SOC of the last successful simulation (any evaluation, accepted
+            or not): the profile PRODA's driver still holds when it accepts a failed solve.
+        n_evals: model evaluations (this chain, all phases, incl. wasted lock-step ones).
+        n_failed: failed simulations of p0 or of a proposal inside the box (out-of-box
+            proposals are counted in ``n_out_of_box``, not here).
+        n_acc_failed: accepted failed solves (faithful quirk: the formal run reuses the previous
+            dJ for a failed proposal; always 0 in the default mode).
+        n_out_of_box: proposals drawn outside (0, 1)^n: re-drawn (faithful) or rejected (default).
         n_test_restarts: test-run restarts. n_resample_cap: steps where ``max_resample`` hit.
         acc_formal: acceptances of the final formal run (PRODA's ``upgrade2``).
     """
@@ -216,6 +223,9 @@ class ChainState(NamedTuple):
     n_rec: Array
     n_evals: Array
     n_failed: Array
+    pred_ok: Array
+    n_acc_failed: Array
+    n_out_of_box: Array
     n_test_restarts: Array
     n_resample_cap: Array
     acc_formal: Array
@@ -274,6 +284,9 @@ def _init_one(cfg: AMConfig, n: int, w: int) -> ChainState:
         n_rec=i0,
         n_evals=i0,
         n_failed=i0,
+        pred_ok=z((w,), f64),
+        n_acc_failed=i0,
+        n_out_of_box=i0,
         n_test_restarts=i0,
         n_resample_cap=i0,
         acc_formal=i0,
@@ -305,7 +318,10 @@ def _inside(p: Array) -> Array:
 
 
 def _propose(key, s: ChainState, cfg: AMConfig, n: int):
-    """(proposal, inside, cap_hit). Test: box; formal: Gaussian with the adapted covariance."""
+    """(proposal, inside, cap_hit, n_out). Test: box; formal: Gaussian, adapted covariance.
+
+    ``n_out``: draws that fell outside the box (faithful: each one re-drawn; default: 0 or 1).
+    """
     cov_run = s.wm2 / jnp.maximum(s.wn - 1, 1)
     use_run = (s.phase == FORMAL) & (s.simu + 1 > cfg.adapt_start)
     cov = jnp.where(use_run, cov_run, s.cov_test)
@@ -322,7 +338,8 @@ def _propose(key, s: ChainState, cfg: AMConfig, n: int):
 
     first = draw(jax.random.fold_in(key, 0))
     if not cfg.faithful:
-        return first, _inside(first), jnp.asarray(False)
+        inside = _inside(first)
+        return first, inside, jnp.asarray(False), (~inside).astype(jnp.int32)
 
     def cond(c):
         i, prop = c
@@ -334,7 +351,8 @@ def _propose(key, s: ChainState, cfg: AMConfig, n: int):
 
     i, prop = jax.lax.while_loop(cond, body, (jnp.asarray(1), first))
     inside = _inside(prop)
-    return prop, inside, ~inside
+    n_out = (i - 1 + ~inside).astype(jnp.int32)  # i draws: all but an accepted last one outside
+    return prop, inside, ~inside, n_out
 
 
 def _welford(s: ChainState, x: Array) -> tuple:
@@ -350,7 +368,7 @@ def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> 
     active = s.phase <= FORMAL  # START, TEST or FORMAL
     key = jax.random.fold_in(key0, s.t)
     k_prop, k_u = jax.random.split(key)
-    prop, inside, cap_hit = _propose(k_prop, s, cfg, n)
+    prop, inside, cap_hit, n_out = _propose(k_prop, s, cfg, n)
     starting = s.phase == START
     p0 = jnp.full_like(s.theta, cfg.start)
     prop = jnp.where(starting, p0, prop)
@@ -368,7 +386,10 @@ def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> 
         failed0=failed,
         n_evals=s.n_evals + 1,
         n_failed=s.n_failed + failed,
+        pred_ok=jnp.where(failed, s.pred_ok, pred_new),
     )
+    sim_failed = failed & inside  # a failed simulation of a proposal inside the box
+    pred_ok = jnp.where(failed | ~inside, s.pred_ok, pred_new)
     failed = failed | ~inside
     j_new = jnp.where(failed, s.cost + cfg.penalty, j_new)
     is_test = s.phase == TEST
@@ -388,7 +409,9 @@ def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> 
 
     theta = jnp.where(accept, prop, s.theta)
     cost = jnp.where(accept, j_new, s.cost)
-    pred = jnp.where(accept, pred_new, s.pred)
+    # an accepted failed solve (faithful only) keeps the last successful simulation's profile,
+    # as the driver does (it never recomputes the profile in its failed branch)
+    pred = jnp.where(accept, jnp.where(sim_failed, s.pred_ok, pred_new), s.pred)
     n_acc = s.n_acc + accept
     rate = n_acc / simu
     if cfg.faithful:
@@ -428,7 +451,10 @@ def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> 
         rec_pred=s.rec_pred,
         n_rec=n_rec,
         n_evals=s.n_evals + 1,
-        n_failed=s.n_failed + failed,
+        n_failed=s.n_failed + sim_failed,
+        pred_ok=pred_ok,
+        n_acc_failed=s.n_acc_failed + (accept & sim_failed),
+        n_out_of_box=s.n_out_of_box + n_out,
         n_resample_cap=s.n_resample_cap + cap_hit,
     )
 

@@ -133,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         result = driver.calibrate(profiles, forcing, args.out, settings, resume=args.resume)
+    except driver.InputError as err:
+        name = "forcing.nc" if err.source == "forcing" else "profiles.nc"
+        args._parser.error(f"argument --data: {os.path.join(args.data, name)} {err}")
     except (driver.SettingsMismatch, FileExistsError) as err:
         args._parser.error(f"argument --out: {err}")
     wall = time.perf_counter() - t0
@@ -147,26 +150,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _median(x: np.ndarray, fmt: str = ".3f") -> str:
+    x = x[np.isfinite(x)]
+    return format(float(np.median(x)), fmt) if x.size else "n/a"
+
+
 def summary_text(result: dict, wall: float) -> str:
-    """Short summary: profiles done/skipped/filtered, R-hat, acceptance, evaluations per second."""
+    """Short summary: profiles done/skipped/filtered (and why), R-hat, acceptance, counts."""
+    from . import driver, postprocess
+
     post = result["posterior"]
     status = post["status"].values
     done = status & 32 == 0
     n_done = int(done.sum())
     passed = int(post["filter_pass"].values[done].astype(bool).sum())
+    rule = post.attrs.get("filter_rule", "proda_gr")
     rhat = post["rhat"].values[done]
-    rhat = rhat[rhat > 0]
+    n_nonfinite = int(np.sum((status & 1024) != 0))
     acc = post["acceptance"].values[done].ravel()
     valid = post["valid"].values[done].astype(bool).ravel()
     acc = acc[valid]
     evals = result["evals"]
     rate = evals / result["run_seconds"] if result["run_seconds"] > 0 else float("nan")
+    skipped = result["skipped"]
     lines = [
-        f"calibrated {n_done} profiles ({len(result['skipped'])} skipped), "
+        f"calibrated {n_done} profiles ({len(skipped)} skipped), "
         f"{result['n_chunks']} chunks ({result['chunks_resumed']} resumed), wall {wall:.1f} s",
-        f"site filter (max R2 > 0 and mean GR < 1.05): {passed} of {n_done} pass",
-        "median rank R-hat over profiles x parameters: "
-        + (f"{np.median(rhat):.3f}" if rhat.size else "n/a"),
+        f"site filter [{rule}] ({postprocess.FILTER_RULES[rule]}): {passed} of {n_done} pass"
+        + (f"; {n_nonfinite} with a non-finite diagnostic fail" if n_nonfinite else ""),
+        "median rank R-hat over profiles x parameters: " + _median(rhat),
         "acceptance rate of kept chains: "
         + (
             f"median {np.median(acc):.3f} (5-95 %: {np.quantile(acc, 0.05):.3f}-"
@@ -178,16 +190,27 @@ def summary_text(result: dict, wall: float) -> str:
         f"(this session, incl. compilation): {rate:.3g} per s",
         f"flagged profiles (status != 0): {int(np.sum(status != 0))}",
     ]
+    if "n_acc_failed" in post:
+        counts = {k: int(post[k].values[done].sum()) for k in driver._AM_CHAIN_COUNTS}
+        lines.append(
+            f"chain counts (all chains): {counts['n_failed_evals']} failed simulations, "
+            f"{counts['n_acc_failed']} accepted failed solves, "
+            f"{counts['n_test_restarts']} test-run restarts, {counts['n_discards']} formal-run "
+            f"discards, {counts['n_out_of_box']} out-of-box proposals"
+        )
     if "n_grad_evals" in post:
         ess = post["ess_bulk"].values[done]
         grads = post["n_grad_evals"].values[done].sum(axis=1)
         lines += [
             f"sampler {post.attrs.get('sampler')}: median bulk ESS "
-            + (f"{np.median(ess):.0f}" if ess.size else "n/a")
+            + _median(ess, ".0f")
             + ", gradient evaluations per profile: median "
             + (f"{np.median(grads):.0f}" if grads.size else "n/a")
-            + f", divergences: {int(post['divergences'].values[done].sum())}",
+            + f", divergences: {int(post['divergences'].values[done].sum())}"
+            + f", rescued profiles: {int(np.sum((status & 512) != 0))}",
         ]
-    for pid, reason in list(result["skipped"].items())[:10]:
+    if skipped:
+        lines.append(f"skipped {len(skipped)} profiles: {driver.skip_counts(skipped)}")
+    for pid, reason in list(skipped.items())[:10]:
         lines.append(f"  skipped {pid}: {reason}")
     return "\n".join(lines)

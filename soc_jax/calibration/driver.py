@@ -1,9 +1,12 @@
 """Chunked, resumable batched calibration of every profile (the engine of ``soc-jax calibrate``).
 
 * Inputs: a profiles Dataset and a forcing Dataset (``profiles.nc`` / ``forcing.nc`` as
-  ``soc-jax synth`` writes them), matched by ``profile_id``. Profiles that cannot be calibrated
-  (no forcing, no layers, NaN/negative/zero SOC, bad depths, fewer than ``min_layers`` layers)
-  are reported with a reason naming the profile and get ``status`` bit 32; the batch goes on.
+  ``soc-jax synth`` writes them), matched by ``profile_id`` (a forcing without it is refused,
+  `InputError`). Profiles that cannot be calibrated (no forcing, no layers,
+  NaN/negative/zero SOC, bad depths, fewer than ``min_layers`` layers) are reported with a
+  reason naming the profile and get ``status`` bit 32; the log gets one line with their count
+  grouped by reason; the batch goes on. If no profile is left, `InputError` is raised before
+  anything is written or compiled.
 * Keys: each profile's key is ``fold_in(PRNGKey(seed), crc32(profile_id))`` and its chains'
   keys fold in the chain index, so a profile's result depends on (seed, id, settings) only,
   never on its chunk or neighbours (tested: batched == alone, resumed == uninterrupted).
@@ -13,7 +16,8 @@
   atomic ``os.replace``). ``settings.json`` records the settings; a resumed run refuses an OUT
   written with different settings and skips finished chunks.
 * Outputs (after the last chunk): ``posterior.nc`` (profile x parameter summaries, chain
-  diagnostics, modelled SOC at the observed depths, status and reason; no NaN), ``draws.nc``
+  diagnostics, modelled SOC at the observed depths, per-chain counts, status and reason; NaN
+  marks a missing value, never a result; attribute ``filter_rule``), ``draws.nc``
   (the kept samples in ArviZ's (chain, draw) layout per profile), figures and ``summary.txt``.
 
 Samplers (``Settings.sampler``): ``"proda-am"`` (default, `am`), or the gradient-based
@@ -30,9 +34,11 @@ to a multiple of the device count. Multi-host (``jax.distributed``) is not wired
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -47,11 +53,28 @@ from ..grid import N_LAYERS, ZSOI
 from . import am, gradient, postprocess
 from .likelihood import make_evaluator, model_module
 
-__all__ = ["Settings", "SAMPLER_NAMES", "profile_key", "screen", "calibrate", "SettingsMismatch"]
+__all__ = [
+    "Settings",
+    "SAMPLER_NAMES",
+    "profile_key",
+    "screen",
+    "skip_counts",
+    "calibrate",
+    "SettingsMismatch",
+    "InputError",
+]
 
 
 class SettingsMismatch(ValueError):
     """Resuming into an output directory written with different settings."""
+
+
+class InputError(ValueError):
+    """The inputs cannot be calibrated: ``source`` names the input ("forcing", "profiles")."""
+
+    def __init__(self, message: str, source: str):
+        super().__init__(message)
+        self.source = source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +144,9 @@ class Settings:
         ).validate()
 
 
+_MAX_SKIP_LINES = 10
+"""Skipped profiles named one per line on the terminal (all are counted, grouped by reason)."""
+
 _GRADIENT_FIELDS = ("n_warmup", "n_draws", "max_tree_depth", "target_accept", "init_tries")
 SAMPLER_NAMES: tuple[str, ...] = ("proda-am",) + gradient.SAMPLERS
 """Every ``Settings.sampler`` value."""
@@ -138,17 +164,22 @@ def screen(profiles: xr.Dataset, forcing: xr.Dataset, min_layers: int = 3):
     Returns:
         (index of calibratable profiles (file order), index into ``forcing`` for each,
         {profile index: reason} of skipped ones).
+
+    Raises:
+        InputError: ``forcing`` has no ``profile_id`` (nothing could be matched).
     """
     ids = [str(x) for x in profiles["profile_id"].values]  # plain str: clean messages
     reasons: dict[int, str] = {}
     for i, message in profile_problems(profiles):
         reasons.setdefault(i, message)
-    f_ids = (
-        forcing["profile_id"].values.astype(str)
-        if "profile_id" in forcing.coords or "profile_id" in forcing
-        else None
-    )
-    where = {pid: j for j, pid in enumerate(f_ids)} if f_ids is not None else {}
+    if "profile_id" not in forcing.coords and "profile_id" not in forcing:
+        raise InputError(
+            "has no profile_id coordinate: the forcing of each profile is found by its "
+            "profile_id (write it as `soc-jax synth` does)",
+            "forcing",
+        )
+    f_ids = forcing["profile_id"].values.astype(str)
+    where = {pid: j for j, pid in enumerate(f_ids)}
     mask = profiles["mask"].values.astype(bool)
     soc = profiles["soc"].values
     for i, pid in enumerate(ids):
@@ -159,12 +190,25 @@ def screen(profiles: xr.Dataset, forcing: xr.Dataset, min_layers: int = 3):
             continue
         k = int(mask[i].sum())
         if k < min_layers:
-            reasons[i] = f"profile {pid!r} (index {i}): {k} layers, fewer than {min_layers}"
+            reasons[i] = f"profile {pid!r} (index {i}): fewer than {min_layers} layers ({k})"
         elif np.any(soc[i, mask[i]] <= 0):
             reasons[i] = f"profile {pid!r} (index {i}): SOC must be > 0 on observed layers"
     keep = np.array([i for i in range(len(ids)) if i not in reasons], int)
     f_index = np.array([where[ids[i]] for i in keep], int)
     return keep, f_index, reasons
+
+
+def _reason_kind(message: str) -> str:
+    """The rule a skip message names, without the profile and its values (for grouping)."""
+    rule = message.split("): ", 1)[-1].split(":", 1)[0]
+    rule = re.sub(r"^(lat|lon) \S+ ", r"\1 ", rule)
+    return re.sub(r" \(\d+\)$", "", rule)
+
+
+def skip_counts(skipped: dict) -> str:
+    """One line: how many profiles were skipped and why, grouped by rule with counts."""
+    kinds = collections.Counter(_reason_kind(r) for r in skipped.values())
+    return ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
 
 
 def _atomic_write(ds: xr.Dataset, path: str) -> None:
@@ -192,8 +236,18 @@ _SUMMARY_DIMS = {
     "filter_pass": ("profile",),
     "status": ("profile",),
     "gr_mean": ("profile",),
+    "rhat_max": ("profile",),
     "r2_max": ("profile",),
 }
+_AM_CHAIN_COUNTS = (
+    "n_evals",
+    "n_failed_evals",
+    "n_acc_failed",
+    "n_test_restarts",
+    "n_discards",
+    "n_out_of_box",
+)
+"""Per-chain counts of PRODA's AM written to posterior.nc (see `_LONG_NAMES`)."""
 
 
 def _chunk_dataset(ids: np.ndarray, summary: dict, states: am.ChainState) -> xr.Dataset:
@@ -206,8 +260,10 @@ def _chunk_dataset(ids: np.ndarray, summary: dict, states: am.ChainState) -> xr.
     pc = ("profile", "chain")
     post["n_evals"] = (pc, s.n_evals[:n])
     post["n_failed_evals"] = (pc, s.n_failed[:n])
+    post["n_acc_failed"] = (pc, s.n_acc_failed[:n])
     post["n_discards"] = (pc, s.n_discards[:n])
     post["n_test_restarts"] = (pc, s.n_test_restarts[:n])
+    post["n_out_of_box"] = (pc, s.n_out_of_box[:n])
     post["phase"] = (pc, s.phase[:n])
     post["draws"] = (("profile", "chain", "draw", "parameter"), s.rec_theta[:n])
     post["draws_soc"] = (("profile", "chain", "draw", "slot"), s.rec_pred[:n])
@@ -225,6 +281,7 @@ _GRADIENT_CHAIN_VARS = (
     "rescued",
 )
 _GRADIENT_PROFILE_VARS = {
+    "divergent_share": ("profile",),
     "soc_q05": ("profile", "slot"),
     "soc_q95": ("profile", "slot"),
     "soc_nodes_mean": ("profile", "node"),
@@ -234,7 +291,7 @@ _GRADIENT_PROFILE_VARS = {
 
 
 def _pooled_quantiles(x: np.ndarray, failed: np.ndarray, qs=(0.05, 0.95)) -> list[np.ndarray]:
-    """Quantiles over (chain, draw) of x (P, C, D, k) without failed draws (0 if none is left)."""
+    """Quantiles over (chain, draw) of x (P, C, D, k) without failed draws (NaN if none left)."""
     flat = np.where(failed[..., None], np.nan, x).reshape(x.shape[0], -1, x.shape[-1])
     with np.errstate(all="ignore"):
         import warnings
@@ -243,7 +300,7 @@ def _pooled_quantiles(x: np.ndarray, failed: np.ndarray, qs=(0.05, 0.95)) -> lis
             warnings.simplefilter("ignore", RuntimeWarning)
             out = [np.nanquantile(flat, q, axis=1) for q in qs]
             out.append(np.nanmean(flat, axis=1))
-    return [np.where(np.isfinite(a), a, 0.0) for a in out]
+    return out  # NaN where no draw is left (a profile that was not sampled)
 
 
 def _gradient_chunk(ids, gout, data, obs_all, pad, settings) -> xr.Dataset:
@@ -258,6 +315,7 @@ def _gradient_chunk(ids, gout, data, obs_all, pad, settings) -> xr.Dataset:
     q05, q95, _ = _pooled_quantiles(pred, failed)
     n05, n95, nmean = _pooled_quantiles(soc, failed)
     extra = {
+        "divergent_share": summary["divergent_share"],
         "soc_q05": q05,
         "soc_q95": q95,
         "soc_nodes_mean": nmean,
@@ -312,6 +370,8 @@ def calibrate(
         ``timings`` and counts.
 
     Raises:
+        InputError: nothing to calibrate (every profile skipped) or a forcing without
+            ``profile_id``; raised before anything is written or compiled.
         SettingsMismatch: resuming into ``out`` written with different settings.
         FileExistsError: ``out`` has chunks and ``resume`` is False.
     """
@@ -327,6 +387,14 @@ def calibrate(
     module = model_module(settings.model)
     space = module.PARAMETERS
     n_par = len(space)
+    # before any output or compilation: a run that would compute nothing is an error
+    keep, f_index, skipped = screen(profiles, forcing, settings.min_layers)
+    n_all = int(profiles.sizes["profile"])
+    if keep.size == 0:
+        why = f": {skip_counts(skipped)}" if skipped else ""
+        raise InputError(
+            f"leaves no profile to calibrate ({n_all} of {n_all} skipped{why})", "profiles"
+        )
     chunk_dir = os.path.join(out, "chunks")
     os.makedirs(chunk_dir, exist_ok=True)
     settings_path = os.path.join(out, "settings.json")
@@ -350,10 +418,13 @@ def calibrate(
         json.dump(mine, f, indent=1)
     os.replace(settings_path + ".tmp", settings_path)
 
-    keep, f_index, skipped = screen(profiles, forcing, settings.min_layers)
     ids_all = profiles["profile_id"].values.astype(str)
-    for reason in skipped.values():
+    for reason in list(skipped.values())[:_MAX_SKIP_LINES]:
         log(f"skipped: {reason}")
+    if skipped:
+        more = len(skipped) - _MAX_SKIP_LINES
+        tail = f" ({more} more: see 'reason' in posterior.nc)" if more > 0 else ""
+        log(f"skipped {len(skipped)} of {n_all} profiles: {skip_counts(skipped)}{tail}")
     obs_all = pad_observations(profiles, width)
     forcing_all = dataset_to_forcing(forcing)
     evaluate = make_evaluator(settings.model, settings.mode)
@@ -454,8 +525,15 @@ _LONG_NAMES = {
     "para_summary_mean": ("posterior mean of the normalized parameter (optimal chain)", "1"),
     "para_summary_std": ("posterior std of the normalized parameter (optimal chain)", "1"),
     "para_es": ("GEV-mode estimate of the normalized parameter (L-moment fit)", "1"),
-    "gr": ("Gelman-Rubin statistic as coded by PRODA", "1"),
-    "rhat": ("rank-normalised split R-hat (BlackJAX; Vehtari et al. 2021)", "1"),
+    "gr": (
+        "Gelman-Rubin, PRODA's formula with n = the last valid chain's post-burn-in count "
+        "(NaN: fewer than 2 valid chains; inf: chains frozen at different values)",
+        "1",
+    ),
+    "rhat": (
+        "rank-normalised split R-hat (BlackJAX; Vehtari et al. 2021; NaN: not computed)",
+        "1",
+    ),
     "ess_bulk": ("bulk effective sample size of the kept samples", "1"),
     "ess_tail": ("tail effective sample size of the kept samples", "1"),
     "soc_mod_opt": ("posterior mean modelled SOC at the observed depths", "gC m-3"),
@@ -466,14 +544,24 @@ _LONG_NAMES = {
     "valid": ("1 if the chain finished its formal run with >= 4 kept samples", "1"),
     "n_kept": ("number of kept samples of the chain", "1"),
     "opt_chain": ("index of the optimal (min RMSE) chain", "1"),
-    "filter_pass": ("PRODA site filter: max R2 > 0 and mean GR < 1.05", "1"),
+    "filter_pass": ("site filter (rule: see the filter_rule attribute)", "1"),
     "status": ("status bits (0 = fine; see reason)", "1"),
-    "gr_mean": ("mean over parameters of PRODA's Gelman-Rubin", "1"),
+    "gr_mean": ("mean over parameters of gr (NaN: not computed; inf: W = 0)", "1"),
+    "rhat_max": ("max over parameters of the rank R-hat (NaN: not computed)", "1"),
     "r2_max": ("max over chains of PRODA's 'R2'", "1"),
     "n_evals": ("model evaluations of the chain (all phases)", "1"),
-    "n_failed_evals": ("failed model evaluations of the chain", "1"),
+    "n_failed_evals": ("failed simulations of p0 or of proposals inside the box", "1"),
+    "n_acc_failed": (
+        "accepted failed solves (faithful: the formal run reuses the previous dJ; "
+        "0 in the default mode)",
+        "1",
+    ),
     "n_discards": ("formal runs discarded by the acceptance-rate rule", "1"),
     "n_test_restarts": ("test-run restarts (< 50 acceptances)", "1"),
+    "n_out_of_box": (
+        "proposals drawn outside the box (0, 1)^n (faithful: re-drawn; default: rejected)",
+        "1",
+    ),
     "phase": ("final chain phase (0 test, 1 formal, 2 done, 3 failed)", "1"),
 }
 _GRADIENT_LONG_NAMES = {
@@ -483,7 +571,8 @@ _GRADIENT_LONG_NAMES = {
     "para_summary_std": ("posterior std of the normalized parameter (all chains)", "1"),
     "soc_mod_opt": ("posterior mean modelled SOC at the observed depths (all chains)", "gC m-3"),
     "soc_std_opt": ("posterior std of modelled SOC at the observed depths (all chains)", "gC m-3"),
-    "gr": ("Gelman-Rubin statistic as coded by PRODA (all draws)", "1"),
+    "gr": ("Gelman-Rubin, PRODA's formula with n = the draws per chain (all draws)", "1"),
+    "divergent_share": ("share of the post-warm-up transitions that diverged (all chains)", "1"),
     "ess_bulk": ("bulk effective sample size of the draws (all chains)", "1"),
     "ess_tail": ("tail effective sample size of the draws (all chains)", "1"),
     "n_evals": ("model evaluations of the chain (start + value-and-gradient)", "1"),
@@ -504,7 +593,7 @@ _GRADIENT_LONG_NAMES = {
 
 
 def _assemble(profiles, chunks, keep, skipped, space, settings):
-    """posterior.nc and draws.nc over all profiles (skipped ones: zeros, status 32, reason)."""
+    """posterior.nc and draws.nc over all profiles (skipped: NaN/0, status 32, reason)."""
     n = int(profiles.sizes["profile"])
     n_par, nc, w = len(space), settings.n_chains, settings.width
     use_am = settings.sampler == "proda-am"
@@ -525,16 +614,27 @@ def _assemble(profiles, chunks, keep, skipped, space, settings):
     dims_of["draws_n_steps"] = ("profile", "chain", "draw")
     dims_of["warmup_n_steps"] = ("profile", "chain", "warmup_step")
     long_names = dict(_LONG_NAMES)
+    rule = postprocess.filter_rule(settings.faithful) if use_am else gradient.FILTER_RULE
+    long_names["filter_pass"] = (f"site filter: {postprocess.FILTER_RULES[rule]}", "1")
     if use_am:
-        names = list(_SUMMARY_DIMS) + ["n_evals", "n_failed_evals", "n_discards"]
+        names = list(_SUMMARY_DIMS) + list(_AM_CHAIN_COUNTS)
+        dims_of.update({k: ("profile", "chain") for k in _AM_CHAIN_COUNTS})
+        if settings.faithful:
+            long_names["gr"] = (
+                "Gelman-Rubin as coded by PRODA's driver: n = the last valid chain's total kept "
+                "count, burn-in included (NaN: fewer than 2 valid chains; inf: W = 0)",
+                "1",
+            )
     else:
         long_names.update(_GRADIENT_LONG_NAMES)
         names = list(_SUMMARY_DIMS) + ["n_evals", *_GRADIENT_CHAIN_VARS, *_GRADIENT_PROFILE_VARS]
 
     def full(name):
-        a = np.zeros(tuple(sizes[d] for d in dims_of[name]))
+        """All profiles: calibrated rows from the chunks; skipped rows NaN (floats) or 0."""
+        dtype = cat[name].dtype if cat is not None else np.dtype(float)
+        missing = np.nan if dtype.kind == "f" and not name.startswith("draws") else 0
+        a = np.full(tuple(sizes[d] for d in dims_of[name]), missing, dtype)
         if cat is not None:
-            a = a.astype(cat[name].dtype)
             a[keep] = cat[name].values
         return a
 
@@ -553,12 +653,15 @@ def _assemble(profiles, chunks, keep, skipped, space, settings):
         data[name] = (dims_of[name], full(name), {"long_name": long_name, "units": units})
     data["status"] = (("profile",), status, {"long_name": _LONG_NAMES["status"][0], "units": "1"})
     data["reason"] = (("profile",), reason, {"long_name": "why a profile is skipped or flagged"})
-    calibrated = np.isin(np.arange(n), keep)[:, None]
-    physical = np.asarray(space.to_physical(jnp.asarray(np.clip(full("para_summary_mean"), 0, 1))))
+    mean = full("para_summary_mean")
+    physical = np.asarray(space.to_physical(jnp.asarray(np.clip(np.nan_to_num(mean), 0, 1))))
     data["para_mean_physical"] = (
         ("profile", "parameter"),
-        np.where(calibrated, physical, 0.0),
-        {"long_name": "posterior mean in physical units", "units": "see unit coordinate"},
+        np.where(np.isfinite(mean), physical, np.nan),
+        {
+            "long_name": "posterior mean in physical units (NaN: missing)",
+            "units": "see unit coordinate",
+        },
     )
     obs = pad_observations(profiles, w)
     data["soc_obs"] = (
@@ -582,6 +685,11 @@ def _assemble(profiles, chunks, keep, skipped, space, settings):
         "unit": ("parameter", np.asarray(space.units, dtype=object)),
     }
     attrs = {k: str(v) for k, v in settings.record().items()}
+    attrs.update(filter_rule=rule, filter_rule_text=postprocess.FILTER_RULES[rule])
+    attrs["missing_values"] = (
+        "NaN in a float variable means missing (skipped profile, no valid chain, diagnostic "
+        "not computed; see status and reason); gr, gr_mean and rhat may be inf"
+    )
     post = xr.Dataset(data, coords=coords, attrs={"title": "soc_jax posterior summary", **attrs})
     draws = xr.Dataset(
         {

@@ -26,7 +26,9 @@ def profiles_figure(post: xr.Dataset, path: str, n_sites: int = 6) -> None:
     modelled SOC, no observation noise).
     """
     plt = _plt()
-    ok = np.flatnonzero(post["status"].values & 32 == 0)
+    # profiles with a posterior (skipped ones and those without a valid chain are NaN)
+    has = np.all(np.isfinite(post["para_summary_mean"].values), axis=1)
+    ok = np.flatnonzero((post["status"].values & 32 == 0) & has)
     picks = ok[np.linspace(0, ok.size - 1, min(n_sites, ok.size)).astype(int)] if ok.size else []
     fig, axes = plt.subplots(1, max(len(picks), 1), figsize=(2.4 * max(len(picks), 1), 3.6))
     axes = np.atleast_1d(axes)
@@ -74,11 +76,14 @@ def profiles_figure(post: xr.Dataset, path: str, n_sites: int = 6) -> None:
 
 
 def diagnostics_figure(post: xr.Dataset, path: str) -> None:
-    """Histograms of the rank R-hat (profiles x parameters) and of the acceptance rates."""
+    """Histograms of the rank R-hat (profiles x parameters) and of the acceptance rates.
+
+    R-hat: computed values only (NaN = not computed is left out); inf is drawn at the clip.
+    """
     plt = _plt()
     done = post["status"].values & 32 == 0
     rhat = post["rhat"].values[done].ravel()
-    rhat = rhat[rhat > 0]
+    rhat = rhat[~np.isnan(rhat)]
     acc = post["acceptance"].values[done].ravel()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
     a1.hist(np.clip(rhat, 1.0, 3.0), bins=40, color="C1")
@@ -100,7 +105,8 @@ def truth_figure(post: xr.Dataset, truth: xr.Dataset, path: str) -> dict[str, fl
     tid = truth["profile_id"].values.astype(str)
     where = {pid: j for j, pid in enumerate(tid)}
     pid = post["profile_id"].values.astype(str)
-    done = (post["status"].values & 32 == 0) & np.isin(pid, tid)
+    has = np.all(np.isfinite(post["para_summary_mean"].values), axis=1)
+    done = (post["status"].values & 32 == 0) & np.isin(pid, tid) & has
     idx = np.array([where[p] for p in pid[done]], int)
     true = truth["p"].values[idx]
     est = post["para_summary_mean"].values[done]

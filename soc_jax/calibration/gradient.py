@@ -38,11 +38,12 @@ logistic): ``init_tries`` draws per chain are evaluated (together, lock-step) an
 at the best of its draws (highest finite log-density; the draws stay independent across
 chains, so the starts stay over-dispersed). After the warm-up, a chain stuck far below the
 others (`_rescue`; e.g. started in a stiff region where every transition diverges under ChEES's
-shared step size) continues from the best chain's state; ``rescued`` records it (status 512).
+shared step size) continues from the best chain's state; ``rescued`` records it (status 512)
+and the profile never passes the site filter (see `summarize`).
 A chain none of whose draws simulates starts at another chain's start (``start_ok`` False;
 status bit 128); a profile with no simulating draw at all is not sampled (its log-density is
 replaced by the prior so that the compiled batch stays finite; ``usable`` False; status bit
-256; its summaries are zero).
+256; its summaries are NaN, missing).
 
 **Evaluation counts** (per chain): ``init_evals`` forward evaluations; ``warmup_grads`` and
 ``n_steps`` (per draw) log-density-and-gradient evaluations (leapfrog steps; NUTS counts every
@@ -75,6 +76,8 @@ __all__ = [
     "run_profile",
     "run_batch",
     "lockstep_waste",
+    "FILTER_RULE",
+    "MAX_DIVERGENT_SHARE",
 ]
 
 SAMPLERS: tuple[str, ...] = ("nuts", "mala", "chees")
@@ -224,6 +227,13 @@ def _info_filter():
 
     return get_filter_adapt_info_fn(info_keys={"num_integration_steps"})
 
+
+FILTER_RULE: str = "rank_rhat"
+"""Site-filter rule of the gradient samplers (`postprocess.FILTER_RULES`)."""
+
+MAX_DIVERGENT_SHARE: float = 0.01
+"""A profile whose post-warm-up transitions (all chains) diverge more often than this share
+fails the site filter (status bit 2048)."""
 
 STUCK_MARGIN: float = 20.0
 """A chain whose log-density after the warm-up is below the best chain's by more than
@@ -445,11 +455,21 @@ def summarize(
         obs, mask: (P, w) observations (gC m-3) and mask.
 
     Returns:
-        dict of finite arrays (see `postprocess.summarize`) plus ``divergences``,
-        ``mean_tree_depth``, ``max_tree_depth``, ``step_size``, ``n_grad_evals``,
-        ``n_grad_warmup``, ``n_init_evals``, ``rescued`` (profile, chain) and the extra
-        status bits 128 (a chain found no simulating start), 256 (no chain did: not sampled)
-        and 512 (a chain was rescued after the warm-up).
+        dict of arrays (NaN where missing, see `postprocess.summarize`) plus
+        ``divergent_share`` (profile,), ``divergences``, ``mean_tree_depth``,
+        ``max_tree_depth``, ``step_size``, ``n_grad_evals``, ``n_grad_warmup``,
+        ``n_init_evals``, ``rescued`` (profile, chain) and the extra status bits 128 (a chain
+        found no simulating start), 256 (no chain did: not sampled), 512 (a chain was rescued
+        after the warm-up) and 2048 (more than `MAX_DIVERGENT_SHARE` of the post-warm-up
+        transitions diverged).
+
+    Site filter (``filter_pass``, rule ``"rank_rhat"`` of `postprocess.FILTER_RULES`): max R2
+    > 0, max rank R-hat < 1.05, every diagnostic finite, and neither a rescued chain (512)
+    nor too many divergences (2048). A rescued chain restarted at the best chain's state after
+    the warm-up, so its draws no longer come from a dispersed start and agree with the best
+    chain by construction: R-hat after a rescue is no evidence of convergence (a second mode
+    would be hidden), so a rescued profile never passes. Divergences mean the sampler could not
+    follow the posterior's geometry and its draws may miss part of the mass.
     """
     from . import postprocess
 
@@ -484,45 +504,53 @@ def summarize(
     rmse = np.where(valid, np.sqrt(ss_res / n_lay), 0.0)
     opt = np.argmin(np.where(valid, rmse, np.inf), axis=1)
 
-    gr = np.zeros((n_p, n_par))
-    rhat = np.zeros((n_p, n_par))
-    ess_b = np.zeros((n_p, n_par))
-    ess_t = np.zeros((n_p, n_par))
+    gr = np.full((n_p, n_par), np.nan)
+    rhat = np.full((n_p, n_par), np.nan)
+    ess_b = np.full((n_p, n_par), np.nan)
+    ess_t = np.full((n_p, n_par), np.nan)
     multi = usable & (n_c >= 2)
     for i in np.flatnonzero(multi):
         gr[i] = postprocess.gelman_rubin_proda(p[i], np.ones((n_c, n_d), bool), n_d)
         r, eb, et = postprocess._diagnostics(jnp.asarray(p[i]))
         rhat[i], ess_b[i], ess_t[i] = np.asarray(r), np.asarray(eb), np.asarray(et)
-    gr = postprocess._finite(gr)
-    gr_mean = np.where(multi, gr.mean(axis=1), 0.0)
-    r2_max = np.where(usable, np.max(np.where(valid, r2, -np.inf), axis=1), 0.0)
+    gr_mean = np.where(multi, gr.mean(axis=1), np.nan)
+    rhat_max = rhat.max(axis=1)
+    r2_max = np.where(usable, np.max(np.where(valid, r2, -np.inf), axis=1), np.nan)
+    div_share = o.divergent.sum(axis=(1, 2)) / (n_c * n_d)
     status = np.zeros(n_p, int)
     status |= np.where(~o.start_ok.all(axis=1), 128, 0)
     status |= np.where(~usable, 256 | 16 | 8, 0)
     status |= np.where(usable & ~multi, 8, 0)
     status |= np.where(usable & o.rescued.any(axis=1), 512, 0)
+    bad = postprocess.non_finite_diagnostics(gr, rhat, ess_b, ess_t, status)
+    status |= np.where(multi & bad, 1024, 0)
+    status |= np.where(usable & (div_share > MAX_DIVERGENT_SHARE), 2048, 0)
     keep = usable[:, None]
     n_grad = o.warmup_steps.sum(axis=2) + o.n_steps.sum(axis=2) + 1  # +1: the initial gradient
     res = {
-        "para_summary_mean": np.where(keep, postprocess._finite(para_mean), 0.0),
-        "para_summary_std": np.where(keep, postprocess._finite(para_std), 0.0),
-        "para_es": np.where(keep, postprocess._finite(para_es), 0.0),
+        "para_summary_mean": np.where(keep, para_mean, np.nan),
+        "para_summary_std": np.where(keep, para_std, np.nan),
+        "para_es": np.where(keep, para_es, np.nan),
         "gr": gr,
-        "rhat": postprocess._finite(rhat),
-        "ess_bulk": postprocess._finite(ess_b),
-        "ess_tail": postprocess._finite(ess_t),
-        "soc_mod_opt": np.where(keep, postprocess._finite(soc_mean), 0.0),
-        "soc_std_opt": np.where(keep, postprocess._finite(soc_std), 0.0),
-        "r2": postprocess._finite(r2),
-        "rmse": postprocess._finite(rmse),
+        "rhat": rhat,
+        "ess_bulk": ess_b,
+        "ess_tail": ess_t,
+        "soc_mod_opt": np.where(keep, soc_mean, np.nan),
+        "soc_std_opt": np.where(keep, soc_std, np.nan),
+        "r2": np.where(valid, r2, np.nan),
+        "rmse": np.where(valid, rmse, np.nan),
         "acceptance": np.where(valid, postprocess._finite(o.accept.mean(axis=2)), 0.0),
         "valid": valid,
         "n_kept": np.where(valid, n_d, 0),
         "opt_chain": opt.astype(int),
-        "filter_pass": usable & multi & (r2_max > 0) & (gr_mean < 1.05),
+        "filter_pass": postprocess.site_filter(
+            FILTER_RULE, r2_max, gr_mean, rhat_max, status, usable & multi
+        ),
         "status": status,
-        "gr_mean": postprocess._finite(gr_mean),
-        "r2_max": postprocess._finite(r2_max),
+        "gr_mean": gr_mean,
+        "rhat_max": rhat_max,
+        "r2_max": r2_max,
+        "divergent_share": np.where(usable, div_share, np.nan),
         "divergences": o.divergent.sum(axis=2).astype(int),
         "mean_tree_depth": o.tree_depth.mean(axis=2),
         "max_tree_depth": o.tree_depth.max(axis=2).astype(int),

@@ -22,15 +22,28 @@ As coded by PRODA (SPEC 6 and its driver details 5-6):
   maximum likelihood (``gevfit``); here the fit is Hosking's (1985) L-moment estimator, closed
   form and vectorised (an ML fit per parameter costs ~70 ms with SciPy: 1.5 s per profile);
   a mode outside the box [0, 1] (a poor fit of a piled-up marginal) is clipped to it;
-* Gelman-Rubin per parameter over the post-burn-in samples of the m valid chains with
-  ``n`` = the count of the *last* valid chain for every chain (driver detail 5):
+* Gelman-Rubin per parameter over the post-burn-in samples of the m valid chains with one
+  ``n`` for every chain (driver detail 5):
   ``B = n/(m-1) sum_k (xbar_k - xbar)^2``, ``W = 1/(m(n-1)) sum_k sum_i (x_ik - xbar_k)^2``,
-  ``GR = sqrt(((n-1) W/n + B/n) / W)``;
-* site filter: ``max_chain R2 > 0`` and ``mean_parameters GR < 1.05``.
+  ``GR = sqrt(((n-1) W/n + B/n) / W)``. Faithful mode: ``n`` = the *total* kept (accepted)
+  count of the last valid chain, burn-in included, as the driver codes it (``valid_num``);
+  default mode: ``n`` = the post-burn-in count of the last valid chain;
+* RMSE: faithful mode divides by the observed layer count *before* layers whose modelled
+  mean is zero or not finite are dropped from the sum (driver detail 6); the default mode sums
+  over every observed layer.
+
+Site filter (`FILTER_RULES`; ``filter_pass``): faithful mode ``"proda_gr"`` = PRODA's
+``max_chain R2 > 0`` and ``mean_parameters GR < 1.05``; default mode ``"rank_rhat"`` =
+``max_chain R2 > 0`` and ``max_parameters rank R-hat < 1.05``. Both also need >= 2 valid chains
+and every computed diagnostic (GR, R-hat, ESS) finite: a non-finite one (chains frozen at
+different values give W = 0 and GR = inf) sets status bit 1024 and fails the filter.
 
 A chain is *valid* if it finished its formal run (phase DONE) with at least 4 kept samples.
-Quantities that cannot be computed (fewer than 2 valid chains for GR/R-hat/ESS, no valid chain
-for the rest) are 0 and the profile's ``status`` bits say why; nothing returned is NaN.
+Quantities that cannot be computed are NaN (missing), never a value that looks like a result:
+the posterior summaries and modelled SOC of a profile without a valid chain, the diagnostics
+of a profile with fewer than 2 valid chains (or fewer than 8 post-burn-in samples, for R-hat
+and ESS), the R2/RMSE of an invalid chain; the ``status`` bits say why. GR, its mean and R-hat
+keep an honest ``inf`` where the formula gives it.
 """
 
 from __future__ import annotations
@@ -46,6 +59,9 @@ from . import am
 
 __all__ = [
     "STATUS_BITS",
+    "FILTER_RULES",
+    "CONVERGENCE_THRESHOLD",
+    "filter_rule",
     "matlab_round_half",
     "gelman_rubin_proda",
     "gev_mode",
@@ -63,9 +79,38 @@ STATUS_BITS: dict[int, str] = {
     64: "fewer than 8 post-burn-in samples in a valid chain: no rank R-hat or ESS",
     128: "a chain found no simulating start among its prior draws (started at another chain's)",
     256: "no prior draw of any chain simulated: the profile was not sampled",
-    512: "a chain was stuck after the warm-up and continued from the best chain's state",
+    512: "a chain was stuck after the warm-up and continued from the best chain's state "
+    "(a rescued profile never passes the site filter)",
+    1024: "a convergence diagnostic (Gelman-Rubin, R-hat or ESS) is not finite (e.g. chains "
+    "frozen at different values): the profile fails the site filter",
+    2048: "more than 1 % of the post-warm-up transitions diverged: the profile fails the "
+    "site filter",
 }
 """Bits of the per-profile ``status`` (0 = fine)."""
+
+CONVERGENCE_THRESHOLD: float = 1.05
+"""Threshold of both site-filter rules: PRODA's mean GR (faithful) and the max rank R-hat."""
+
+FILTER_RULES: dict[str, str] = {
+    "proda_gr": "max R2 > 0 and mean PRODA GR < 1.05 (n = the last valid chain's total kept "
+    "count, as the driver), every diagnostic finite",
+    "rank_rhat": "max R2 > 0 and max rank-normalised R-hat < 1.05 over the parameters, every "
+    "diagnostic finite",
+}
+"""Site-filter rules by name (``posterior.nc`` attribute ``filter_rule``).
+
+``rank_rhat`` (default) asks every parameter's rank-normalised split R-hat (Vehtari et al. 2021)
+to be below 1.05: the network is trained on every parameter, so one unconverged parameter is
+enough to drop a site, and rank normalisation sees differences in scale and in the tails that
+PRODA's GR (means and variances only) misses. 1.05 rather than Vehtari's 1.01 because with 3
+chains of a few hundred kept samples the sampling noise of the maximum over 21 R-hats of
+converged chains reaches ~1.02-1.03.
+"""
+
+
+def filter_rule(faithful: bool) -> str:
+    """Name of the site-filter rule of PRODA's AM in this mode (a key of `FILTER_RULES`)."""
+    return "proda_gr" if faithful else "rank_rhat"
 
 
 def status_reasons(status: int) -> str:
@@ -91,11 +136,16 @@ def gelman_rubin_proda(x: np.ndarray, valid: np.ndarray, n_last: int) -> np.ndar
     """
     m = x.shape[0]
     cnt = valid.sum(axis=1)[:, None]
-    xbar_k = np.where(valid[..., None], x, 0.0).sum(axis=1) / np.maximum(cnt, 1)
+    # deviations from each chain's first sample: a chain frozen at one value has exactly zero
+    # spread (W = 0 exactly, not rounding noise), whatever that value
+    first = np.take_along_axis(x, np.argmax(valid, axis=1)[:, None, None], axis=1)
+    d = np.where(valid[..., None], x - first, 0.0)
+    dbar_k = d.sum(axis=1) / np.maximum(cnt, 1)
+    xbar_k = first[:, 0] + dbar_k
     xbar = xbar_k.mean(axis=0)
     n = float(n_last)
     b = n / (m - 1) * np.sum((xbar_k - xbar) ** 2, axis=0)
-    dev = np.where(valid[..., None], x - xbar_k[:, None, :], 0.0)
+    dev = np.where(valid[..., None], d - dbar_k[:, None, :], 0.0)
     w = np.sum(dev**2, axis=(0, 1)) / (m * (n - 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         gr = np.sqrt(((n - 1) * w / n + b / n) / w)
@@ -169,6 +219,19 @@ def _finite(a: Any, fill: float = 0.0) -> np.ndarray:
     return np.where(np.isfinite(a), a, fill)
 
 
+def _rmse(resid: np.ndarray, prof_mean: np.ndarray, mask: np.ndarray, faithful: bool):
+    """(P, C) RMSE, gC m-3: ``sqrt(sum_layers resid^2 / n_observed_layers)``.
+
+    Faithful (driver detail 6): layers whose modelled mean is 0 or not finite leave the sum
+    but not the count. Default: every observed layer is in both.
+    """
+    n_lay = np.maximum(mask.sum(axis=1), 1)[:, None]
+    keep = mask[:, None, :]
+    if faithful:
+        keep = keep & np.isfinite(prof_mean) & (prof_mean != 0)
+    return np.sqrt(np.sum(np.where(keep, resid, 0.0) ** 2, axis=2) / n_lay)
+
+
 def summarize(
     states: am.ChainState, obs: np.ndarray, mask: np.ndarray, cfg: am.AMConfig
 ) -> dict[str, np.ndarray]:
@@ -180,11 +243,12 @@ def summarize(
         cfg: the `am.AMConfig` of the run.
 
     Returns:
-        dict of finite numpy arrays: ``para_summary_mean``, ``para_summary_std``, ``para_es``,
-        ``gr``, ``rhat``, ``ess_bulk``, ``ess_tail`` (profiles, n_par); ``soc_mod_opt``,
-        ``soc_std_opt`` (profiles, w); ``r2``, ``rmse``, ``acceptance``, ``valid``,
-        ``n_kept`` (profiles, chains); ``opt_chain``, ``filter_pass``, ``status``
-        (profiles,); ``gr_mean``, ``r2_max`` (profiles,).
+        dict of numpy arrays (NaN where missing, see the module docstring):
+        ``para_summary_mean``, ``para_summary_std``, ``para_es``, ``gr``, ``rhat``,
+        ``ess_bulk``, ``ess_tail`` (profiles, n_par, normalized units or 1); ``soc_mod_opt``,
+        ``soc_std_opt`` (profiles, w; gC m-3); ``r2``, ``rmse`` (gC m-3), ``acceptance``,
+        ``valid``, ``n_kept`` (profiles, chains); ``opt_chain``, ``filter_pass``, ``status``,
+        ``gr_mean``, ``rhat_max``, ``r2_max`` (profiles,).
     """
     s = jax.tree.map(np.asarray, states)
     theta, pred = s.rec_theta, s.rec_pred  # (P, C, K, n), (P, C, K, w)
@@ -216,30 +280,25 @@ def summarize(
         np.where(mask[:, None, :], (obs[:, None, :] - model_mean[..., None]) ** 2, 0.0), 2
     )
     r2 = np.where(valid & (ss_tot > 0), 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
-    rmse = np.where(valid, np.sqrt(ss_res / n_lay), 0.0)
+    rmse = _rmse(resid, prof_mean, mask, cfg.faithful)
 
     any_valid = valid.any(axis=1)
     opt = np.argmin(np.where(valid, rmse, np.inf), axis=1)
     pick = (np.arange(n_p), opt)
-    para_mean = np.where(any_valid[:, None], par_mean[pick], 0.0)
-    para_std = np.where(any_valid[:, None], par_std[pick], 0.0)
-    soc_opt = np.where(any_valid[:, None], prof_mean[pick], 0.0)
-    soc_std = np.where(any_valid[:, None], prof_std[pick], 0.0)
-    para_es = np.where(
-        any_valid[:, None],
-        gev_mode(theta[pick], np.broadcast_to(post[pick][..., None], theta[pick].shape), axis=1),
-        0.0,
+    para_es = gev_mode(
+        theta[pick], np.broadcast_to(post[pick][..., None], theta[pick].shape), axis=1
     )
 
-    gr = np.zeros((n_p, n_par))
-    rhat = np.zeros((n_p, n_par))
-    ess_b = np.zeros((n_p, n_par))
-    ess_t = np.zeros((n_p, n_par))
+    gr = np.full((n_p, n_par), np.nan)
+    rhat = np.full((n_p, n_par), np.nan)
+    ess_b = np.full((n_p, n_par), np.nan)
+    ess_t = np.full((n_p, n_par), np.nan)
     multi = valid.sum(axis=1) >= 2
     status = np.zeros(n_p, int)
     for i in np.flatnonzero(multi):
         chains = np.flatnonzero(valid[i])
-        n_last = int(post[i, chains[-1]].sum())
+        # faithful: the driver's n = the last chain's total kept count (burn-in included)
+        n_last = int(n_rec[i, chains[-1]] if cfg.faithful else post[i, chains[-1]].sum())
         gr[i] = gelman_rubin_proda(theta[i, chains], post[i, chains], n_last)
         # rank R-hat / ESS need equal lengths: the last L post-burn-in samples of each chain
         length = int(min(post[i, c].sum() for c in chains))
@@ -255,30 +314,57 @@ def summarize(
     status |= np.where((s.phase <= am.FORMAL).any(axis=1), 4, 0)
     status |= np.where(~multi, 8, 0)
     status |= np.where(~any_valid, 16, 0)
+    status |= np.where(multi & non_finite_diagnostics(gr, rhat, ess_b, ess_t, status), 1024, 0)
 
-    gr = _finite(gr, 0.0)
-    gr_mean = np.where(multi, gr.mean(axis=1), 0.0)
-    r2_max = np.where(any_valid, np.max(np.where(valid, r2, -np.inf), axis=1), 0.0)
-    filter_pass = any_valid & multi & (r2_max > 0) & (gr_mean < 1.05)
+    gr_mean = np.where(multi, gr.mean(axis=1), np.nan)
+    rhat_max = rhat.max(axis=1)  # NaN where any parameter's R-hat is missing
+    r2_max = np.where(any_valid, np.max(np.where(valid, r2, -np.inf), axis=1), np.nan)
+    rule = filter_rule(cfg.faithful)
+    filter_pass = site_filter(rule, r2_max, gr_mean, rhat_max, status, any_valid & multi)
     acceptance = s.acc_formal / cfg.n_formal
+    yes = any_valid[:, None]
     return {
-        "para_summary_mean": _finite(para_mean),
-        "para_summary_std": _finite(para_std),
-        "para_es": _finite(np.clip(para_es, 0.0, 1.0)),
+        "para_summary_mean": np.where(yes, par_mean[pick], np.nan),
+        "para_summary_std": np.where(yes, par_std[pick], np.nan),
+        "para_es": np.where(yes, np.clip(para_es, 0.0, 1.0), np.nan),
         "gr": gr,
-        "rhat": _finite(rhat),
-        "ess_bulk": _finite(ess_b),
-        "ess_tail": _finite(ess_t),
-        "soc_mod_opt": _finite(soc_opt),
-        "soc_std_opt": _finite(soc_std),
-        "r2": _finite(r2),
-        "rmse": _finite(rmse),
+        "rhat": rhat,
+        "ess_bulk": ess_b,
+        "ess_tail": ess_t,
+        "soc_mod_opt": np.where(yes, prof_mean[pick], np.nan),
+        "soc_std_opt": np.where(yes, prof_std[pick], np.nan),
+        "r2": np.where(valid, r2, np.nan),
+        "rmse": np.where(valid, rmse, np.nan),
         "acceptance": _finite(acceptance),
         "valid": valid,
         "n_kept": n_rec,
         "opt_chain": opt.astype(int),
         "filter_pass": filter_pass,
         "status": status,
-        "gr_mean": _finite(gr_mean),
-        "r2_max": _finite(r2_max),
+        "gr_mean": gr_mean,
+        "rhat_max": rhat_max,
+        "r2_max": r2_max,
     }
+
+
+def non_finite_diagnostics(gr, rhat, ess_b, ess_t, status) -> np.ndarray:
+    """(P,) True where a computed diagnostic is not finite (status bit 1024).
+
+    GR is computed for every profile with >= 2 valid chains; R-hat and ESS unless status bit 64
+    (too few samples) says they were not computed.
+    """
+    bad = ~np.all(np.isfinite(gr), axis=1)
+    rank = np.concatenate([rhat, ess_b, ess_t], axis=1)
+    return bad | ((np.asarray(status) & 64 == 0) & ~np.all(np.isfinite(rank), axis=1))
+
+
+def site_filter(rule, r2_max, gr_mean, rhat_max, status, sampled) -> np.ndarray:
+    """(P,) bool: the site filter ``rule`` (`FILTER_RULES`) on per-profile summaries.
+
+    Non-finite values never pass (NaN and inf compare False); status bits 512 (rescued chain),
+    1024 (non-finite diagnostic) and 2048 (too many divergences) fail the filter.
+    """
+    stat = gr_mean if rule == "proda_gr" else rhat_max
+    with np.errstate(invalid="ignore"):
+        ok = sampled & (r2_max > 0) & (stat < CONVERGENCE_THRESHOLD)
+    return ok & (np.asarray(status) & (512 | 1024 | 2048) == 0)

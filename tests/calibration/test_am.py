@@ -149,3 +149,70 @@ def test_failed_proposals_accepted_only_in_faithful_formal_run():
     rec = np.asarray(st_f.rec_theta)
     kept = np.arange(rec.shape[2]) < np.asarray(st_f.n_rec)[..., None]
     assert np.any((rec[..., 0] > 0.6) & kept)  # accepted states inside the failing region
+
+
+def _steps(st, data, keys, f, cfg, n):
+    """States after each of n single steps (an independent view of every step)."""
+    out = [st]
+    for _ in range(n):
+        st = am.run_block(st, data, keys, f, cfg, 1)
+        out.append(jax.tree.map(np.asarray, st))
+    return out
+
+
+def flat_with_hole(p, d):
+    """Flat cost; the simulation fails where p_1 > 0.6; the 'profile' is p itself."""
+    return 0.0 * p[0] + 0.0 * d["mu"][0], 1.0 * p, p[0] > 0.6
+
+
+def test_faithful_accepted_failed_solve_keeps_the_stale_profile_and_is_counted():
+    # With a flat cost every successful proposal is accepted (dJ <= 0), so the last successful
+    # simulation is the previous state. An accepted failed solve (faithful formal run) must keep
+    # that profile (the driver never recomputes it), not record zeros; the counter must equal
+    # the accepted failed solves seen step by step; the default mode never accepts one.
+    cfg = am.AMConfig(
+        n_test=20, n_formal=200, thin=1, adapt_start=10, rate_high=1.0, min_accept_test=0
+    )
+    data, keys = _data(), jax.vmap(lambda k: am.chain_keys(k, 3))(_keys())
+    for faithful in (True, False):
+        c = cfg._replace(faithful=faithful)
+        st0 = am.init_chains(c, 3, 3, 2, 2)
+        hist = _steps(st0, data, keys, flat_with_hole, c, 1 + 20 + 200)
+        seen = np.zeros((3, 3), int)
+        for a, b in zip(hist[:-1], hist[1:], strict=True):
+            moved = np.any(np.asarray(a.theta) != b.theta, axis=-1)
+            into_hole = moved & (b.theta[..., 0] > 0.6) & (np.asarray(a.phase) == am.FORMAL)
+            seen += into_hole
+            stale = np.asarray(a.pred)[into_hole]
+            np.testing.assert_array_equal(b.pred[into_hole], stale)
+            assert np.all(stale[:, 0] > 0) and np.all(stale[:, 0] <= 0.6)
+        last = hist[-1]
+        np.testing.assert_array_equal(last.n_acc_failed, seen)
+        if faithful:
+            assert seen.sum() > 0
+        else:
+            assert seen.sum() == 0
+        # failed simulations: at least the accepted ones; out-of-box draws are counted apart
+        assert np.all(last.n_failed >= seen)
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+def test_out_of_box_proposals_are_counted_apart_from_failures(faithful):
+    # One test step from p0 = 0.95 with the box proposal p0 + U(-0.1, 0.1): outside with
+    # probability 1/4. Default: one draw, rejected if outside -> mean 1/4 out-of-box draws.
+    # Faithful: re-drawn until inside -> geometric, mean (1/4)/(3/4) = 1/3. Nothing fails.
+    cfg = am.AMConfig(n_test=50, n_formal=50, start=0.95, faithful=faithful)
+    n_chains = 4000
+    data = {"mu": jnp.zeros((1, 1))}
+    keys = am.chain_keys(jax.random.PRNGKey(3), n_chains)[None]
+    st = am.init_chains(cfg, 1, n_chains, 1, 1)
+
+    def flat(p, d):
+        return 0.0 * p[0] + d["mu"][0], 1.0 * p, jnp.asarray(False)
+
+    st = jax.tree.map(np.asarray, am.run_block(st, data, keys, flat, cfg, 2))
+    expect = 1 / 3 if faithful else 1 / 4
+    assert abs(st.n_out_of_box.mean() - expect) < 0.04
+    assert np.all(st.n_failed == 0)
+    if not faithful:  # every out-of-box proposal is the one rejection of the flat cost
+        np.testing.assert_array_equal(st.n_out_of_box, 1 - st.n_acc)

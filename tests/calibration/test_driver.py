@@ -1,7 +1,9 @@
-"""Driver and CLI: kill-and-resume is bit-identical, bad profiles are skipped with a reason, no NaN
-in posterior.nc, settings are checked on resume, bad arguments exit 2 with one line."""
+"""Driver and CLI: kill-and-resume is bit-identical, bad profiles are skipped with a reason (NaN,
+never zeros, in posterior.nc), settings are checked on resume, bad arguments and inputs that
+leave nothing to calibrate exit 2 with one line."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -86,7 +88,7 @@ def test_kill_and_resume_is_bit_identical_and_bad_profiles_are_skipped(world_inp
         xr.load_dataset(tmp_path / "a" / "draws.nc"), xr.load_dataset(tmp_path / "b" / "draws.nc")
     )
 
-    # skipped profiles: named, flagged, and nothing in posterior.nc is NaN
+    # skipped profiles: named, flagged, and missing (NaN) in posterior.nc, never zeros
     skipped = full["skipped"]
     assert set(skipped) == {
         "NO_FORCING",
@@ -97,9 +99,14 @@ def test_kill_and_resume_is_bit_identical_and_bad_profiles_are_skipped(world_inp
     assert "fewer than 3" in skipped[str(profiles["profile_id"].values[5])]
     assert "NaN" in skipped[str(profiles["profile_id"].values[6])]
     assert np.all(a["status"].values[4:] & 32) and not np.any(a["status"].values[:4] & 32)
-    for name, v in a.data_vars.items():
-        if v.dtype.kind == "f":
-            assert np.all(np.isfinite(v.values)), name
+    for name in ("para_summary_mean", "para_summary_std", "para_es", "soc_mod_opt"):
+        assert np.all(np.isnan(a[name].values[4:])), name
+        assert np.all(np.isfinite(a[name].values[:4])), name
+    assert not np.any(a["filter_pass"].values[4:]) and not np.any(a["valid"].values[4:])
+    assert a.attrs["filter_rule"] == "rank_rhat"
+    for name in ("n_failed_evals", "n_acc_failed", "n_test_restarts", "n_discards", "n_out_of_box"):
+        assert a[name].attrs["units"] == "1" and a[name].attrs["long_name"], name
+    assert np.all(a["n_acc_failed"].values == 0)  # never in the default mode
     # the calibrated profiles ran the full protocol and are summarised
     assert np.all(a["n_evals"].values[:4] >= 1 + 30 + 40)
     assert np.all((a["para_summary_mean"].values[:4] > 0) & (a["para_summary_mean"].values[:4] < 1))
@@ -166,3 +173,66 @@ def test_cli_end_to_end_and_bad_arguments(world_inputs, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # different settings into an existing OUT
         main(args[:-1] + ["6", "--resume"])
     assert e.value.code == 2 and "different settings" in capsys.readouterr().err
+
+
+CLI_STEPS = ["--steps-test", "30", "--steps-formal", "40", "--thin", "2", "--chunk-size", "2"]
+
+
+def _data_dir(tmp_path, d, profiles=None, forcing=None):
+    """A copy of the world folder ``d`` with profiles.nc / forcing.nc replaced if given."""
+    new = tmp_path / "data"
+    shutil.copytree(d, new)
+    if profiles is not None:
+        profiles.to_netcdf(new / "profiles.nc")
+    if forcing is not None:
+        forcing.to_netcdf(new / "forcing.nc")
+    return new
+
+
+def test_cli_prints_how_many_profiles_were_skipped_and_why(world_inputs, tmp_path, capsys):
+    w, profiles, d = world_inputs
+    data = _data_dir(tmp_path, d, profiles=profiles)
+    out = tmp_path / "out"
+    assert (
+        main(
+            ["calibrate", "--data", str(data), "--out", str(out), "--no-figures"]
+            + CLI_STEPS
+            + ["--seed", "5"]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    line = next(x for x in printed.splitlines() if x.startswith("skipped 3 of 7 profiles:"))
+    for part in ("1 no forcing with this profile_id", "1 fewer than 3 layers", "1 soc is NaN"):
+        assert part in line, line
+    text = (out / "summary.txt").read_text()
+    assert "skipped 3 profiles: " in text and "accepted failed solves" in text
+    assert "site filter [rank_rhat]" in text
+
+
+def test_cli_refuses_a_forcing_without_profile_id(world_inputs, tmp_path, capsys):
+    w, _, d = world_inputs
+    forcing = w.forcing.drop_vars("profile_id")
+    data = _data_dir(tmp_path, d, forcing=forcing)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(["calibrate", "--data", str(data), "--out", str(out)] + CLI_STEPS)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1
+    assert str(data / "forcing.nc") in err[0] and "profile_id" in err[0]
+    assert not out.exists()  # refused before anything was written (or compiled)
+
+
+def test_cli_run_that_would_compute_nothing_is_an_error(world_inputs, tmp_path, capsys):
+    w, _, d = world_inputs
+    profiles = w.profiles.copy(deep=True)
+    profiles["profile_id"] = ("profile", [f"X{i}" for i in range(profiles.sizes["profile"])])
+    data = _data_dir(tmp_path, d, profiles=profiles)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(["calibrate", "--data", str(data), "--out", str(out)] + CLI_STEPS)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1
+    assert str(data / "profiles.nc") in err[0] and "7 of 7 skipped" in err[0]
+    assert "7 no forcing with this profile_id" in err[0]
+    assert not out.exists()

@@ -150,9 +150,11 @@ def test_failing_region_gives_no_nan_and_a_truncated_posterior_and_hopeless_prof
     none = np.zeros(pred.shape[:3], bool)
     summ = gradient.summarize(out, pred, none, np.ones((2, 3)), np.ones((2, 3), bool))
     assert summ["status"][0] & 256 == 0 and summ["status"][1] & 256
-    assert np.all(summ["para_summary_mean"][1] == 0.0)
+    for name in ("para_summary_mean", "para_es", "soc_mod_opt", "rhat", "gr_mean"):
+        assert np.all(np.isnan(summ[name][1])), name  # not sampled: missing, not zero
+    assert not summ["filter_pass"][1]
     for v in summ.values():
-        assert np.all(np.isfinite(np.asarray(v, float)))
+        assert np.all(np.isfinite(np.asarray(v, float))[0])
 
 
 def test_lockstep_waste_by_hand():
@@ -247,3 +249,54 @@ def test_cli_works_for_every_gradient_sampler(sampler, tmp_path):
     assert np.all(post["soc_nodes_mean"].values <= q95 + 1e-9) and np.all(q95 > 0)
     assert np.all(post["n_grad_evals"].values >= 43)  # warm-up + draws + 1, >= 1 step each
     assert main(args + ["--resume"]) == 0  # resuming a finished run is accepted
+
+
+def _synthetic_output(z, divergent=None, rescued=None):
+    """A SamplerOutput of P profiles from given draws z (P, C, D, n); no sampling."""
+    P, C, D, n = z.shape
+    zeros = np.zeros((P, C, D))
+    return gradient.SamplerOutput(
+        z=z,
+        logdensity=zeros,
+        n_steps=np.ones((P, C, D), int),
+        divergent=np.zeros((P, C, D), bool) if divergent is None else divergent,
+        accept=zeros + 0.8,
+        tree_depth=np.zeros((P, C, D), int),
+        warmup_steps=np.ones((P, C, 20), int),
+        step_size=np.full((P, C), 0.1),
+        inverse_mass_matrix=np.ones((P, C, n)),
+        init_evals=np.full((P, C), 4),
+        start_ok=np.ones((P, C), bool),
+        usable=np.ones(P, bool),
+        rescued=np.zeros((P, C), bool) if rescued is None else rescued,
+    )
+
+
+def _summary(out):
+    P, C, D, _ = out.z.shape
+    obs = np.array([[100.0, 50.0]] * P)
+    pred = np.broadcast_to(obs[:, None, None, :], (P, C, D, 2))  # perfect fit: R2 = 1
+    return gradient.summarize(out, pred, np.zeros((P, C, D), bool), obs, np.ones((P, 2), bool))
+
+
+def test_rescued_or_divergent_profiles_fail_the_site_filter():
+    # five profiles with the same well-mixed iid draws (R-hat ~ 1, R2 = 1); 0: clean; 1: a
+    # rescued chain; 2: 2 % of transitions divergent (> 1 %); 3: 0.5 % divergent (<= 1 %);
+    # 4: chains frozen at different values (GR = inf, R-hat not finite)
+    rng = np.random.default_rng(0)
+    P, C, D, n = 5, 4, 500, 2
+    z = np.broadcast_to(rng.standard_normal((1, C, D, n)), (P, C, D, n)).copy()
+    z[4] = np.arange(C)[:, None, None] * 0.5
+    div = np.zeros((P, C, D), bool)
+    div[2, :, : D // 50] = True  # 2 %
+    div[3, 0, : C * D // 200] = True  # 0.5 %
+    resc = np.zeros((P, C), bool)
+    resc[1, 2] = True
+    s = _summary(_synthetic_output(z, div, resc))
+    assert s["rhat_max"][0] < 1.05 and s["filter_pass"][0] and s["status"][0] == 0
+    assert s["status"][1] & 512 and not s["filter_pass"][1]
+    assert s["status"][2] & 2048 and not s["filter_pass"][2]
+    assert s["divergent_share"][2] == pytest.approx(0.02)
+    assert s["filter_pass"][3] and s["status"][3] & 2048 == 0
+    assert s["gr"][4, 0] == np.inf and s["status"][4] & 1024 and not s["filter_pass"][4]
+    assert gradient.MAX_DIVERGENT_SHARE == 0.01

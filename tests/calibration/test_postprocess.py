@@ -105,11 +105,15 @@ def test_summary_burn_in_optimal_chain_r2_and_filter():
     assert out["status"][0] == 64 and out["status"][2] == 0  # 3 post-burn-in samples in chain 1
     assert np.all(out["rhat"][1] > 1.5) and out["gr_mean"][1] > 1.05
     assert np.all(out["ess_bulk"][1] > 0)
-    for v in out.values():
-        assert np.all(np.isfinite(np.asarray(v, float)))
+    # profile 0 (status 64): R-hat and ESS not computed -> NaN (missing), everything else finite
+    for name in ("rhat", "ess_bulk", "ess_tail", "rhat_max"):
+        assert np.all(np.isnan(out[name][0])) and np.all(np.isfinite(out[name][1:])), name
+    for name, v in out.items():
+        if name not in ("rhat", "ess_bulk", "ess_tail", "rhat_max"):
+            assert np.all(np.isfinite(np.asarray(v, float))), name
 
 
-def test_summary_of_failed_chains_is_flagged_and_finite():
+def test_summary_of_failed_chains_is_flagged_and_missing_not_zero():
     P, C, K, n, w = 1, 3, 20, 2, 2
     st, cfg = _fake_states(
         np.zeros((P, C, K, n)), np.zeros((P, C)), np.zeros((P, C, K, w)), np.full((P, C), am.FAILED)
@@ -118,5 +122,102 @@ def test_summary_of_failed_chains_is_flagged_and_finite():
     assert out["status"][0] & 2 and out["status"][0] & 8 and out["status"][0] & 16
     assert not out["filter_pass"][0]
     assert "discarded" in postprocess.status_reasons(int(out["status"][0]))
-    for v in out.values():
-        assert np.all(np.isfinite(np.asarray(v, float)))
+    # no valid chain: no result, NaN (missing) rather than zeros that look like one
+    for name in ("para_summary_mean", "para_summary_std", "para_es", "soc_mod_opt", "gr_mean"):
+        assert np.all(np.isnan(out[name][0])), name
+    assert not np.any(out["valid"])
+
+
+def _tiny_chains(values, faithful=False, pred_value=None):
+    """One profile, chains with the given kept samples (1 parameter); obs fitted exactly."""
+    values = [np.asarray(v, float) for v in values]
+    C, K = len(values), max(len(v) for v in values)
+    theta = np.zeros((1, C, K, 1))
+    for c, v in enumerate(values):
+        theta[0, c, : len(v), 0] = v
+    n_rec = np.array([[len(v) for v in values]])
+    obs = np.array([[100.0, 50.0]])
+    pred = np.broadcast_to(
+        obs[:, None, None, :] if pred_value is None else pred_value, (1, C, K, 2)
+    ).copy()
+    st, cfg = _fake_states(theta, n_rec, pred, np.full((1, C), am.DONE))
+    return st, cfg._replace(faithful=faithful), obs, np.ones((1, 2), bool)
+
+
+def test_gr_with_the_drivers_n_by_hand():
+    # 3 chains of 4 kept samples: round(4/2) = 2 burn-in, post-burn-in samples (3rd, 4th):
+    # (1, 3), (2, 4), (6, 8): means 2, 3, 7, grand mean 4; sum (xbar_k - 4)^2 = 14;
+    # within-chain squared deviations 2 per chain, 6 in all.
+    # driver's n = 4 (total kept): B = 4/2 * 14 = 28, W = 6/(3*3) = 2/3,
+    #   GR = sqrt((3/4 * 2/3 + 28/4) / (2/3)) = sqrt(11.25)
+    # post-burn-in n = 2 (default mode): B = 14, W = 6/3 = 2, GR = sqrt((1/2*2 + 7)/2) = 2
+    chains = [[9, 9, 1, 3], [9, 9, 2, 4], [9, 9, 6, 8]]
+    st, cfg, obs, mask = _tiny_chains(chains, faithful=True)
+    out = postprocess.summarize(st, obs, mask, cfg)
+    np.testing.assert_allclose(out["gr"][0, 0], np.sqrt(11.25), rtol=1e-12)
+    st, cfg, obs, mask = _tiny_chains(chains, faithful=False)
+    np.testing.assert_allclose(postprocess.summarize(st, obs, mask, cfg)["gr"][0, 0], 2.0)
+
+
+def test_faithful_gr_uses_the_last_chains_total_kept_count():
+    rng = np.random.default_rng(5)
+    lengths = [400, 380, 420]
+    chains = [0.5 + 0.01 * k + 0.05 * rng.standard_normal(L) for k, L in enumerate(lengths)]
+    st, cfg, obs, mask = _tiny_chains(chains, faithful=True)
+    out = postprocess.summarize(st, obs, mask, cfg)
+    halves = [list(c[int(np.floor(len(c) / 2 + 0.5)) :]) for c in chains]
+    np.testing.assert_allclose(out["gr"][0, 0], gr_transcription(halves, 420), rtol=1e-12)
+    assert out["filter_pass"][0] == (out["gr_mean"][0] < 1.05)
+
+
+def test_frozen_chains_give_inf_gr_that_fails_every_filter():
+    # three chains frozen at different values: W = 0, B > 0 -> GR = inf (not 0); frozen at one
+    # value: W = B = 0 -> NaN. The fit is perfect (R2 = 1): only the diagnostics can fail it.
+    for faithful in (True, False):
+        for values, expect in (((0.2, 0.5, 0.8), np.inf), ((0.5, 0.5, 0.5), None)):
+            chains = [np.full(40, v) for v in values]
+            st, cfg, obs, mask = _tiny_chains(chains, faithful=faithful)
+            out = postprocess.summarize(st, obs, mask, cfg)
+            if expect is None:
+                assert np.isnan(out["gr"][0, 0])
+            else:
+                assert out["gr"][0, 0] == expect and out["gr_mean"][0] == expect
+            assert out["r2_max"][0] == 1.0
+            assert not out["filter_pass"][0]
+            assert out["status"][0] & 1024
+            assert "not finite" in postprocess.status_reasons(int(out["status"][0]))
+
+
+def test_default_filter_uses_rank_rhat_and_faithful_uses_proda_gr():
+    assert postprocess.filter_rule(True) == "proda_gr"
+    assert postprocess.filter_rule(False) == "rank_rhat"
+    # 10 parameters, converged except parameter 0 of chain 2, shifted by one posterior sd:
+    # PRODA's mean GR over the parameters (1.015) hides it, its rank R-hat (1.12) does not
+    rng = np.random.default_rng(1)
+    x = 0.5 + 0.05 * rng.standard_normal((1, 3, 800, 10))
+    x[0, 2, :, 0] += 0.05
+    pred = np.broadcast_to(np.array([100.0, 50.0]), (1, 3, 800, 2)).copy()
+    st, cfg = _fake_states(x, np.full((1, 3), 800), pred, np.full((1, 3), am.DONE))
+    obs, mask = np.array([[100.0, 50.0]]), np.ones((1, 2), bool)
+    out = postprocess.summarize(st, obs, mask, cfg)
+    post = np.zeros((3, 800), bool)
+    post[:, 400:] = True
+    gr = [gr_transcription([list(x[0, c, 400:, j]) for c in range(3)], 400) for j in range(10)]
+    assert np.mean(gr) < 1.05 and out["gr_mean"][0] < 1.05  # PRODA's rule would pass
+    assert out["rhat_max"][0] == np.max(out["rhat"][0]) > 1.05
+    assert out["r2_max"][0] == 1.0 and out["status"][0] == 0
+    assert not out["filter_pass"][0]
+
+
+def test_faithful_rmse_divides_by_the_layer_count_before_dropping_zero_layers():
+    # obs (100, 50, 80); every kept modelled profile (90, 40, 0): the third layer is zero.
+    # faithful (driver): sqrt((10^2 + 10^2) / 3); default: sqrt((10^2 + 10^2 + 80^2) / 3)
+    obs = np.array([[100.0, 50.0, 80.0]])
+    pred = np.broadcast_to(np.array([90.0, 40.0, 0.0]), (1, 3, 10, 3)).copy()
+    theta = 0.5 + 0.01 * np.random.default_rng(0).standard_normal((1, 3, 10, 1))
+    st, cfg = _fake_states(theta, np.full((1, 3), 10), pred, np.full((1, 3), am.DONE))
+    mask = np.ones((1, 3), bool)
+    f = postprocess.summarize(st, obs, mask, cfg._replace(faithful=True))
+    d = postprocess.summarize(st, obs, mask, cfg)
+    np.testing.assert_allclose(f["rmse"][0], np.sqrt(200 / 3), rtol=1e-12)
+    np.testing.assert_allclose(d["rmse"][0], np.sqrt(6600 / 3), rtol=1e-12)
