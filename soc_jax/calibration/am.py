@@ -187,7 +187,7 @@ class ChainState(NamedTuple):
         rec_theta: (C, n) kept samples; rec_pred: (C, w) their modelled SOC; n_rec: count.
         pred_ok: (w,) modelled SOC of the last successful simulation (any evaluation, accepted
             or not): the profile PRODA's driver still holds when it accepts a failed solve.
-        n_evals: model evaluations (this chain, all phases, incl. wasted lock-step ones).
+        n_evals: model evaluations of this chain (all phases).
         n_failed: failed simulations of p0 or of a proposal inside the box (out-of-box
             proposals are counted in ``n_out_of_box``, not here).
         n_acc_failed: accepted failed solves (faithful quirk: the formal run reuses the previous

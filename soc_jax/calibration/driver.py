@@ -631,10 +631,11 @@ def _assemble(profiles, chunks, keep, skipped, space, settings):
 
     def full(name):
         """All profiles: calibrated rows from the chunks; skipped rows NaN (floats) or 0."""
-        dtype = cat[name].dtype if cat is not None else np.dtype(float)
+        have = cat is not None and name in cat  # chunks of an older version lack new variables
+        dtype = cat[name].dtype if have else np.dtype(float)
         missing = np.nan if dtype.kind == "f" and not name.startswith("draws") else 0
         a = np.full(tuple(sizes[d] for d in dims_of[name]), missing, dtype)
-        if cat is not None:
+        if have:
             a[keep] = cat[name].values
         return a
 
