@@ -143,3 +143,33 @@ def test_cli_trains_on_results_only_reports_counts_and_holds_out_spatially(tmp_p
     for tr, va in zip(np.asarray(ens.train_idx), np.asarray(ens.val_idx), strict=True):
         v = set(train_ids[va])
         assert not v & set(train_ids[tr]) and not v & hold
+
+
+@pytest.mark.slow
+def test_calibrate_then_train_works_as_is(tmp_path, capsys):
+    """`soc-jax calibrate` (tiny, short chains) -> `soc-jax train --targets posterior.nc`."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from soc_jax.data.synthetic import make_world
+
+    w = make_world(14, seed=3, model="clm5")
+    d = tmp_path / "w"
+    w.to_netcdf(d)
+    cal = tmp_path / "cal"
+    args = ["calibrate", "--data", str(d), "--out", str(cal), "--steps-test", "30"]
+    args += ["--steps-formal", "40", "--thin", "2", "--chunk-size", "14", "--seed", "5"]
+    assert main(args) == 0
+    with xr.open_dataset(cal / "posterior.nc") as post:
+        n_pass = int(np.sum(post["filter_pass"].values))
+    capsys.readouterr()
+    train = ["train", "--targets", str(cal / "posterior.nc"), "--data", str(d)]
+    train += ["--ensemble", "1", "--bootstrap", "1", "--epochs", "2", "--hidden", "4"]
+    train += ["--epochs-per-call", "2", "--holdout", "0"]
+    if n_pass < 11:  # such short chains do not converge: the default filter refuses, naming why
+        with pytest.raises(SystemExit) as e:
+            main([*train, "--out", str(tmp_path / "refused")])
+        assert e.value.code == 2 and "--no-site-filter" in capsys.readouterr().err
+    assert main([*train, "--out", str(tmp_path / "net"), "--no-site-filter"]) == 0
+    out = capsys.readouterr().out
+    assert "targets (para_summary_mean): 14 of 14 profiles used" in out
