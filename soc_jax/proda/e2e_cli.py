@@ -53,6 +53,8 @@ def _truth_recovery(args, ids, pred, names):
     t_ids = np.asarray(truth["profile_id"].values).astype(str)
     pos = {p: i for i, p in enumerate(t_ids)}
     rows = [i for i, p in enumerate(ids) if p in pos]
+    if len(rows) < len(ids):
+        print(f"recovery vs truth: {len(ids) - len(rows)} held-out profiles are not in {path}")
     if not rows:
         return None, None
     tr = truth["p"].transpose(..., "parameter").values[[pos[ids[i]] for i in rows]]

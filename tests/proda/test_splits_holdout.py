@@ -59,3 +59,21 @@ def test_block_ids_and_random_holdout():
     train, hold = random_holdout(50, 0.2, seed=0)
     assert len(hold) == 10 and not set(train) & set(hold)
     assert len(spatial_holdout(*_sites(20), 0.0, seed=0)[1]) == 0
+
+
+def test_end_to_end_reports_each_reason_a_profile_is_left_out():
+    from soc_jax.proda.e2e_cli import _drop_lines
+
+    X = np.ones((5, 3))
+    X[0, 1] = np.nan
+    mask = np.ones((5, 2), bool)
+    mask[1] = False
+    soc = np.ones((5, 2))
+    soc[2, 0] = -1.0
+    soc[1] = 1.0  # padding of the profile without observations
+    assert _drop_lines(X, mask, soc) == [
+        "profiles: 2 of 5 usable",
+        "  left out: 1 profiles: non-finite covariates",
+        "  left out: 1 profiles: no observed layer",
+        "  left out: 1 profiles: observed SOC not positive or not finite",
+    ]
