@@ -348,15 +348,16 @@ def system_xi_compas_paper(params, prepared) -> Array:
 
 @functools.lru_cache(maxsize=16)
 def _batch_fn(model: str, mode: str, chunk: int):
-    from ..models import clm5, compas
+    from ..models.registry import get_model, is_failure
 
-    module = {"clm5": clm5, "compas": compas}[model]
+    module = get_model(model)
     comp = {"clm5": clm5_components, "compas": compas_components}[model]
 
     def one(params, forcing):
         prep = module.prepare(forcing, mode)
         state = module.steady_state(params, prep)
-        ok = state.ok & jnp.all(jnp.isfinite(state.pools))
+        # failure as everywhere, plus finite litter pools (the components read every pool)
+        ok = ~is_failure(state) & jnp.all(jnp.isfinite(state.pools))
         pools = jnp.where(ok, state.pools, 0.0)
         c = comp(params, prep, pools)
         return c, state.soc, ok

@@ -10,9 +10,9 @@ mask (`soc_jax.data.ObservationBatch` rows); batching is ``jax.vmap`` at the cal
   with a 0.6 o standard deviation, ``J = sum_i w_i (m_i - o_i)^2 / (2 (0.6 o_i)^2)``.
 * `cost_compas`: PRODA's COMPAS ``cost_fun.m``: ``J = 5 sum (m - o)^2 / sum (o - mean o)^2``
   ``= 5 (1 - NSE)``.
-* `is_failure`: the ONE place that decides whether a model evaluation failed (today ``not ok``
-  or a non-finite SOC; switch to the core's failure flags here). A failed evaluation costs
-  ``J_old + 100`` in the sampler (`soc_jax.calibration.am`), never NaN.
+* `is_failure` (re-exported from `soc_jax.models.registry`, its one definition): whether a model
+  evaluation failed. A failed evaluation costs ``J_old + 100`` in the sampler
+  (`soc_jax.calibration.am`), never NaN.
 * `log_likelihood_gaussian`, `log_likelihood_lognormal`, `log_prior_unconstrained`,
   `log_density`: a proper log-density on the unconstrained scale ``z = logit(p)`` for samplers
   that need one (uniform prior on PRODA's normalized box -> logistic change of variables with its
@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ..grid import N_LAYERS, ZSOI, pchip_interpolate
+from ..models.registry import get_model as model_module
+from ..models.registry import is_failure
 
 __all__ = [
     "OBS_SD_FRACTION",
@@ -78,15 +80,6 @@ def observe(
     safe_depth = jnp.where(mask, jnp.asarray(depth), ZSOI[0])
     m = pchip_interpolate(jnp.asarray(ZSOI[:N_LAYERS]), jnp.asarray(soc20), safe_depth)
     return jnp.where(mask, m, 0.0)
-
-
-def is_failure(result: Any) -> Array:
-    """True where a steady-state evaluation failed (PRODA's "failed simulation").
-
-    The single switch point: today ``not result.ok`` or any non-finite ``result.soc``; when the
-    core's ``flags`` arrive this stays the one place to change.
-    """
-    return jnp.logical_not(result.ok) | ~jnp.all(jnp.isfinite(result.soc), axis=-1)
 
 
 def _descending_rank(values: Array, mask: Array) -> Array:
@@ -224,19 +217,6 @@ def log_prior_unconstrained(z: Float[ArrayLike, " n"]) -> Float[Array, ""]:
     """
     z = jnp.asarray(z)
     return -jnp.sum(jax.nn.softplus(-z) + jax.nn.softplus(z))
-
-
-def model_module(model: str):
-    """The process-model module (`soc_jax.models.clm5` or `.compas`) of a model name."""
-    if model == "clm5":
-        from ..models import clm5
-
-        return clm5
-    if model == "compas":
-        from ..models import compas
-
-        return compas
-    raise ValueError(f"model must be 'clm5' or 'compas', got {model!r}")
 
 
 class Evaluation(NamedTuple):

@@ -55,6 +55,7 @@ import xarray as xr
 
 from ..forcing import Forcing
 from ..grid import N_LAYERS, ZSOI, pchip_interpolate, stocks
+from ..models.registry import MODELS, get_model, is_failure
 from ._environment import (
     _FIELDS,
     _covariates,
@@ -70,7 +71,6 @@ from .schema import ObservationBatch, _assemble, pad_observations, write_profile
 
 __all__ = ["World", "make_world", "truth_table", "true_parameters", "MODELS", "MODEL_MODES"]
 
-MODELS: tuple[str, ...] = ("clm5", "compas")
 MODEL_MODES: dict[str, str] = {"clm5": "proda", "compas": "documented"}
 """Mode of each model's ``steady_state`` in the world: CLM5 as PRODA codes it (beta input
 profile, capped moisture scalar); COMPAS as documented (PRODA's ``mic_ratio < 10`` check is an
@@ -110,25 +110,13 @@ _TRUTH_COMPAS: dict[str, tuple[float, float, tuple[float, ...]]] = {
 _U_NAMES = ("uT", "uP", "uC", "upH", "uN", "uT*uC")
 
 
-def _model_module(model: str):
-    if model == "clm5":
-        from ..models import clm5
-
-        return clm5
-    if model == "compas":
-        from ..models import compas  # lazily: COMPAS is optional for CLM5 worlds
-
-        return compas
-    raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-
-
 def truth_table(model: str = "clm5") -> dict[str, tuple[float, float, tuple[float, ...]]]:
     """The documented truth functions: parameter name -> (centre c, amplitude a, weights w).
 
     ``p = c + a tanh(w . u)`` with ``u = (uT, uP, uC, upH, uN, uT*uC)`` (module docstring, item
     4). Parameters not varying have ``a = 0``. Every parameter of the model is listed in order.
     """
-    space = _model_module(model).PARAMETERS
+    space = get_model(model).PARAMETERS
     table = _TRUTH_CLM5 if model == "clm5" else _TRUTH_COMPAS
     out = {}
     for name in space.names:
@@ -175,11 +163,11 @@ def true_parameters(cov: dict[str, np.ndarray], model: str = "clm5") -> np.ndarr
 
 @functools.lru_cache(maxsize=4)
 def _solver(model: str) -> Callable:
-    module = _model_module(model)
+    module = get_model(model)
 
     def one(params, forcing):
         result = module.steady_state(params, forcing, mode=MODEL_MODES[model])
-        return result.soc, result.ok
+        return result.soc, ~is_failure(result)
 
     return jax.jit(jax.vmap(one))
 
@@ -192,7 +180,7 @@ def _bucket(n: int) -> int:
 
 def _steady_state(model: str, p: np.ndarray, forcing: Forcing, progress=None) -> tuple:
     """soc (n, 20) gC m-3 and ok (n,) for normalized parameters p (n, n_params), chunked."""
-    space = _model_module(model).PARAMETERS
+    space = get_model(model).PARAMETERS
     x = np.asarray(space.to_physical(jnp.asarray(p)), dtype=float)
     n = p.shape[0]
     size = _bucket(n)
@@ -209,7 +197,6 @@ def _steady_state(model: str, p: np.ndarray, forcing: Forcing, progress=None) ->
         ok[s:e] = np.asarray(out_ok)[: e - s]
         if progress is not None:
             progress.update(e - s)
-    ok &= np.all(np.isfinite(soc), axis=1)
     return soc, ok
 
 
@@ -390,7 +377,7 @@ class World:
 
 
 def _truth_dataset(model: str, p: np.ndarray, dim: str) -> xr.Dataset:
-    space = _model_module(model).PARAMETERS
+    space = get_model(model).PARAMETERS
     table = truth_table(model)
     physical = np.asarray(space.to_physical(jnp.asarray(p)), dtype=float)
     return xr.Dataset(
@@ -475,7 +462,7 @@ def make_world(
         raise ValueError(f"noise must be >= 0, got {noise}")
     if not 0.25 <= grid_resolution <= 30:
         raise ValueError(f"grid_resolution must be within 0.25..30 degrees, got {grid_resolution}")
-    _model_module(model)
+    get_model(model)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     ss = np.random.SeedSequence(seed)

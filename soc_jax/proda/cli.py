@@ -35,7 +35,19 @@ def register(subparsers) -> None:
         "the synthetic world's truth.nc or a calibration posterior.nc (required, except with "
         "--end-to-end, which trains on the observed profiles themselves)",
     )
-    t.add_argument("--target-var", default=None, help="target variable (default: p / p_mean)")
+    t.add_argument(
+        "--target-var",
+        default=None,
+        help="target variable (default: the first of p (truth.nc), p_mean, posterior_mean, "
+        "para_summary_mean (posterior.nc))",
+    )
+    t.add_argument(
+        "--no-site-filter",
+        action="store_true",
+        help="train on every profile with a valid posterior, converged or not (default: only "
+        "profiles passing PRODA's site filter, filter_pass of posterior.nc); skipped and "
+        "failed profiles are never targets",
+    )
     t.add_argument("--data", required=True, help="directory with covariates.nc and grid.nc")
     t.add_argument(
         "--model", choices=("clm5", "compas"), default=None, help="default: targets' attr"
@@ -50,6 +62,18 @@ def register(subparsers) -> None:
         type=float,
         default=0.1,
         help="fraction of profiles held out of training for evaluation (default 0.1; 0: none)",
+    )
+    t.add_argument(
+        "--holdout-kind",
+        choices=("spatial", "random"),
+        default="spatial",
+        help="held-out profiles: whole lat-lon blocks (spatial, default) or a random draw",
+    )
+    t.add_argument(
+        "--holdout-block",
+        type=float,
+        default=30.0,
+        help="block size of the spatial hold-out, degrees (default 30)",
     )
     t.add_argument("--epochs", type=int, default=6000, help="maximum epochs (default 6000)")
     t.add_argument("--patience", type=int, default=1200, help="early-stopping patience (1200)")
@@ -129,10 +153,13 @@ def run_train(args: argparse.Namespace) -> int:
     import xarray as xr
 
     jax.config.update("jax_enable_x64", True)
+    from .targets import target_report
     from .train import (
         TrainConfig,
         load_checkpoint,
         member_splits,
+        never_improved,
+        never_improved_lines,
         new_ensemble,
         recovery_table,
         save_checkpoint,
@@ -151,16 +178,24 @@ def run_train(args: argparse.Namespace) -> int:
         parser.error(f"--model: unknown model {model!r}")
     mode = targets.attrs.get("mode") or ("proda" if model == "clm5" else "documented")
     try:
-        data = training_data(cov, grid, targets, args.target_var)
+        data = training_data(
+            cov, grid, targets, args.target_var, site_filter=not args.no_site_filter
+        )
     except ValueError as err:
         parser.error(f"--targets: {err}")
-    n = len(data.X)
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(n)
-    n_hold = int(round(args.holdout * n))
-    hold, train_rows = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+    report = target_report(data)
+    print("\n".join(report))
+    if len(data.X) == 0:
+        parser.error(
+            f"--targets: no profile left to train on ({_counts_text(data)}); {_hint(data)}"
+        )
+    train_rows, hold, hold_line = _holdout(parser, args, data.profile_id, targets, cov, grid)
+    print(hold_line)
     if len(train_rows) < 10:
-        parser.error(f"--targets: only {len(train_rows)} training profiles (need >= 10)")
+        parser.error(
+            f"--targets: only {len(train_rows)} training profiles (need >= 10; "
+            f"{_counts_text(data)}, {len(hold)} held out); {_hint(data)}"
+        )
     X, Y = data.X[train_rows], data.Y[train_rows]
     dropout = args.dropout if args.dropout is not None else (0.0 if model == "clm5" else 0.2)
     cfg = TrainConfig(
@@ -190,6 +225,12 @@ def run_train(args: argparse.Namespace) -> int:
         "holdout_profile_id": data.profile_id[hold].tolist(),
         "homogeneous": Y.mean(axis=0).tolist(),
         "dropped_profile_id": data.dropped,
+        "excluded": data.excluded,
+        "target_counts": data.counts,
+        "site_filter": data.site_filter,
+        "target_var": data.target_var,
+        "holdout_kind": args.holdout_kind,
+        "holdout_block_deg": args.holdout_block,
         "targets": os.path.abspath(args.targets),
         "seed": args.seed,
     }
@@ -221,13 +262,17 @@ def run_train(args: argparse.Namespace) -> int:
     save_checkpoint(ckpt, ens, cfg, extra)
 
     st = ens.state
+    n_hold = len(hold)
     lines = [
         f"PRODA network ({model}): {len(kinds)} members ({args.ensemble} seeds, "
         f"{args.bootstrap} bootstraps), {len(train_rows)} training profiles, {n_hold} held out, "
-        f"{len(data.dropped)} dropped (NaN or unmatched)",
+        f"{len(data.dropped)} left out (see below)",
+        *report,
+        hold_line,
         f"epochs run: median {int(np.median(st.epoch))}, max {int(np.max(st.epoch))}; "
         f"stopped early: {int(np.sum(np.asarray(st.epoch) < args.epochs))}; best validation "
         f"loss median {float(np.median(st.best_val)):.4g}; wall {wall:.1f} s",
+        *never_improved_lines(st, kinds),
     ]
     member = xr.Dataset(
         {
@@ -247,14 +292,15 @@ def run_train(args: argparse.Namespace) -> int:
             "member": np.arange(len(kinds)),
             "kind": ("member", np.asarray(kinds, dtype=object)),
         },
-        attrs={"model": model},
+        attrs={"model": model, **_training_attrs(data, args, n_hold)},
     )
-    if n_hold:
+    member = _add_excluded(member, data)
+    seeds = np.array([k == "seed" for k in kinds]) & ~never_improved(st)
+    if n_hold and seeds.any():
         import equinox as eqx
 
         from .predict import predict_parameters
 
-        seeds = np.array([k == "seed" for k in kinds])
         seed_models = jax.tree.map(lambda a: a[seeds] if eqx.is_array(a) else a, ens.best_models)
         pred = predict_parameters(seed_models, data.X[hold]).astype(float).mean(axis=0)
         table = recovery_table(pred, data.Y[hold], data.parameter_names)
@@ -288,6 +334,120 @@ def run_train(args: argparse.Namespace) -> int:
     print(text)
     print(f"wrote network.eqx, checkpoint.eqx, training.nc, summary.txt to {args.out}")
     return 0
+
+
+def usable_members(ens, kinds):
+    """Members that improved during training: ``(stacked models, kinds, note or '')``.
+
+    A member whose validation loss never improved (non-finite from the first epoch) holds its
+    untrained initial weights; it is left out of the prediction, with a note."""
+    import equinox as eqx
+    import jax
+    import numpy as np
+
+    from .train import never_improved
+
+    bad = never_improved(ens.state)
+    if not bad.any():
+        return ens.best_models, list(kinds), ""
+    keep = np.flatnonzero(~bad)
+    models = jax.tree.map(lambda a: a[keep] if eqx.is_array(a) else a, ens.best_models)
+    k = np.asarray(kinds)[bad]
+    note = (
+        f"left out {int(bad.sum())} of {len(kinds)} members that never improved during training "
+        f"({int(np.sum(k == 'seed'))} seeds, {int(np.sum(k == 'bootstrap'))} bootstraps: "
+        "non-finite validation loss, untrained weights)"
+    )
+    return models, [kinds[i] for i in keep], note
+
+
+def bootstrap_cells_line(info: dict) -> str:
+    """Which cells the bootstrap totals sum over, and what each member lost."""
+    f = info["member_failed_cells"]
+    return (
+        f"bootstrap totals sum over the {info['n_cells_summed']} of {info['n_cells']} cells where "
+        f"every bootstrap member succeeded; {info['cells_left_out']} cells "
+        f"({info['area_share_left_out']:.2%} of the area) left out of every member's total; "
+        f"failed cells per member: min {min(f)}, median {int(sorted(f)[len(f) // 2])}, max "
+        f"{max(f)}"
+    )
+
+
+def _counts_text(data) -> str:
+    c = data.counts
+    return (
+        f"{c['targets']} in the targets: {c['failed']} skipped or failed, {c['filtered']} "
+        f"not converged (site filter {data.site_filter}), {c['input']} without covariates"
+    )
+
+
+def _hint(data) -> str:
+    if data.site_filter == "on":
+        return "--no-site-filter trains on every profile with a valid posterior, converged or not"
+    return "check --targets (skipped and failed profiles are never targets)"
+
+
+def holdout_rows(parser, args, ids, *sources):
+    """(train_rows, hold_rows, line) of ``--holdout`` / ``--holdout-kind`` / ``--holdout-block``
+    over the profiles ``ids`` (site coordinates from ``sources``, `site_coordinates`)."""
+    from .holdout import describe, random_holdout, site_coordinates, spatial_holdout
+
+    n = len(ids)
+    if args.holdout_block <= 0:
+        parser.error(f"--holdout-block must be > 0 degrees, got {args.holdout_block}")
+    if args.holdout == 0 or args.holdout_kind == "random":
+        tr, ho = random_holdout(n, args.holdout, args.seed)
+        kind = "random" if args.holdout else "none"
+        return tr, ho, describe(kind, n, ho, args.holdout, args.holdout_block)
+    coords = site_coordinates(ids, *sources)
+    if coords is None:
+        parser.error(
+            "--holdout-kind spatial: no site coordinates (lat, lon) for the profiles in "
+            "--targets, --data/profiles.nc or the covariates' grid_cell; use --holdout-kind random"
+        )
+    tr, ho, region = spatial_holdout(*coords, args.holdout, args.seed, args.holdout_block)
+    line = describe("spatial", n, ho, args.holdout, args.holdout_block, region)
+    return tr, ho, line
+
+
+def _holdout(parser, args, ids, targets, cov, grid):
+    import xarray as xr
+
+    prof_path = os.path.join(args.data, "profiles.nc")
+    prof = None
+    if os.path.exists(prof_path):
+        with xr.open_dataset(prof_path) as f:
+            prof = f[[v for v in ("profile_id", "lat", "lon") if v in f.variables]].load()
+    return holdout_rows(parser, args, ids, targets, prof, (cov, grid))
+
+
+def _training_attrs(data, args, n_hold: int) -> dict:
+    c = data.counts
+    return {
+        "target_var": data.target_var,
+        "site_filter": data.site_filter,
+        "n_target_profiles": c["targets"],
+        "n_used": c["used"],
+        "n_failed_or_skipped": c["failed"],
+        "n_filtered_not_converged": c["filtered"],
+        "n_without_covariates": c["input"],
+        "left_out_reasons": json.dumps(data.reason_counts()),
+        "holdout_kind": args.holdout_kind if n_hold else "none",
+        "holdout_block_deg": float(args.holdout_block),
+        "n_heldout": n_hold,
+    }
+
+
+def _add_excluded(member, data):
+    """Per left-out profile: its id and reason (variables on an ``excluded`` axis)."""
+    import numpy as np
+
+    ids = np.asarray(list(data.excluded), dtype=object)
+    reasons = np.asarray(list(data.excluded.values()), dtype=object)
+    return member.assign(
+        excluded_profile_id=("excluded", ids, {"long_name": "profiles left out of training"}),
+        excluded_reason=("excluded", reasons, {"long_name": "why the profile was left out"}),
+    )
 
 
 def _recovery_figure(pred, target, names, path) -> None:
@@ -338,6 +498,13 @@ def run_predict(args: argparse.Namespace) -> int:
 
     ens, cfg, h = load_checkpoint(net_path)
     model, mode = h["model"], args.mode or h["mode"]
+    notes = []  # what was left out, with reasons: terminal, summary.txt and totals.json
+    models, kinds, note = usable_members(ens, h["kinds"])
+    if note:
+        notes.append(note)
+        print(note)
+    if "seed" not in kinds:
+        parser.error("--network: no seed member improved during training; nothing to predict")
     with xr.open_dataset(grid_path) as f:
         grid = f.load()
     if "i_lat" not in grid or "grid_lat" not in grid.coords:
@@ -346,15 +513,21 @@ def run_predict(args: argparse.Namespace) -> int:
     X = minmax_scale(_matrix(grid), vmin, vmax)
     good = np.all(np.isfinite(X), axis=1)
     if not good.all():
-        print(f"dropped {int((~good).sum())} grid cells with NaN covariates")
+        note = (
+            f"left out {int((~good).sum())} of {len(good)} grid cells with non-finite "
+            "covariates (no prediction, missing in the maps and totals)"
+        )
+        notes.append(note)
+        print(note)
+    if not good.any():
+        parser.error(f"--data: every grid cell of {grid_path} has non-finite covariates")
     grid = grid.isel(cell=np.flatnonzero(good))
     X = X[good]
     forcing = dataset_to_forcing(grid, dim="cell")
     res = float(grid.attrs.get("resolution_deg", 0.5))
-    kinds = h["kinds"]
     pred = global_prediction(
         model,
-        ens.best_models,
+        models,
         kinds,
         X,
         forcing,
@@ -377,7 +550,10 @@ def run_predict(args: argparse.Namespace) -> int:
         attrs={"model": model, "mode": mode, "network": os.path.abspath(net_path)},
     )
     t = pred.totals
-    lines = [f"PRODA global prediction ({model}, mode {mode}): {len(X)} land cells at {res} deg"]
+    lines = [
+        f"PRODA global prediction ({model}, mode {mode}): {len(X)} land cells at {res} deg",
+        *notes,
+    ]
     b = t["proda_best_guess"]
     lines.append("SOC 0-30 / 0-100 / 0-200 cm / total (Pg C):")
     lines.append(
@@ -403,6 +579,9 @@ def run_predict(args: argparse.Namespace) -> int:
         t["truth_top_100cm"] = true_total
         lines.append(f"  truth (synthetic world) 0-100 cm: {true_total:.1f}")
     lines.append(f"failed steady states (excluded from totals): {json.dumps(pred.failed)}")
+    if "proda_bootstrap_cells" in t:
+        lines.append(bootstrap_cells_line(t["proda_bootstrap_cells"]))
+    t["left_out"] = notes
     # held-out NSE (SPEC 6) when the profiles are there
     hold = h.get("holdout_profile_id") or []
     paths = [os.path.join(args.data, f) for f in ("profiles.nc", "forcing.nc", "covariates.nc")]
@@ -415,11 +594,14 @@ def run_predict(args: argparse.Namespace) -> int:
         ids = prof["profile_id"].values.astype(str)
         pos = {pid: i for i, pid in enumerate(ids)}
         rows = np.array([pos[p] for p in hold if p in pos], dtype=int)
+        if rows.size < len(hold):
+            lines.append(
+                f"held-out NSE: {len(hold) - rows.size} of {len(hold)} held-out profiles are "
+                f"not in {paths[0]} (left out)"
+            )
         if rows.size:
             seeds = np.array([k == "seed" for k in kinds])
-            seed_models = jax.tree.map(
-                lambda a: a[seeds] if eqx.is_array(a) else a, ens.best_models
-            )
+            seed_models = jax.tree.map(lambda a: a[seeds] if eqx.is_array(a) else a, models)
             Xp = minmax_scale(_matrix(cov)[rows], vmin, vmax)
             res_nse = heldout_nse(
                 model,

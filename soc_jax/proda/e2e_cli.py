@@ -53,12 +53,30 @@ def _truth_recovery(args, ids, pred, names):
     t_ids = np.asarray(truth["profile_id"].values).astype(str)
     pos = {p: i for i, p in enumerate(t_ids)}
     rows = [i for i, p in enumerate(ids) if p in pos]
+    if len(rows) < len(ids):
+        print(f"recovery vs truth: {len(ids) - len(rows)} held-out profiles are not in {path}")
     if not rows:
         return None, None
     tr = truth["p"].transpose(..., "parameter").values[[pos[ids[i]] for i in rows]]
     from .train import recovery_table
 
     return recovery_table(pred[rows], tr, names), (pred[rows], tr)
+
+
+def _drop_lines(X, mask, soc) -> list[str]:
+    """One line per reason a profile is left out of end-to-end training (none: one line)."""
+    import numpy as np
+
+    n = len(X)
+    reasons = (
+        ("non-finite covariates", ~np.all(np.isfinite(X), 1)),
+        ("no observed layer", mask.sum(1) < 1),
+        ("observed SOC not positive or not finite", ~np.all(soc > 0, 1)),
+    )
+    used = ~np.any([r for _, r in reasons], axis=0)
+    lines = [f"profiles: {int(used.sum())} of {n} usable"]
+    lines += [f"  left out: {int(r.sum())} profiles: {t}" for t, r in reasons if r.any()]
+    return lines
 
 
 def run_train_e2e(args: argparse.Namespace) -> int:
@@ -147,11 +165,17 @@ def run_train_e2e(args: argparse.Namespace) -> int:
         parser.error(f"--width: profiles have up to {mask.sum(1).max()} layers")
     keep = np.flatnonzero(good)
     dropped = ids[~good].tolist()
+    drop_lines = _drop_lines(X_all, mask, soc)
+    print("\n".join(drop_lines))
     n = len(keep)
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(n)
-    n_hold = int(round(args.holdout * n))
-    hold, train_rows = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+    if n == 0:
+        parser.error(f"--data: no usable profile ({len(ids)} read, all left out, see above)")
+    from .cli import holdout_rows
+
+    coords = prof[["profile_id", "lat", "lon"]] if "lat" in prof and "lon" in prof else None
+    train_rows, hold, hold_line = holdout_rows(parser, args, ids[keep], coords, (cov, grid))
+    n_hold = len(hold)
+    print(hold_line)
     if len(train_rows) < 10:
         parser.error(f"--data: only {len(train_rows)} training profiles (need >= 10)")
     names = [str(x) for x in e2e.model_module(model).PARAMETERS.names]
@@ -169,11 +193,20 @@ def run_train_e2e(args: argparse.Namespace) -> int:
         prior_w = np.zeros(len(ids))
         pm = post["para_summary_mean"].transpose("profile", "parameter").values
         ps = post["para_summary_std"].transpose("profile", "parameter").values
+        from .targets import select_targets
+
+        usable = select_targets(post, pm, site_filter=not args.no_site_filter).use
         for i, pid in enumerate(ids):
             j = pos.get(pid)
-            if j is not None and np.all(np.isfinite(pm[j])) and np.all(ps[j] > 0):
+            if j is not None and usable[j] and np.all(np.isfinite(ps[j])) and np.all(ps[j] > 0):
                 prior_mean[i], prior_sd[i], prior_w[i] = pm[j], ps[j], 1.0
         prior_mean, prior_sd, prior_w = prior_mean[keep], prior_sd[keep], prior_w[keep]
+        prior_line = (
+            f"prior pull: {int(prior_w.sum())} of {n} profiles have a usable posterior in "
+            f"--prior (skipped, failed and, with the site filter, unconverged ones have none)"
+        )
+        drop_lines.append(prior_line)
+        print(prior_line)
     sub = prof.isel(profile=keep)
     obs = pad_observations(sub, args.width)
     dtype = args.dtype
@@ -207,11 +240,11 @@ def run_train_e2e(args: argparse.Namespace) -> int:
         prior_w=prior_w,
         dtype=cfg.jdtype,
     )
-    # members see the training rows only; their validation rows are drawn from them
+    # members see the training rows only; their validation rows are drawn from them and are
+    # disjoint from their own training rows (three disjoint sets: train, validation, held out)
     tr, va, kinds = member_splits(
-        len(train_rows), args.ensemble, args.bootstrap, split=args.split, seed=args.seed
+        train_rows, args.ensemble, args.bootstrap, split=args.split, seed=args.seed
     )
-    tr, va = train_rows[tr], train_rows[va]
     os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.eqx")
     extra = {
@@ -224,6 +257,8 @@ def run_train_e2e(args: argparse.Namespace) -> int:
         "train_profile_id": ids[keep][train_rows].tolist(),
         "holdout_profile_id": ids[keep][hold].tolist(),
         "dropped_profile_id": dropped,
+        "holdout_kind": args.holdout_kind if n_hold else "none",
+        "holdout_block_deg": args.holdout_block,
         "seed": args.seed,
     }
     if args.resume:
@@ -264,7 +299,9 @@ def run_train_e2e(args: argparse.Namespace) -> int:
         f"end-to-end PRODA ({model}, {'variational' if cfg.variational else 'point'}, link "
         f"{cfg.link}, misfit {cfg.misfit}): {len(kinds)} members ({args.ensemble} seeds, "
         f"{args.bootstrap} bootstraps), {len(train_rows)} training profiles, {n_hold} held "
-        f"out, {len(dropped)} dropped",
+        f"out, {len(dropped)} left out (see below)",
+        *drop_lines,
+        hold_line,
         f"epochs run: median {int(np.median(st.epoch))}, max {int(np.max(st.epoch))}; best "
         f"validation misfit median {float(np.median(st.best_val)):.4g}; failed fraction (last "
         f"epoch) {float(np.mean(st.failed_fraction)):.4f}; wall {wall:.1f} s",
@@ -312,7 +349,16 @@ def run_train_e2e(args: argparse.Namespace) -> int:
             ),
         },
         coords={"member": np.arange(len(kinds)), "kind": ("member", np.asarray(kinds, object))},
-        attrs={"model": model, "end_to_end": 1, "heldout_nse": res_nse["nse"]},
+        attrs={
+            "model": model,
+            "end_to_end": 1,
+            "heldout_nse": res_nse["nse"],
+            "holdout_kind": args.holdout_kind,
+            "holdout_block_deg": float(args.holdout_block),
+            "n_heldout": n_hold,
+            "n_left_out": len(dropped),
+            "left_out_reasons": "; ".join(drop_lines),
+        },
     )
     hold_ids = ids[keep][hold]
     table, pair = _truth_recovery(args, list(hold_ids), p_seed[hold], names)

@@ -21,10 +21,10 @@ Choices (documented in docs/end_to_end.md):
   synthetic world's default noise; modelled SOC floored at 1e-6 gC m-3 before the log).
   ``"proda"``: PRODA's cost (`soc_jax.calibration.likelihood.cost`: CLM5 rank-weighted, COMPAS
   ``5 (1 - NSE)``), the same density the AM sampler targets.
-* **Failures**: a failed steady state (``not ok``) is removed from the batch: its value AND
-  gradient are exactly zero (the double-where pattern: the failed SOC is replaced by 1 gC m-3
-  before the log) and the batch mean runs over the profiles that did not fail, so a batch with a
-  failing profile has exactly the gradient of the batch without it.
+* **Failures**: a failed steady state (`soc_jax.models.is_failure`) is removed from the batch:
+  its value AND gradient are exactly zero (the double-where pattern: the failed SOC is replaced
+  by 1 gC m-3 before the log) and the batch mean runs over the profiles that did not fail, so a
+  batch with a failing profile has exactly the gradient of the batch without it.
 * **Regularisers** (optional): ``smoothness`` x mean ``||p(x + d) - p(x)||^2 / eps^2`` with a
   random covariate perturbation ``d`` of norm ~``eps`` (smoothness of the parameter fields in
   covariate space); ``prior_weight`` x mean ``((p - m) / s)^2`` toward calibrated posteriors
@@ -63,7 +63,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
-from ..calibration.likelihood import cost, log_prior_unconstrained, model_module, observe
+from ..calibration.likelihood import cost, log_prior_unconstrained, observe
+from ..models.registry import get_model, is_failure
 from .network import HIDDEN, PRODANet, make_ensemble
 from .train import early_stopping
 
@@ -87,6 +88,8 @@ __all__ = [
     "export_network",
     "default_mode",
 ]
+
+model_module = get_model  # the model registry (`soc_jax.models.registry`), former name kept
 
 LINKS = ("sigmoid", "clip")
 MISFITS = ("log", "proda")
@@ -258,7 +261,7 @@ def profile_nll(p: Array, prepared, depth: Array, obs: Array, mask: Array, cfg: 
     module = model_module(cfg.model)
     x = module.PARAMETERS.to_physical(jnp.asarray(p, jnp.float64))
     r = module.steady_state(x, prepared)
-    failed = ~r.ok | ~jnp.all(jnp.isfinite(r.soc))
+    failed = is_failure(r)
     soc = jnp.where(failed, 1.0, r.soc)
     pred = observe(soc, depth, mask)
     if cfg.misfit == "log":

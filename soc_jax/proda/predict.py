@@ -6,11 +6,17 @@
 2. Each cell's steady state runs with that cell's forcing (``jax.jit`` of
    `soc_jax.batching.map_profiles` over fixed-size blocks of cells, progress bar), giving layer
    SOC (gC m-3) and stocks 0-30, 0-100, 0-200 cm and total (gC m-2, `soc_jax.grid.stocks`).
-3. Failed steady states (`is_failure`) are never NaN in the outputs: their stocks are 0 with
-   ``ok = False``, they are excluded from medians, quantiles and totals, and counted.
+3. Failed steady states (`soc_jax.models.is_failure`: a flag or a non-finite SOC) are never NaN
+   in the outputs: their stocks are 0 with ``ok = False``, they are excluded from medians,
+   quantiles and totals, and counted.
 4. Cell areas by SPEC 8's trapezoid formula (`cell_area`, ``R = 6371008.8`` m) and totals
-   ``sum(stock x area)`` in Pg C: best guess = per-cell median over the seed members;
-   uncertainty = per-cell and global median and 14 / 86 % quantiles over the bootstrap members.
+   ``sum(stock x area)`` in Pg C: best guess = per-cell median over the seed members that
+   succeeded, summed over the cells where at least one seed member succeeded; uncertainty =
+   per-cell and global median and 14 / 86 % quantiles over the bootstrap members. Every
+   bootstrap member's total is summed over the SAME cells: those where every bootstrap member
+   succeeded (`member_totals`); a cell where any member failed is left out of every member's
+   total (never counted as zero), and the cells and land-area share left out, overall and per
+   member, are reported (``totals["proda_bootstrap_cells"]``).
    The "homogeneous" configuration (one global parameter vector: the mean of the training
    targets) and, for CLM5, the "default" configuration (customary parameters, mode
    ``"default"``) are computed beside PRODA's.
@@ -33,6 +39,7 @@ import xarray as xr
 from ..batching import map_profiles
 from ..forcing import Forcing
 from ..grid import N_LAYERS, stocks
+from ..models.registry import get_model, is_failure
 
 __all__ = [
     "EARTH_RADIUS",
@@ -46,6 +53,7 @@ __all__ = [
     "Prediction",
     "global_prediction",
     "quantile_totals",
+    "member_totals",
     "write_maps",
     "figures",
     "heldout_nse",
@@ -102,15 +110,6 @@ def apply_link(raw, link: str = "clip"):
     raise ValueError(f"link must be 'clip' or 'sigmoid', got {link!r}")
 
 
-def is_failure(result) -> jax.Array:
-    """True where a steady-state evaluation failed (the ONE place that decides it).
-
-    Any flag of `soc_jax.models.common` counts, as in PRODA's post-DA scripts (a nearly
-    singular cell is a failed simulation); results are finite always.
-    """
-    return ~result.ok
-
-
 @eqx.filter_jit
 def _predict_block(models, x):
     return eqx.filter_vmap(lambda m: jax.vmap(m)(x))(models)
@@ -135,10 +134,7 @@ def predict_parameters(models, X: np.ndarray, block: int = 4096) -> np.ndarray:
     return np.concatenate(out, axis=1)
 
 
-def _model_module(model: str):
-    from ..data.synthetic import _model_module as mm
-
-    return mm(model)
+_model_module = get_model  # kept for callers of the former private name
 
 
 @functools.lru_cache(maxsize=8)
@@ -148,7 +144,7 @@ def _cell_solver(model: str, mode: str, chunk: int):
     def one(x, forcing):
         r = module.steady_state(x, forcing, mode=mode)
         bad = is_failure(r)
-        soc = jnp.where(bad, 0.0, jnp.where(jnp.isfinite(r.soc), r.soc, 0.0))  # double where
+        soc = jnp.where(bad, 0.0, r.soc)
         return soc, ~bad
 
     return jax.jit(lambda x, f: map_profiles(one, x, f, chunk_size=chunk))
@@ -255,6 +251,38 @@ def _total_pg(stock: np.ndarray, ok: np.ndarray, area: np.ndarray) -> np.ndarray
     return np.sum(np.where(ok, stock, 0.0) * area, axis=-1) / 1e15
 
 
+def member_totals(stock: np.ndarray, ok: np.ndarray, area: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Per-member Pg C totals, every member summed over the SAME cells.
+
+    The cells summed are those where every member succeeded; a cell where any member failed is
+    left out of every member's total (a failed cell is never a zero stock), so the band of
+    totals compares members on equal footing.
+
+    Args:
+        stock: (..., M, n) stocks of M members on n cells, gC m-2 (any value where failed).
+        ok: (M, n) steady state succeeded.
+        area: (n,) cell areas, m2.
+
+    Returns:
+        ``(totals (..., M) in Pg C, info)``; ``info``: ``n_cells``, ``n_cells_summed``,
+        ``cells_left_out``, ``area_share_left_out`` (of the n cells' area),
+        ``member_failed_cells`` and ``member_failed_area_share`` (lists over members).
+    """
+    ok = np.asarray(ok, bool)
+    area = np.asarray(area, float)
+    common = ok.all(axis=0)
+    total_area = float(area.sum())
+    info = {
+        "n_cells": int(ok.shape[1]),
+        "n_cells_summed": int(common.sum()),
+        "cells_left_out": int((~common).sum()),
+        "area_share_left_out": float(area[~common].sum() / total_area),
+        "member_failed_cells": [int(v) for v in (~ok).sum(axis=1)],
+        "member_failed_area_share": [float(v) for v in ((~ok) * area).sum(axis=1) / total_area],
+    }
+    return _total_pg(stock, common, area), info
+
+
 def global_prediction(
     model: str,
     models,
@@ -327,11 +355,17 @@ def global_prediction(
     boot_q = None
     if boots.any():
         boot_q = _masked_quantiles(st[boots], ok[boots][..., None], list(QUANTILES))
-        per_member = _total_pg(np.moveaxis(st[boots], -1, 0), ok[boots][None], area)  # (4, B)
+        per_member, info = member_totals(np.moveaxis(st[boots], -1, 0), ok[boots], area)  # (4, B)
         totals["proda_bootstrap"] = {
             b: quantile_totals(per_member[i]) for i, b in enumerate(STOCK_NAMES)
         }
         totals["proda_bootstrap_members"] = per_member[1].tolist()  # 0-100 cm per member
+        totals["proda_bootstrap_cells"] = info
+        # the best guess on the same cells, for a like-for-like comparison with the band
+        common = ok[boots].all(axis=0) & best_ok
+        totals["proda_best_guess_on_bootstrap_cells"] = {
+            b: float(_total_pg(best[:, i], common, area)) for i, b in enumerate(STOCK_NAMES)
+        }
     extra = {}
     runs = []
     if homogeneous is not None:

@@ -53,6 +53,8 @@ __all__ = [
     "TrainingData",
     "training_data",
     "recovery_table",
+    "never_improved",
+    "never_improved_lines",
     "save_checkpoint",
     "load_checkpoint",
 ]
@@ -147,7 +149,7 @@ class TrainState(eqx.Module):
 
 
 def member_splits(
-    n_rows: int,
+    n_rows,
     n_seeds: int = 10,
     n_bootstrap: int = 0,
     *,
@@ -155,40 +157,61 @@ def member_splits(
     split: str = "shuffled",
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Training and validation row indices of every member.
+    """Training and validation row indices of every member; validation never overlaps training.
 
-    Best-guess members use all rows; bootstrap member ``b`` uses PRODA's resample
-    ``sort(choice(N, N, replace=True))`` (numpy's generator, seeded; not MATLAB's ``rng(7)``
-    stream). Validation rows: ``split="keras"`` takes the last ``val_fraction`` of the rows
-    (Keras' ``validation_split``: ``int(N (1 - f))`` training rows, no shuffle; for a sorted
-    resample, the highest indices), ``split="shuffled"`` (default) a random permutation first.
+    Each member first sets aside its validation rows (early stopping and restore-best), then
+    trains on the rest: best-guess (seed) members on all remaining rows, bootstrap members on
+    PRODA's resample with replacement ``sort(choice(rest, len(rest)))`` of the remaining rows
+    (numpy's generator, seeded; not MATLAB's ``rng(7)`` stream). A row is one profile, so a
+    member's validation profiles are never among its training profiles, and a bootstrap
+    duplicate can never leak into validation. ``split="shuffled"`` (default): each member's
+    validation rows are a random ``val_fraction`` of the rows; ``split="keras"``: the last
+    ``val_fraction`` of the rows in order (Keras' ``validation_split``, no shuffle), the same
+    for every member.
+
+    Args:
+        n_rows: number of rows, or an array of the row indices the members may use (e.g. the
+            training rows left after a hold-out, `soc_jax.proda.holdout`): the indices
+            returned are then rows of that array's table, and rows outside it (held-out
+            profiles) are never in any member's training or validation set.
+        n_seeds, n_bootstrap: members of each kind.
+        val_fraction: share of the rows each member validates on, in (0, 1).
+        split: ``"shuffled"`` or ``"keras"``.
+        seed: random seed.
 
     Returns:
         ``(train_idx (M, n_train), val_idx (M, n_val), kinds)`` with ``M = n_seeds +
-        n_bootstrap`` and kinds ``"seed"`` / ``"bootstrap"`` per member.
+        n_bootstrap``, ``n_train = int(n (1 - val_fraction))``, ``n_val = n - n_train`` and kinds
+        ``"seed"`` / ``"bootstrap"`` per member.
     """
     if split not in ("keras", "shuffled"):
         raise ValueError(f"split must be 'keras' or 'shuffled', got {split!r}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    n_train = int(n_rows * (1.0 - val_fraction))
-    if n_train < 1 or n_train >= n_rows:
-        raise ValueError(f"{n_rows} rows leave no training or no validation rows")
-    rng = np.random.default_rng(seed)
-    rows, kinds = [], []
-    for _ in range(n_seeds):
-        rows.append(np.arange(n_rows))
-        kinds.append("seed")
-    boot = np.random.default_rng(np.random.SeedSequence([seed, 7]))
-    for _ in range(n_bootstrap):
-        rows.append(np.sort(boot.choice(n_rows, n_rows, replace=True)))
-        kinds.append("bootstrap")
-    if not rows:
+    if np.ndim(n_rows) == 0:
+        pool = np.arange(int(n_rows))
+    else:
+        pool = np.sort(np.asarray(n_rows, dtype=np.int64))
+        if len(np.unique(pool)) != len(pool):
+            raise ValueError("the row indices given to member_splits must be distinct")
+    n = len(pool)
+    n_train = int(n * (1.0 - val_fraction))
+    if n_train < 1 or n_train >= n:
+        raise ValueError(f"{n} rows leave no training or no validation rows")
+    if n_seeds + n_bootstrap < 1:
         raise ValueError("need at least one member (n_seeds + n_bootstrap >= 1)")
-    rows = np.stack(rows)
-    if split == "shuffled":
-        rows = np.stack([r[rng.permutation(n_rows)] for r in rows])
-    return rows[:, :n_train].astype(np.int32), rows[:, n_train:].astype(np.int32), kinds
+    rng = np.random.default_rng(seed)
+    boot = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    kinds = ["seed"] * n_seeds + ["bootstrap"] * n_bootstrap
+    train, val = [], []
+    for kind in kinds:
+        order = rng.permutation(n) if split == "shuffled" else np.arange(n)
+        rest, v = order[:n_train], order[n_train:]
+        if kind == "bootstrap":
+            rest = np.sort(boot.choice(rest, n_train, replace=True))
+        train.append(pool[rest])
+        val.append(pool[v])
+    return np.stack(train).astype(np.int32), np.stack(val).astype(np.int32), kinds
 
 
 def init_state(keys: PRNGKeyArray, n_in: int, n_out: int, cfg: TrainConfig) -> TrainState:
@@ -554,7 +577,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Ensemble, TrainConfig, dic
 
 @dataclasses.dataclass
 class TrainingData:
-    """The network's (X, Y) table.
+    """The network's (X, Y) table and the account of the profiles left out.
 
     Attributes:
         X: (n, 60) covariates min-max scaled with the grid's bounds, clipped to [0, 1].
@@ -562,7 +585,13 @@ class TrainingData:
         profile_id: (n,) ids of the rows kept.
         parameter_names: names of the Y columns.
         vmin, vmax: (60,) the grid's covariate bounds used for scaling.
-        dropped: ids of profiles dropped (NaN covariate or target), reported, never silent.
+        dropped: ids of every profile left out (any reason), reported, never silent.
+        excluded: profile id -> reason, for every profile left out.
+        counts: ``targets`` (profiles in the targets), ``used``, ``failed`` (skipped, no valid
+            chain, failed or non-finite target: never targets), ``filtered`` (site filter),
+            ``input`` (no covariates with the id, or non-finite covariates).
+        site_filter: ``"on"``, ``"off"`` or ``"not available"`` (`select_targets`).
+        target_var: the target variable read.
     """
 
     X: np.ndarray
@@ -572,58 +601,102 @@ class TrainingData:
     vmin: np.ndarray
     vmax: np.ndarray
     dropped: list[str]
+    excluded: dict[str, str] = dataclasses.field(default_factory=dict)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    site_filter: str = "not available"
+    target_var: str = ""
+
+    def reason_counts(self) -> dict[str, int]:
+        """Number of profiles left out per reason."""
+        out: dict[str, int] = {}
+        for r in self.excluded.values():
+            out[r] = out.get(r, 0) + 1
+        return out
 
 
-def training_data(covariates, grid, targets, target_var: str | None = None) -> TrainingData:
+def training_data(
+    covariates, grid, targets, target_var: str | None = None, *, site_filter: bool = True
+) -> TrainingData:
     """Assemble (X, Y) from covariates, the grid (for the scaling bounds) and targets.
+
+    Only results are targets (`soc_jax.proda.targets.select_targets`): skipped profiles,
+    profiles without a valid chain, failed ones and non-finite rows never are; PRODA's site
+    filter (``filter_pass``) applies when ``site_filter`` and the targets have it. Profiles
+    without covariates (by ``profile_id``) or with non-finite covariates are left out too.
+    Every profile left out is in ``excluded`` with its reason.
 
     Args:
         covariates: covariates Dataset (profile, covariate) with ``profile_id``.
         grid: grid Dataset with ``covariates`` (cell, covariate) (min/max source, SPEC 7).
         targets: Dataset with normalized parameters (profile, parameter) and ``profile_id``:
-            variable ``target_var``, else the first of ``p`` (synthetic truth),
-            ``p_mean``, ``posterior_mean`` found.
+            variable ``target_var``, else the first of `TARGET_VARIABLES` found (``p`` of
+            truth.nc, ``para_summary_mean`` of posterior.nc).
         target_var: name of the target variable (optional).
+        site_filter: apply the site filter (default True).
 
     Returns:
         `TrainingData`; rows are matched by ``profile_id``.
     """
     from ..data import covariate_bounds, minmax_scale
     from ..data.covariates import _matrix
+    from .targets import select_targets, target_variable
 
-    if target_var is None:
-        for name in ("p", "p_mean", "posterior_mean"):
-            if name in targets:
-                target_var = name
-                break
-        else:
-            raise ValueError("targets have none of the variables p, p_mean, posterior_mean")
-    if target_var not in targets:
-        raise ValueError(f"targets have no variable {target_var!r}")
+    target_var = target_variable(targets, target_var)
     t = targets[target_var]
     pdim = [d for d in t.dims if d != "parameter"][0]
-    t = t.transpose(pdim, "parameter")
+    Y = np.asarray(t.transpose(pdim, "parameter").values, dtype=float)
     t_ids = np.asarray(targets["profile_id"].values).astype(str)
+    sel = select_targets(targets, Y, site_filter=site_filter)
+    category, reason = sel.category.copy(), sel.reason.copy()
     c_ids = np.asarray(covariates["profile_id"].values).astype(str)
     pos = {pid: i for i, pid in enumerate(c_ids)}
-    missing = [pid for pid in t_ids if pid not in pos]
-    rows = np.array([pos[pid] for pid in t_ids if pid in pos], dtype=int)
-    keep_t = np.array([pid in pos for pid in t_ids])
     vmin, vmax = covariate_bounds(grid)
-    X = minmax_scale(_matrix(covariates)[rows], vmin, vmax)
-    Y = np.asarray(t.values, dtype=float)[keep_t]
-    ids = t_ids[keep_t]
-    good = np.all(np.isfinite(X), axis=1) & np.all(np.isfinite(Y), axis=1)
-    dropped = missing + [str(i) for i in ids[~good]]
+    X_all = minmax_scale(_matrix(covariates), vmin, vmax)
+    X = np.full((len(t_ids), X_all.shape[1]), np.nan)
+    has = np.array([pid in pos for pid in t_ids], dtype=bool)
+    X[has] = X_all[[pos[pid] for pid in t_ids[has]]]
+    for rows, text in (
+        (~has, "no covariates with this profile_id"),
+        (has & ~np.all(np.isfinite(X), axis=1), "non-finite covariates"),
+    ):
+        new = rows & (category == "used")
+        category[new], reason[new] = "input", text
+    good = category == "used"
+    counts = {"targets": len(t_ids)}
+    counts.update({c: int(np.sum(category == c)) for c in ("used", "failed", "filtered", "input")})
+    excluded = {str(i): str(r) for i, r in zip(t_ids[~good], reason[~good], strict=True)}
     return TrainingData(
         X=X[good],
         Y=Y[good],
-        profile_id=ids[good],
+        profile_id=t_ids[good],
         parameter_names=[str(n) for n in targets["parameter"].values],
         vmin=vmin,
         vmax=vmax,
-        dropped=dropped,
+        dropped=list(excluded),
+        excluded=excluded,
+        counts=counts,
+        site_filter=sel.site_filter,
+        target_var=target_var,
     )
+
+
+def never_improved(state) -> np.ndarray:
+    """(M,) True for members whose validation loss never improved on +inf (non-finite losses
+    from the first epoch): their "best" network is the untrained initialisation."""
+    return (np.asarray(state.best_epoch) < 0) | ~np.isfinite(np.asarray(state.best_val, float))
+
+
+def never_improved_lines(state, kinds: list[str]) -> list[str]:
+    """A terminal line counting the members that never improved (none: no line)."""
+    bad = never_improved(state)
+    if not bad.any():
+        return []
+    k = np.asarray(kinds)[bad]
+    return [
+        f"members that never improved (non-finite validation loss; untrained weights): "
+        f"{int(bad.sum())} ({int(np.sum(k == 'seed'))} seeds, {int(np.sum(k == 'bootstrap'))} "
+        "bootstraps); `soc-jax predict` leaves them out"
+    ]
 
 
 def recovery_table(pred: np.ndarray, target: np.ndarray, names: list[str]) -> list[dict]:
