@@ -284,6 +284,29 @@ def matrices(
     return _matrices(jnp.asarray(params), prepared, mode)
 
 
+_TURNOVER = ("taucwd", "taul1", "taul2", "tau4s1", "tau4s2", "tau4s3")
+
+
+def _rate(tau: Array) -> Array:
+    """Decay rate ``1/(365 tau)`` day-1 of turnover times ``tau`` (yr); ``inf`` at tau = 0.
+
+    The double ``where`` keeps the gradient finite (zero) at tau = 0.
+    """
+    pos = tau > 0
+    return jnp.where(pos, 1.0 / (DAYS_PER_YEAR * jnp.where(pos, tau, 1.0)), jnp.inf)
+
+
+def _depth(efolding: Array) -> Array:
+    """Depth scalar ``exp(-z/efolding)`` (efolding in m); 0 at efolding = 0, finite gradient."""
+    pos = efolding > 0
+    return jnp.where(pos, depth_scalar(ZSOI[:N_LAYERS], jnp.where(pos, efolding, 1.0)), 0.0)
+
+
+def _rates_defined(params: Array) -> Bool[Array, ""]:
+    """Every turnover time and the e-folding depth is > 0 (else no steady state exists)."""
+    return jnp.all(params[jnp.asarray([_IX[n] for n in (*_TURNOVER, "efolding")])] > 0)
+
+
 def _matrices(params: Array, prep: Prepared, mode: str) -> CLM5Matrices:
     P = {name: params[i] for name, i in _IX.items()}
     proda = mode == "proda"
@@ -292,14 +315,14 @@ def _matrices(params: Array, prep: Prepared, mode: str) -> CLM5Matrices:
     xit = P["q10"] ** prep.temperature_exponent
     xiw = water_scalar(prep.w_scalar, P["w_scaling"], capped=True) if proda else prep.w_scalar
     xi_tw = xit * xiw * prep.o_scalar
-    depth = depth_scalar(ZSOI[:N_LAYERS], P["efolding"])
+    depth = _depth(P["efolding"])
     # K (SPEC 1.5): mean over months of the monthly rates (mean of products).
     xi_soil = jnp.mean(xi_tw, axis=0) * depth
     xi_litter = jnp.mean(xi_tw * prep.fpi, axis=0) * depth
     tau = jnp.stack(
         [P["taucwd"], P["taul1"], P["taul2"], P["taul2"], P["tau4s1"], P["tau4s2"], P["tau4s3"]]
     )
-    base = 1.0 / (DAYS_PER_YEAR * tau)  # day-1
+    base = _rate(tau)  # day-1
     modifier = jnp.stack([xi_soil, xi_litter, xi_litter, xi_litter, xi_soil, xi_soil, xi_soil])
     decay = base[:, None] * modifier
 
@@ -406,10 +429,15 @@ def _steady_state(
 ) -> SteadyState:
     prep, mode = _as_prepared(forcing, mode)
     params_ok = parameters_ok(PARAMETERS, params, within_prior=(mode == "proda"))
-    params = stand_in_parameters(PARAMETERS, params, params_ok)
+    # a zero turnover time or e-folding depth has no steady state (flagged NONFINITE, pools 0);
+    # the stand-in parameters keep its gradient finite (zero), as for a flagged profile
+    defined = _rates_defined(params)
+    params = stand_in_parameters(PARAMETERS, params, params_ok & defined)
     m = _matrices(params, prep, mode)
     x, rcond, usable = solve_guarded(m.operator, m.inputs, method)
     x = jnp.where(x < 0, 0.0, x)
+    x = jnp.where(defined, x, jnp.nan)
+    rcond = jnp.where(defined, rcond, 0.0)
     flags, pools = finish(prep.valid, params_ok, rcond, usable, x)
     soc = pools[S1] + pools[S2] + pools[S3]
     return SteadyState(pools=pools, soc=soc, ok=flags == 0, flags=flags, rcond=rcond)

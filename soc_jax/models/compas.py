@@ -394,14 +394,28 @@ def enzyme_turnover_time(params: Float[ArrayLike, "23"], mode: Mode = "proda") -
     return 10.0 ** (lo + (hi - lo) * p13)
 
 
+_TURNOVER = (
+    "tau4cwd", "tau4l1", "tau4l2", "tau4s1", "tau4s2_death", "tau4s2_enz", "tau4s3", "tau4s4"
+)  # fmt: skip
+
+
+def _rate(tau: Array) -> Array:
+    """Rate ``1/(365 tau)`` day-1 of a time ``tau`` (yr); ``inf`` at tau = 0, finite gradient."""
+    pos = tau > 0
+    return jnp.where(pos, 1.0 / (DAYS_PER_YEAR * jnp.where(pos, tau, 1.0)), jnp.inf)
+
+
+def _rates_defined(params: Array) -> Bool[Array, ""]:
+    """Every turnover time and the water scaling is > 0 (else no steady state exists)."""
+    return jnp.all(params[jnp.asarray([_IX[n] for n in (*_TURNOVER, "w_scaling")])] > 0)
+
+
 def _kinetics(params: Array, mode: str) -> Kinetics:
     P = {name: params[i] for name, i in _IX.items()}
 
-    def rate(tau):  # yr -> day-1
-        return 1.0 / (DAYS_PER_YEAR * tau)
-
     l2_cue = P["l2l3_cue"]  # l3 uses the l2 CUE (SPEC 3.2)
     zero = jnp.zeros_like(P["pl1s1"])
+    rate = _rate
     return Kinetics(
         death=rate(P["tau4s2_death"]),
         enzyme_production=rate(P["tau4s2_enz"]),
@@ -454,7 +468,7 @@ def _matrices(params: Array, prep: Prepared, mode: str) -> COMPASMatrices:
 
     # K4 (SPEC 3.4): CWD without the N scalar; l3 turns over like l2.
     tau = jnp.stack([P["tau4cwd"], P["tau4l1"], P["tau4l2"], P["tau4l2"]])
-    base = 1.0 / (DAYS_PER_YEAR * tau)  # day-1
+    base = _rate(tau)  # day-1
     decay = base[:, None] * jnp.stack([xi, xi * xi_n, xi * xi_n, xi * xi_n])
 
     # A4: CWD -> l2 (fcwdl2) and l3 (the rest); fractions[layer, receiver, donor].
@@ -627,12 +641,16 @@ def _steady_state(
 ) -> SteadyState:
     prep, mode = _as_prepared(forcing, mode)
     params_ok = parameters_ok(PARAMETERS, params, within_prior=True)
-    params = stand_in_parameters(PARAMETERS, params, params_ok)
+    # a zero turnover time or water scaling has no steady state (flagged NONFINITE, pools 0);
+    # the stand-in parameters keep its gradient finite (zero), as for a flagged profile
+    defined = _rates_defined(params)
+    params = stand_in_parameters(PARAMETERS, params, params_ok & defined)
     m = _matrices(params, prep, mode)
     litter, rcond, usable = solve_guarded(m.operator, m.inputs, method)
     litter = jnp.where(litter < 0, 0.0, litter)
     soil = _soil_pools(m, litter)
-    x = jnp.concatenate([litter, soil])
+    x = jnp.where(defined, jnp.concatenate([litter, soil]), jnp.nan)
+    rcond = jnp.where(defined, rcond, 0.0)
     negative = jnp.any(x < 0)
     finite_soil = jnp.where(jnp.isfinite(soil), soil, 0.0)
     soil_stocks = finite_soil @ jnp.asarray(DZ[:N_LAYERS])  # (4,) gC m-2
