@@ -188,7 +188,7 @@ def train_regression(X, Y, tr, va, lr, args, seed):
     """Two-stage network: sigmoid(net(x)) fitted to Y (normalized posterior means) by MSE.
 
     Adam (clip 10), batch 32, early stopping on ``va`` with restore-best. Returns the stacked
-    1-member best model and the best validation MSE.
+    1-member best model, the best validation MSE and its epoch (0-based).
     """
     import equinox as eqx
     import jax
@@ -227,18 +227,18 @@ def train_regression(X, Y, tr, va, lr, args, seed):
         (m, s), _ = jax.lax.scan(step, (m, s), (idx, w))
         return m, s, mse(m, jnp.asarray(va), jnp.ones(len(va)))
 
-    best, best_val, wait = model, np.inf, 0
+    best, best_val, best_epoch, wait = model, np.inf, -1, 0
     for e in range(args.epochs):
         model, state, v = epoch(model, state, jax.random.fold_in(jax.random.key(seed), e))
         v = float(v)
         if v < best_val:
-            best, best_val, wait = model, v, 0
+            best, best_val, best_epoch, wait = model, v, e, 0
         else:
             wait += 1
             if wait >= args.patience:
                 break
     stacked = jax.tree.map(lambda a: a[None] if eqx.is_array(a) else a, best)
-    return stacked, best_val, e + 1
+    return stacked, best_val, best_epoch
 
 
 def train_end_to_end(data, tr, va, lr, args, seed):
@@ -464,7 +464,7 @@ def main(argv=None) -> int:
             rec[name] = {
                 "lr": arm["lr"],
                 "val_loss_per_lr": arm["val_losses"],
-                "epochs": arm["epochs"],
+                "best_epoch": arm["epochs"],
                 "heldout_nse": m["nse"],
                 "heldout_nse_log": m["nse_log"],
                 "n_failed_heldout": m["n_failed"],
