@@ -1,4 +1,11 @@
-"""Experiment: two-stage PRODA vs end-to-end training on a spatial hold-out (synthetic world).
+"""Experiment: end-to-end variants and the amortised posterior on a spatial hold-out.
+
+NOT the equal-footing comparison with two-stage PRODA: its two-stage arm (a) is a short-chain
+baseline (2 AM chains x 4,000 steps, not converged; PRODA's COMPAS L2 loss with Adadelta lr 1.0
+for either model) and its end-to-end arms know the world's noise sigma while the AM does not.
+The comparison on equal footing (converged ChEES calibration with the same log-normal misfit,
+the same network recipe and learning-rate grid, train / validation / test splits, 3 seeds) is
+``experiments/e2e_vs_two_stage.py``. This script is kept for the variants (c), (b'), (d).
 
 For one process model (``--model clm5`` or ``compas``; default noise 0.2):
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import os
 
-__all__ = ["write_report"]
+__all__ = ["convergence_caveat", "write_report"]
+
+CONVERGED_SHARE: float = 0.5
+"""Below this share of calibrated sites passing the site filter (``filter_pass`` of
+``posterior.nc``) in any model, the report says beside its numbers that the chains did not
+converge."""
 
 
 def _f(x, nd: int = 2) -> str:
@@ -31,6 +36,34 @@ def _sub(row: dict, prefix: str) -> dict:
 def _load(runner, stage: str, file: str):
     with open(runner.path(stage, file)) as f:
         return json.load(f)
+
+
+def convergence_caveat(cals: dict[str, dict], threshold: float = CONVERGED_SHARE) -> str:
+    """A warning line when the calibration of any model did not converge ('' otherwise).
+
+    Args:
+        cals: model name -> its ``calibration.json`` (``filter_pass``: share of sites passing
+            the site filter of ``posterior.nc``, 0-1; ``median_gr_mean``: median GR).
+        threshold: the share below which a model's chains count as not converged.
+
+    A missing or non-finite share counts as not converged.
+    """
+    bad = []
+    for m, cal in cals.items():
+        share = cal.get("filter_pass")
+        if share is None or not share == share or share < threshold:
+            bad.append(
+                f"{m.upper()} {'n/a' if share is None else f'{100 * share:.0f} %'} of sites "
+                f"pass the site filter (median GR {_f(cal.get('median_gr_mean'))})"
+            )
+    if not bad:
+        return ""
+    return (
+        "**Warning: the calibration chains did NOT converge** ("
+        + "; ".join(bad)
+        + f"; fewer than {100 * threshold:.0f} % pass). The network targets are unconverged "
+        "posterior means, so the convergence and Pg C numbers below are not a converged result."
+    )
 
 
 _MEANING = {
@@ -76,9 +109,13 @@ def write_report(runner, out: str, figures: dict[str, list[str]]) -> str:
         ]
         lines += [_MEANING[w], ""]
         ls = conv["log_soc"]
+        cals = {
+            m: _load(runner, f"{s}/calibrate_{m}", "calibration.json") for m in ("clm5", "compas")
+        }
+        caveat = convergence_caveat(cals)
+        lines += [f"### Convergence ({conv['n_cells']} grid cells)", ""]
+        lines += [caveat, ""] if caveat else []
         lines += [
-            f"### Convergence ({conv['n_cells']} grid cells)",
-            "",
             "| correlation across cells, CLM5 vs COMPAS | before PRODA | after PRODA "
             "| paper before | paper after |",
             "|---|---:|---:|---:|---:|",
@@ -127,6 +164,9 @@ def write_report(runner, out: str, figures: dict[str, list[str]]) -> str:
             f"| truth of this world | {_f(t['truth'], 1)} | |",
             "| paper (real data): customary / PRODA | 1281 / 1469 | 1308 / 1507 |",
             "",
+        ]
+        lines += [caveat, ""] if caveat else []
+        lines += [
             "Failed steady states (excluded from totals, correlations and figures): "
             + "; ".join(
                 f"{m.upper()} " + ", ".join(f"{k} {v}" for k, v in fails[m].items())
@@ -138,8 +178,7 @@ def write_report(runner, out: str, figures: dict[str, list[str]]) -> str:
             + "; ".join(
                 f"{m.upper()} median fit R2 {_f(cal['median_r2_max'])}, median Gelman-Rubin "
                 f"{_f(cal['median_gr_mean'])}, site filter pass {100 * cal['filter_pass']:.0f} %"
-                for m in ("clm5", "compas")
-                for cal in [_load(runner, f"{s}/calibrate_{m}", "calibration.json")]
+                for m, cal in cals.items()
             )
             + ".",
             "",
