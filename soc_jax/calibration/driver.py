@@ -524,7 +524,7 @@ def calibrate(
 _LONG_NAMES = {
     "para_summary_mean": ("posterior mean of the normalized parameter (optimal chain)", "1"),
     "para_summary_std": ("posterior std of the normalized parameter (optimal chain)", "1"),
-    "para_es": ("GEV-mode estimate of the normalized parameter (L-moment fit)", "1"),
+    "para_es": ("GEV-mode estimate of the normalized parameter (maximum-likelihood fit)", "1"),
     "gr": (
         "Gelman-Rubin, PRODA's formula with n = the last valid chain's post-burn-in count "
         "(NaN: fewer than 2 valid chains; inf: chains frozen at different values)",

@@ -19,9 +19,9 @@ As coded by PRODA (SPEC 6 and its driver details 5-6):
   and std of its post-burn-in samples (the network's training target, normalized space);
 * ``para_es``: mode of a generalised extreme value (GEV) distribution fitted to the same samples,
   ``mu + sigma ((1 + k)^(-k) - 1) / k`` (MATLAB's shape sign; ``mu`` at k = 0). PRODA fits by
-  maximum likelihood (``gevfit``); here the fit is Hosking's (1985) L-moment estimator, closed
-  form and vectorised (an ML fit per parameter costs ~70 ms with SciPy: 1.5 s per profile);
-  a mode outside the box [0, 1] (a poor fit of a piled-up marginal) is clipped to it;
+  maximum likelihood (``gevfit``), and so does soc_jax (`soc_jax.calibration.gev`: BFGS in JAX,
+  vmapped over parameters, started from Hosking's L-moment fit); a mode outside the box [0, 1]
+  is clipped to it;
 * Gelman-Rubin per parameter over the post-burn-in samples of the m valid chains with one
   ``n`` for every chain (driver detail 5):
   ``B = n/(m-1) sum_k (xbar_k - xbar)^2``, ``W = 1/(m(n-1)) sum_k sum_i (x_ik - xbar_k)^2``,
@@ -48,7 +48,6 @@ keep an honest ``inf`` where the formula gives it.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -56,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import am
+from .gev import gev_mode
 
 __all__ = [
     "STATUS_BITS",
@@ -150,56 +150,6 @@ def gelman_rubin_proda(x: np.ndarray, valid: np.ndarray, n_last: int) -> np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):
         gr = np.sqrt(((n - 1) * w / n + b / n) / w)
     return gr
-
-
-def gev_mode(x: np.ndarray, valid: np.ndarray | None = None, axis: int = -2) -> np.ndarray:
-    """Mode of a GEV fitted by L-moments (Hosking 1985) along ``axis``.
-
-    Hosking's shape ``kh`` (``= -k`` of MATLAB's ``gevfit``): ``c = 2/(3 + t3) - ln2/ln3``,
-    ``kh = 7.8590 c + 2.9554 c^2``; ``sigma = l2 kh / ((1 - 2^-kh) Gamma(1 + kh))``,
-    ``mu = l1 - sigma (1 - Gamma(1 + kh)) / kh``; mode ``= mu + sigma((1+k)^(-k) - 1)/k`` with
-    ``k = -kh`` (``mu`` when ``|k| < 1e-6``). Samples with zero spread give their value.
-
-    Args:
-        x: samples, any shape; ``axis`` is the sample axis.
-        valid: bool mask of real samples (same shape as ``x``), default all.
-
-    Returns:
-        The GEV mode, ``x`` without ``axis``.
-    """
-    x = np.moveaxis(np.asarray(x, float), axis, -1)
-    valid = np.ones(x.shape, bool) if valid is None else np.moveaxis(np.asarray(valid), axis, -1)
-    big = np.finfo(float).max
-    xs = np.sort(np.where(valid, x, big), axis=-1)  # invalid samples sort last
-    n = valid.sum(axis=-1, keepdims=True)
-    i = np.arange(x.shape[-1])  # 0-based rank
-    ok = i < n
-    nn = np.maximum(n, 3).astype(float)
-    xs = np.where(ok, xs, 0.0)
-    b0 = xs.sum(-1, keepdims=True) / nn
-    b1 = (xs * (i / (nn - 1))).sum(-1, keepdims=True) / nn
-    b2 = (xs * (i * (i - 1) / ((nn - 1) * (nn - 2)))).sum(-1, keepdims=True) / nn
-    l1, l2, l3 = b0, 2 * b1 - b0, 6 * b2 - 6 * b1 + b0
-    flat = np.abs(l2) < 1e-12 * np.maximum(np.abs(l1), 1e-300)
-    t3 = np.where(flat, 0.0, l3 / np.where(flat, 1.0, l2))
-    c = 2.0 / (3.0 + t3) - math.log(2.0) / math.log(3.0)
-    kh = 7.8590 * c + 2.9554 * c * c
-    small = np.abs(kh) < 1e-6
-    khs = np.where(small, 1e-6, kh)
-    g = np.exp(_lgamma(1.0 + khs))
-    sigma = np.where(small, l2 / math.log(2.0), l2 * khs / ((1.0 - 2.0 ** (-khs)) * g))
-    mu = np.where(small, l1 - 0.5772156649015329 * sigma, l1 - sigma * (1.0 - g) / khs)
-    k = -khs
-    base = np.where(1.0 + k > 0, 1.0 + k, 1.0)  # the mode exists for k > -1 only; else mu
-    mode = np.where(small | (1.0 + k <= 0), mu, mu + sigma * (base ** (-k) - 1.0) / k)
-    mode = np.where(flat, l1, mode)
-    return mode[..., 0]
-
-
-def _lgamma(x: np.ndarray) -> np.ndarray:
-    from scipy.special import gammaln
-
-    return gammaln(x)
 
 
 @jax.jit

@@ -79,7 +79,6 @@ def test_uniform_mode_is_the_ml_mode_not_the_l_moment_mode():
     assert abs(gev.gev_mode(x[:, None], axis=0)[0] - ml) < 1e-4
 
 
-@pytest.mark.xfail(strict=True, reason="postprocess.gev_mode is wired to gev.gev_mode at merge")
 def test_postprocess_para_es_uses_the_ml_fit():
     x = np.random.default_rng(0).uniform(size=500)
     (c, loc, scale), _ = scipy_ml(x)
