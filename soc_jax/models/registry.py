@@ -31,7 +31,7 @@ def get_model(name: str) -> ModuleType:
         ValueError: ``name`` is not one of `MODELS`.
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}: the models are {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {name!r}: model must be one of {', '.join(MODELS)}")
     return importlib.import_module(f"soc_jax.models.{name}")
 
 
