@@ -63,9 +63,9 @@ def grad_cost_ratio(world, model: str, n_batch: int, repeat: int = 5) -> dict:
     mode = MODEL_MODES[model]
     idx = np.arange(n_batch) % world.n_sites
     obs = pad_observations(world.profiles.isel(profile=idx))
-    from soc_jax.calibration.likelihood import model_module
+    from soc_jax.models import get_model
 
-    module = model_module(model)
+    module = get_model(model)
     forcing = jax.tree.map(lambda a: jnp.asarray(a[idx]), world.forcing_batch())
     data = {
         "forcing": module.prepare(forcing, mode),

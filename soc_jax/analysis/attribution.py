@@ -48,9 +48,9 @@ QUANTILES: tuple[float, float, float] = (0.14, 0.5, 0.86)
 
 def group_indices(model: str) -> dict[str, np.ndarray]:
     """Process group -> parameter indices (SPEC 2 / 3.2 component scripts), in group order."""
-    from ..proda.predict import _model_module
+    from ..models.registry import get_model
 
-    space = _model_module(model).PARAMETERS
+    space = get_model(model).PARAMETERS
     order = [g for g in ("A", "K", "Xi", "I", "V", "E") if g in set(space.groups)]
     return {g: space.group_indices(g) for g in order}
 
@@ -163,9 +163,10 @@ def evaluate(
         ``mse``, ``n_layers``, ``failed_sites``.
     """
     from ..grid import stocks
-    from ..proda.predict import _model_module, simulate_cells
+    from ..models.registry import get_model
+    from ..proda.predict import simulate_cells
 
-    space = _model_module(model).PARAMETERS
+    space = get_model(model).PARAMETERS
     x = np.asarray(space.to_physical(jnp.asarray(p_cells, jnp.float64)))
     soc, ok = simulate_cells(
         model, x, _scaled(target.forcing_cells, scale_cells), mode=mode, block=_block(len(x))

@@ -50,8 +50,9 @@ import xarray as xr
 
 from ..data import dataset_to_forcing, pad_observations, profile_problems
 from ..grid import N_LAYERS, ZSOI
+from ..models.registry import get_model
 from . import am, gradient, postprocess
-from .likelihood import make_evaluator, model_module
+from .likelihood import make_evaluator
 
 __all__ = [
     "Settings",
@@ -384,7 +385,7 @@ def calibrate(
     use_am = settings.sampler == "proda-am"
     cfg = settings.am_config()
     gcfg = None if use_am else settings.gradient_config()
-    module = model_module(settings.model)
+    module = get_model(settings.model)
     space = module.PARAMETERS
     n_par = len(space)
     # before any output or compilation: a run that would compute nothing is an error

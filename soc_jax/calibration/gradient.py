@@ -63,7 +63,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from .likelihood import is_failure, log_prior_unconstrained, make_evaluator, model_module, observe
+from ..models.registry import get_model, is_failure
+from .likelihood import log_prior_unconstrained, make_evaluator, observe
 
 __all__ = [
     "SAMPLERS",
@@ -190,7 +191,7 @@ def make_predictor(model: str, mode: str = "proda"):
     SOC in gC m-3 at the 20 CLM5 nodes and at the observed depths (0 on padding); a failed
     simulation gives zeros and ``failed`` True.
     """
-    module = model_module(model)
+    module = get_model(model)
     space = module.PARAMETERS
 
     def predict(p: Array, data: dict):

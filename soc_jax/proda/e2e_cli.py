@@ -178,7 +178,9 @@ def run_train_e2e(args: argparse.Namespace) -> int:
     print(hold_line)
     if len(train_rows) < 10:
         parser.error(f"--data: only {len(train_rows)} training profiles (need >= 10)")
-    names = [str(x) for x in e2e.model_module(model).PARAMETERS.names]
+    from ..models import get_model
+
+    names = [str(x) for x in get_model(model).PARAMETERS.names]
     prior_mean = prior_sd = None
     prior_w = None
     if args.prior is not None:

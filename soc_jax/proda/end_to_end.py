@@ -89,7 +89,6 @@ __all__ = [
     "default_mode",
 ]
 
-model_module = get_model  # the model registry (`soc_jax.models.registry`), former name kept
 
 LINKS = ("sigmoid", "clip")
 MISFITS = ("log", "proda")
@@ -145,7 +144,7 @@ class E2EConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        model_module(self.model)
+        get_model(self.model)
         if not self.mode:
             object.__setattr__(self, "mode", default_mode(self.model))
         if self.link not in LINKS:
@@ -218,7 +217,7 @@ def make_data(
         mode: steady-state mode (default `default_mode`).
         prior_mean, prior_sd, prior_w: optional calibrated posteriors (normalized units).
     """
-    module = model_module(model)
+    module = get_model(model)
     mode = mode or default_mode(model)
     prepared = jax.jit(lambda f: module.prepare(f, mode))(jax.tree.map(jnp.asarray, forcing))
     n = X.shape[0]
@@ -258,7 +257,7 @@ def profile_nll(p: Array, prepared, depth: Array, obs: Array, mask: Array, cfg: 
     Returns:
         ``(nll, failed)``: nll is finite always and exactly 0 (value and gradient) if failed.
     """
-    module = model_module(cfg.model)
+    module = get_model(cfg.model)
     x = module.PARAMETERS.to_physical(jnp.asarray(p, jnp.float64))
     r = module.steady_state(x, prepared)
     failed = is_failure(r)
@@ -291,7 +290,7 @@ def batch_loss(
     mean ELBO. Returns ``(loss, (n_failed, n_real))``; failed weights are counted per draw
     (variational) or per profile.
     """
-    n_par = len(model_module(cfg.model).PARAMETERS)
+    n_par = len(get_model(cfg.model).PARAMETERS)
     k_drop, k_eps, k_smooth = jax.random.split(key, 3)
     raw = _raw(model, data.X, k_drop, training).astype(jnp.float64)
     vm = jax.vmap(lambda p, pr, d, o, m: profile_nll(p, pr, d, o, m, cfg))
@@ -337,7 +336,7 @@ def batch_loss(
 def _val_loss(model, data: E2EData, idx: Array, cfg: E2EConfig):
     """Validation misfit: mean NLL at the point estimate / posterior mean over held-out rows
     that did not fail (batches of ``batch_size``), and the failed count."""
-    n_par = len(model_module(cfg.model).PARAMETERS)
+    n_par = len(get_model(cfg.model).PARAMETERS)
     b_idx, b_w = _batches(idx, cfg.batch_size, jnp.float64)
 
     def one(carry, bw):
@@ -404,7 +403,7 @@ class E2EEnsemble(eqx.Module):
 
 
 def _n_out(cfg: E2EConfig) -> int:
-    n = len(model_module(cfg.model).PARAMETERS)
+    n = len(get_model(cfg.model).PARAMETERS)
     return 2 * n if cfg.variational else n
 
 
@@ -585,7 +584,7 @@ def _raw_all(models, X):
 def predict_normalized(models, X, cfg: E2EConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """(M, n, n_par) normalized parameters (posterior median for the variational network) and,
     if variational, the (M, n, n_par) logit-scale sds."""
-    n_par = len(model_module(cfg.model).PARAMETERS)
+    n_par = len(get_model(cfg.model).PARAMETERS)
     raw = np.asarray(_raw_all(models, jnp.asarray(X, cfg.jdtype)), float)
     p = np.asarray(link_parameters(jnp.asarray(raw[..., :n_par]), cfg.link))
     if cfg.variational:
@@ -597,7 +596,7 @@ def posterior_samples(model: PRODANet, X, cfg: E2EConfig, n: int, seed: int = 0)
     """(n, rows, n_par) draws of normalized parameters from ONE variational member."""
     if not cfg.variational:
         raise ValueError("posterior_samples needs a variational network")
-    n_par = len(model_module(cfg.model).PARAMETERS)
+    n_par = len(get_model(cfg.model).PARAMETERS)
     raw = np.asarray(jax.vmap(model)(jnp.asarray(X, cfg.jdtype)), float)
     mu, s = raw[:, :n_par], np.exp(raw[:, n_par:] + cfg.init_log_scale)
     eps = np.random.default_rng(seed).standard_normal((n, *mu.shape))
@@ -658,7 +657,7 @@ def export_network(path, ens: E2EEnsemble, cfg: E2EConfig, extra: dict | None = 
     variational network exports its mean head: the posterior median of p)."""
     from .train import Ensemble, TrainConfig, TrainState, keras_adadelta, save_checkpoint
 
-    n_par = len(model_module(cfg.model).PARAMETERS)
+    n_par = len(get_model(cfg.model).PARAMETERS)
     best = ens.state.best_model
     if cfg.variational:
         last = best.layers[-1]

@@ -134,12 +134,9 @@ def predict_parameters(models, X: np.ndarray, block: int = 4096) -> np.ndarray:
     return np.concatenate(out, axis=1)
 
 
-_model_module = get_model  # kept for callers of the former private name
-
-
 @functools.lru_cache(maxsize=8)
 def _cell_solver(model: str, mode: str, chunk: int):
-    module = _model_module(model)
+    module = get_model(model)
 
     def one(x, forcing):
         r = module.steady_state(x, forcing, mode=mode)
@@ -317,7 +314,7 @@ def global_prediction(
         link: how raw outputs become normalized parameters (`apply_link`; ``"clip"``:
             PRODA's two-stage network, ``"sigmoid"``: end-to-end networks).
     """
-    space = _model_module(model).PARAMETERS
+    space = get_model(model).PARAMETERS
     kinds = list(kinds)
     seeds = np.array([k == "seed" for k in kinds])
     boots = np.array([k == "bootstrap" for k in kinds])
@@ -718,7 +715,7 @@ def heldout_nse(
     Returns:
         ``{"nse": ..., "n_profiles": ..., "n_layers": ..., "n_failed_profiles": ...}``.
     """
-    space = _model_module(model).PARAMETERS
+    space = get_model(model).PARAMETERS
     params = np.asarray(apply_link(predict_parameters(seed_models, X), link))
     sims, oks = [], []
     for m in range(params.shape[0]):
