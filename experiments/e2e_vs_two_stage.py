@@ -52,21 +52,13 @@ import time
 import numpy as np
 
 
-def spatial_holdout(lat, lon, frac: float, seed: int, block: float = 30.0):
-    """Boolean test mask: whole lat-lon blocks withheld (seeded order) until >= ``frac``."""
-    region = (np.floor((lat + 90) / block) * 1000 + np.floor((lon + 180) / block)).astype(int)
-    rng = np.random.default_rng(seed)
-    hold = np.zeros(len(lat), bool)
-    for r in rng.permutation(np.unique(region)):
-        if hold.mean() >= frac:
-            break
-        hold |= region == r
-    return hold, region
-
-
 def three_way_split(lat, lon, holdout: float, val: float, seed: int):
     """(train, val, test) site indices: test by spatial blocks, val random among the rest."""
-    hold, region = spatial_holdout(lat, lon, holdout, seed)
+    from soc_jax.proda.holdout import spatial_holdout
+
+    _, hold_idx, region = spatial_holdout(lat, lon, holdout, seed)
+    hold = np.zeros(len(region), bool)
+    hold[hold_idx] = True
     rest = np.flatnonzero(~hold)
     rng = np.random.default_rng(10_000 + seed)
     n_val = max(1, int(round(val * len(rest))))
@@ -96,11 +88,12 @@ def calibrate_sites(world, args, out_dir, log=print) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from soc_jax.calibration import gradient, likelihood
+    from soc_jax.calibration import gradient
+    from soc_jax.models import get_model
     from soc_jax.proda.end_to_end import default_mode
 
     model, mode = args.model, default_mode(args.model)
-    module = likelihood.model_module(model)
+    module = get_model(model)
     n_par = len(module.PARAMETERS)
     cfg = gradient.GradientConfig(
         sampler="chees",
@@ -275,10 +268,11 @@ def soc_metrics(model, mode, p, forcing, obs) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from soc_jax.calibration.likelihood import model_module, observe
+    from soc_jax.calibration.likelihood import observe
+    from soc_jax.models import get_model
     from soc_jax.proda.predict import simulate_cells
 
-    space = model_module(model).PARAMETERS
+    space = get_model(model).PARAMETERS
     phys = np.asarray(space.to_physical(jnp.asarray(p, jnp.float64)))
     soc, ok = simulate_cells(model, phys, forcing, mode=mode, block=64)
     pred = np.asarray(

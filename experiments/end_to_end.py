@@ -43,19 +43,6 @@ import time
 import numpy as np
 
 
-def spatial_holdout(lat, lon, frac: float, seed: int, block: float = 30.0):
-    """Indices (train, hold): whole lat-lon blocks withheld until >= ``frac`` of sites."""
-    region = (np.floor((lat + 90) / block) * 1000 + np.floor((lon + 180) / block)).astype(int)
-    regions = np.unique(region)
-    rng = np.random.default_rng(seed)
-    hold = np.zeros(len(lat), bool)
-    for r in rng.permutation(regions):
-        if hold.mean() >= frac:
-            break
-        hold |= region == r
-    return np.flatnonzero(~hold), np.flatnonzero(hold), region
-
-
 def r2_table(pred, truth, names, varying):
     rows = {}
     for j, name in enumerate(names):
@@ -99,7 +86,9 @@ def main(argv=None) -> int:
     from soc_jax.data import covariate_bounds, make_world, minmax_scale
     from soc_jax.data.covariates import _matrix
     from soc_jax.data.synthetic import truth_table
+    from soc_jax.models import get_model
     from soc_jax.proda import end_to_end as e2e
+    from soc_jax.proda.holdout import spatial_holdout
     from soc_jax.proda.predict import heldout_nse
     from soc_jax.proda.train import TrainConfig, member_splits, new_ensemble, train_ensemble
 
@@ -138,7 +127,7 @@ def main(argv=None) -> int:
     from soc_jax.calibration.likelihood import observe
     from soc_jax.proda.predict import apply_link, predict_parameters, simulate_cells
 
-    space = e2e.model_module(args.model).PARAMETERS
+    space = get_model(args.model).PARAMETERS
 
     def _log_nse(seed_models, link, member_kinds):
         """NSE of log layer SOC and median |log m - log o| on held-out sites (mean over seed

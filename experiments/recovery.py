@@ -125,7 +125,7 @@ def run_model(model: str, args) -> dict:
         "filter_pass": float(post["filter_pass"].values[done].mean()),
         "median_acceptance": float(np.median(acc)) if acc.size else float("nan"),
         "median_r2_fit": float(np.median(post["r2_max"].values[done])),
-        "median_gr_mean": float(np.median(post["gr_mean"].values[done])),
+        "median_gr_mean": float(np.nanmedian(post["gr_mean"].values[done])),
         "world_seconds": t_world,
         "calibration_seconds": wall,
         "model_evaluations": res["evals"],

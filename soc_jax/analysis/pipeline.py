@@ -243,8 +243,9 @@ def _calibrate(r: _Runner, w: str, m: str, world: dict):
                 "run_seconds": res["run_seconds"],
                 "evals": res["evals"],
                 "skipped": res["skipped"],
-                "median_r2_max": float(np.median(post["r2_max"].values)),
-                "median_gr_mean": float(np.median(post["gr_mean"].values)),
+                # diagnostics of the calibrated profiles only (NaN where there is no result)
+                "median_r2_max": _result_median(post["r2_max"].values),
+                "median_gr_mean": _result_median(post["gr_mean"].values),
                 "filter_pass": float(np.mean(post["filter_pass"].values)),
             },
             os.path.join(d, "calibration.json"),
@@ -253,6 +254,13 @@ def _calibrate(r: _Runner, w: str, m: str, world: dict):
         os.remove(os.path.join(d, "draws.nc"))
 
     r.run(f"{w}_world/calibrate_{m}", fn, keep_partial=True)
+
+
+def _result_median(x) -> float:
+    """Median over profiles with a result (NaN marks none; an infinite GR counts); NaN if none."""
+    x = np.asarray(x, float)
+    x = x[~np.isnan(x)]
+    return float(np.median(x)) if x.size else float("nan")
 
 
 def _targets(r: _Runner, w: str, m: str):

@@ -32,8 +32,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ..grid import N_LAYERS, ZSOI, pchip_interpolate
-from ..models.registry import get_model as model_module
-from ..models.registry import is_failure
+from ..models.registry import get_model, is_failure
 
 __all__ = [
     "OBS_SD_FRACTION",
@@ -49,7 +48,6 @@ __all__ = [
     "log_likelihood_lognormal",
     "log_prior_unconstrained",
     "log_density",
-    "model_module",
     "make_evaluator",
 ]
 
@@ -243,7 +241,7 @@ def make_evaluator(model: str, mode: str = "proda"):
     double-where pattern: the failed SOC is replaced by 1 gC m-3 before anything else sees it).
     Cached per (model, mode) so that jitted samplers see the same function and compile once.
     """
-    module = model_module(model)
+    module = get_model(model)
     space = module.PARAMETERS
 
     def evaluate(p: Array, data: dict) -> Evaluation:
@@ -278,7 +276,7 @@ def log_density(
         model: ``"clm5"`` or ``"compas"``; mode: the model's mode.
         likelihood: ``"gaussian"`` (sd = ``sd`` x o) or ``"lognormal"`` (sigma = ``sd``).
     """
-    module = model_module(model)
+    module = get_model(model)
     z = jnp.asarray(z)
     p = jax.nn.sigmoid(z)
     result = module.steady_state(module.PARAMETERS.to_physical(p), data["forcing"], mode=mode)
