@@ -29,6 +29,19 @@ def register(subparsers) -> None:
     p.add_argument("--grid-resolution", type=positive_float, default=6.0, help="degrees")
     p.add_argument("--worlds", default="clm5,compas", help="models generating a world")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--sampler",
+        choices=("proda-am", "chees", "nuts", "mala"),
+        default="proda-am",
+        help="site-level sampler (gradient samplers: --warmup/--draws per chain)",
+    )
+    p.add_argument("--warmup", type=positive_int, default=500, help="gradient-sampler warm-up")
+    p.add_argument("--draws", type=positive_int, default=500, help="gradient-sampler draws")
+    p.add_argument(
+        "--site-filter",
+        action="store_true",
+        help="train the networks only on sites passing the site filter (converged chains)",
+    )
     p.add_argument("--steps-test", type=positive_int, default=400, help="AM test-run steps")
     p.add_argument("--steps-formal", type=positive_int, default=1000, help="AM formal steps")
     p.add_argument("--chains", type=positive_int, default=2, help="AM chains per site")
@@ -64,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         n_formal=args.steps_formal,
         thin=max(1, args.steps_formal // 100),
         n_chains=args.chains,
+        sampler=args.sampler,
+        n_warmup=args.warmup,
+        n_draws=args.draws,
+        site_filter=args.site_filter,
         n_seeds=args.seeds,
         n_bootstrap=args.bootstrap,
         epochs=args.epochs,

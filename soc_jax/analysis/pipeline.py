@@ -47,8 +47,13 @@ class PipelineConfig:
         n_sites: sites (profiles) per world. grid_resolution: degrees. noise: observation
             noise of the world (log-normal sigma). seed: seed of worlds, chains and networks.
         worlds: models that generate a world (``"clm5"``, ``"compas"``).
+        sampler: ``"proda-am"`` (PRODA's adaptive Metropolis, the default) or a gradient
+            sampler of `soc_jax.calibration` (``"chees"``, ...).
         n_test, n_formal, thin, n_chains, chunk_size: the adaptive Metropolis
-            (PRODA: 20,000 / 50,000 steps, 3 chains).
+            (PRODA: 20,000 / 50,000 steps, 3 chains); n_chains and chunk_size for every sampler.
+        n_warmup, n_draws: warm-up and kept draws per chain of a gradient sampler.
+        site_filter: train the networks only on sites that pass the site filter (off by
+            default: the short default chains rarely pass it, and the report says so).
         n_seeds, n_bootstrap: best-guess and bootstrap networks (PRODA: 10 and 200).
         epochs, patience, learning_rate, hidden: network training (PRODA: 6000 / 1200 /
             Adadelta 1e-3 / 256-512-512-256).
@@ -60,11 +65,15 @@ class PipelineConfig:
     noise: float = 0.2
     seed: int = 0
     worlds: tuple[str, ...] = ("clm5", "compas")
+    sampler: str = "proda-am"
     n_test: int = 400
     n_formal: int = 1000
     thin: int = 10
     n_chains: int = 2
     chunk_size: int = 128
+    n_warmup: int = 500
+    n_draws: int = 500
+    site_filter: bool = False
     n_seeds: int = 3
     n_bootstrap: int = 5
     epochs: int = 150
@@ -227,6 +236,9 @@ def _calibrate(r: _Runner, w: str, m: str, world: dict):
             n_chains=c.n_chains,
             seed=c.seed,
             chunk_size=c.chunk_size,
+            sampler=c.sampler,
+            n_warmup=c.n_warmup,
+            n_draws=c.n_draws,
         )
         res = calibrate(
             world["profiles"],
@@ -264,12 +276,20 @@ def _result_median(x) -> float:
 
 
 def _targets(r: _Runner, w: str, m: str):
-    """The calibrated posterior means usable as network targets (status without bits 16/32)."""
+    """The calibrated posterior means usable as network targets.
+
+    Every profile with a result (`soc_jax.proda.targets.select_targets`: never skipped, failed
+    or chainless profiles, never non-finite rows); with ``site_filter`` only those that pass
+    the site filter. Without it, converged or not: the short default chains rarely pass the
+    filter, and the report says so beside the numbers that rest on them.
+    """
     import xarray as xr
 
+    from ..proda.targets import select_targets
+
     post = xr.load_dataset(r.path(f"{w}_world/calibrate_{m}", "posterior.nc"))
-    usable = (post["status"].values & (16 | 32)) == 0
-    return post, usable
+    sel = select_targets(post, post["para_summary_mean"].values, site_filter=r.config.site_filter)
+    return post, sel.use
 
 
 def _train(r: _Runner, w: str, m: str, world: dict):
@@ -287,6 +307,15 @@ def _train(r: _Runner, w: str, m: str, world: dict):
 
         c = r.config
         post, usable = _targets(r, w, m)
+        r.log(
+            f"{w} world, {m}: {int(usable.sum())} of {usable.size} profiles are network targets "
+            f"({usable.size - int(usable.sum())} left out: no result"
+            + (
+                " or not passing the site filter)"
+                if r.config.site_filter
+                else "; converged or not)"
+            )
+        )
         t = xr.Dataset(
             {"p": (("profile", "parameter"), post["para_summary_mean"].values[usable])},
             coords={
