@@ -65,6 +65,8 @@ CLM_LITTER_NAMES: tuple[str, ...] = (
 """CLM names of the vertically resolved inputs, in `Forcing.litter_input` pool order."""
 _OPTIONAL = {"t_scalar": ("T_SCALAR", "dimensionless"), "soilpsi": ("SOILPSI", "pressure")}
 _LEVEL_DIMS = ("levgrnd", "levdcmp", "levsoi")
+_PROFILE_LAT = {"units": "degrees_north", "long_name": "latitude of the profile"}
+_PROFILE_LON = {"units": "degrees_east", "long_name": "longitude of the profile"}
 
 
 def _norm(unit: str) -> str:
@@ -459,6 +461,8 @@ def read_clm_history(
     if grid["dims"] == ("lat", "lon"):
         i_lat, i_lon = np.unravel_index(np.arange(lat.size), grid["shape"])
         coords |= {"i_lat": i_lat[sel], "i_lon": i_lon[sel]}
+    elif "cols1d_ixy" in grid:  # CLM's 1-based grid indices of each column
+        coords |= {"i_lat": grid["cols1d_jxy"][sel] - 1, "i_lon": grid["cols1d_ixy"][sel] - 1}
     ds = forcing_to_dataset(Forcing(**fields), dim="cell", **coords)
     for key, (clm, kind) in _OPTIONAL.items():
         if key in acc.sums or key in acc.static:
@@ -485,7 +489,9 @@ def clm_history_profiles(
 
     Each profile takes the cell whose centre is nearest in latitude and, separately, in
     longitude (first index on ties; profile longitudes in -180..180 or 0..360 either way), as
-    PRODA's driver does (SPEC 1.11). Only those cells are read. Gridded files only.
+    PRODA's driver does (SPEC 1.11). Only those cells are read. From column files (h1 by
+    column) a profile takes the first natural vegetated soil column (``cols1d_itype_lunit`` 1)
+    of that grid cell.
 
     Args:
         paths: history files, as in `read_clm_history`.
@@ -495,9 +501,13 @@ def clm_history_profiles(
 
     Returns:
         Forcing Dataset with dimension ``profile`` and coordinates ``profile_id``,
-        ``profile_lat``, ``profile_lon``, ``lat``/``lon`` (cell centre), ``i_lat``, ``i_lon``:
+        ``profile_lat``, ``profile_lon``, ``lat``/``lon`` (cell centre; column files: the
+        column's), ``i_lat``, ``i_lon`` (gridded files):
         readable by ``dataset_to_forcing`` and ``soc-jax calibrate --data`` as ``forcing.nc``.
         A profile on an ocean (NaN) cell keeps NaN forcing; the calibration reports it.
+
+    Raises:
+        ValueError: duplicate ids; from column files, a profile whose cell has no soil column.
     """
     paths = [str(paths)] if isinstance(paths, str | os.PathLike) else [str(p) for p in paths]
     ids = np.asarray([str(p) for p in profile_id], dtype=object)
@@ -507,20 +517,52 @@ def clm_history_profiles(
         raise ValueError("profile_id, lat and lon need the same nonzero length")
     with _open(paths[0]) as ds:
         grid = _grid(ds, paths[0])
-    if grid["dims"] != ("lat", "lon"):
-        raise ValueError(
-            f"{paths[0]} is a column-form file: extract profiles from gridded (lat, lon) "
-            "history files, or use read_clm_history(..., cells=...) with your own column choice"
-        )
-    i, j = nearest_cell(lat, lon, grid["lat"], grid["lon"])
-    flat = np.ravel_multi_index((i, j), grid["shape"])
+        grid_lat, grid_lon = _grid_axes(ds, grid, paths[0])
+    i, j = nearest_cell(lat, lon, grid_lat, grid_lon)
+    if grid["dims"] == ("lat", "lon"):
+        flat = np.ravel_multi_index((i, j), grid["shape"])
+    else:
+        flat = _soil_column(grid, i, j, ids, paths[0])
     unique, inverse = np.unique(flat, return_inverse=True)
     cells = read_clm_history(paths, cells=unique, **kwargs)
     out = cells.isel(cell=inverse).rename({"cell": "profile"})
     out = out.assign_coords(
         profile=np.arange(ids.size),
         profile_id=("profile", ids),
-        profile_lat=("profile", np.asarray(lat, float)),
-        profile_lon=("profile", np.asarray(lon, float)),
+        profile_lat=("profile", np.asarray(lat, float), _PROFILE_LAT),
+        profile_lon=("profile", np.asarray(lon, float), _PROFILE_LON),
     )
+    out["lat"].attrs["long_name"] = "latitude of the cell centre"
+    out["lon"].attrs["long_name"] = "longitude of the cell centre"
+    return out
+
+
+def _grid_axes(ds: xr.Dataset, grid: dict, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-centre latitudes and longitudes of the grid (column files keep them as lat, lon)."""
+    if grid["dims"] == ("lat", "lon"):
+        return grid["lat"], grid["lon"]
+    if "lat" not in ds.variables or "lon" not in ds.variables or "cols1d_ixy" not in grid:
+        raise ValueError(
+            f"{path}: a column-form file needs lat, lon, cols1d_ixy and cols1d_jxy to place "
+            "profiles on grid cells"
+        )
+    return np.asarray(ds["lat"].values, float), np.asarray(ds["lon"].values, float)
+
+
+def _soil_column(grid: dict, i: np.ndarray, j: np.ndarray, ids, path: str) -> np.ndarray:
+    """First natural vegetated soil column (landunit type 1) of each profile's grid cell."""
+    jxy, ixy = grid["cols1d_jxy"].astype(int) - 1, grid["cols1d_ixy"].astype(int) - 1
+    soil = grid.get("cols1d_itype_lunit", np.ones(jxy.size)) == 1
+    out, lost = np.zeros(i.size, int), []
+    for k in range(i.size):
+        hit = np.nonzero(soil & (jxy == i[k]) & (ixy == j[k]))[0]
+        if hit.size == 0:
+            lost.append(str(ids[k]))
+        else:
+            out[k] = hit[0]
+    if lost:
+        raise ValueError(
+            f"{len(lost)} profile(s) fall on grid cells without a soil column in {path}: "
+            + ", ".join(lost[:10])
+        )
     return out

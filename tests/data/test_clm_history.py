@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from soc_jax.data import dataset_to_forcing
+from soc_jax.data import dataset_to_forcing, read_forcing, write_forcing
 from soc_jax.data.clm_history import (
     bedrock_index,
     clm_history_profiles,
@@ -129,9 +129,10 @@ def oracle(data, years=YEARS):
     return out
 
 
-def test_climatology_equals_numpy_mean_by_month(tree):
+def test_climatology_equals_numpy_mean_by_month(tree, tmp_path):
     _, data, paths, surface = tree
     ds = read_clm_history(list(reversed(paths)), surface=surface)
+    write_forcing(ds, tmp_path / "cells.nc")  # a CF-complete forcing file per cell
     expect = oracle(data)
     assert ds.sizes["cell"] == LAT.size * LON.size
     for key, value in expect.items():
@@ -252,10 +253,15 @@ def test_profiles_nearest_cell_ties_and_date_line(tree):
             np.testing.assert_array_equal(ds[key].values[p], full[key].values[c])
 
 
-def test_round_trip_and_clm5_steady_state(tree):
+def test_round_trip_and_clm5_steady_state(tree, tmp_path):
     _, data, paths, surface = tree
     ds = clm_history_profiles(paths, ["p1", "p2"], [0.0, -10.0], [90.0, 0.0], surface=surface)
-    forcing = dataset_to_forcing(ds, dim="profile")
+    write_forcing(ds, tmp_path / "forcing.nc")  # as soc-jax calibrate --data reads it
+    back = read_forcing(tmp_path / "forcing.nc")
+    assert list(back["profile_id"].values.astype(str)) == ["p1", "p2"]
+    forcing = dataset_to_forcing(back, dim="profile")
+    for key, value in dataset_to_forcing(ds).as_numpy().items():
+        np.testing.assert_array_equal(getattr(forcing, key), value, err_msg=key)
     forcing.validate()
     expect = oracle(data)
     params = clm5.PARAMETERS.midpoint()
@@ -266,3 +272,42 @@ def test_round_trip_and_clm5_steady_state(tree):
         ref = clm5.steady_state(params, direct)
         assert np.all(np.isfinite(ss.soc)) and float(np.sum(ss.soc)) > 0
         np.testing.assert_allclose(ss.soc, ref.soc, rtol=1e-10)
+
+
+# columns of an h1 file: (i_lat, i_lon) of their grid cell and CLM landunit type (1 = soil)
+COLUMNS = [((0, 0), 1), ((1, 2), 4), ((1, 2), 1), ((2, 1), 1), ((0, 3), 1)]
+
+
+def column_history(data, records):
+    """The gridded records as an h1 file by column (dims time, levgrnd|levdcmp, column)."""
+    grid = history(data, records)
+    i = xr.DataArray([c[0][0] for c in COLUMNS], dims="column")
+    j = xr.DataArray([c[0][1] for c in COLUMNS], dims="column")
+    ds = grid.drop_vars(list(SPECS)).assign({v: grid[v].isel(lat=i, lon=j) for v in SPECS})
+    ds = ds.drop_vars(["lat", "lon"]).assign(lat=("lat", LAT), lon=("lon", LON))
+    ds["cols1d_lat"] = ("column", LAT[i.values])
+    ds["cols1d_lon"] = ("column", LON[j.values])
+    ds["cols1d_jxy"] = ("column", i.values + 1)
+    ds["cols1d_ixy"] = ("column", j.values + 1)
+    ds["cols1d_itype_lunit"] = ("column", np.array([c[1] for c in COLUMNS]))
+    return ds
+
+
+def test_column_files_equal_gridded_cells(tmp_path, tree):
+    _, data, paths, surface = tree
+    col = [
+        write(column_history(data, [(y, m) for m in range(1, 13)]), tmp_path / f"h1.{y}.nc")
+        for y in YEARS
+    ]
+    ds = read_clm_history(col, surface=surface)
+    write_forcing(ds, tmp_path / "columns.nc")
+    full = read_clm_history(paths, surface=surface)
+    flat = [i * LON.size + j for (i, j), _ in COLUMNS]
+    for key in ("tsoi", "fpi", "litter_input", "nbedrock", "altmax", "sand"):
+        np.testing.assert_array_equal(ds[key].values, full[key].values[flat], err_msg=key)
+    np.testing.assert_array_equal(ds["i_lat"].values, [c[0][0] for c in COLUMNS])
+    # a profile at cell (1, 2) takes the soil column (index 2), not the first column (type 4)
+    prof = clm_history_profiles(col, ["x", "y"], [0.0, 10.0], [180.0, 0.0], surface=surface)
+    np.testing.assert_array_equal(prof["tsoi"].values, ds["tsoi"].values[[2, 0]])
+    with pytest.raises(ValueError, match="without a soil column.*: z"):
+        clm_history_profiles(col, ["z"], [-10.0], [0.0], surface=surface)
