@@ -236,7 +236,11 @@ def _cell_lat_lon(grid: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Accumulator:
-    """Sums of each variable by calendar month over the selected records."""
+    """Sums of each variable by calendar month over the selected records (and cells).
+
+    Only the selected records and the rows/columns holding the selected cells are read from
+    each file, so memory holds one variable of one file's selection plus the 12-month sums.
+    """
 
     def __init__(self, cells: np.ndarray | None):
         self.cells = cells
@@ -245,15 +249,17 @@ class _Accumulator:
         self.units: dict[str, str] = {}
         self.static: dict[str, np.ndarray] = {}
         self.total = np.zeros(N_MONTHS, int)  # selected records per calendar month
+        self._window: tuple[dict, np.ndarray] | None = None
 
     def add(self, name: str, var: xr.DataArray, grid: dict, take: np.ndarray, months, path):
         level = [d for d in var.dims if d in _LEVEL_DIMS]
-        values = self._values(var, grid, level, path)  # (time?, level?, cell)
         self.units.setdefault(name, str(var.attrs.get("units", "")))
         if "time" not in var.dims:
-            self.static.setdefault(name, values)
+            self.static.setdefault(name, self._values(var, grid, level, path))
             return
-        values = values[take]
+        if not np.any(take):
+            return
+        values = self._values(var.isel(time=np.nonzero(take)[0]), grid, level, path)
         if name not in self.sums:
             self.sums[name] = np.zeros((N_MONTHS,) + values.shape[1:])
             self.counts[name] = np.zeros(N_MONTHS, int)
@@ -264,22 +270,38 @@ class _Accumulator:
                 self.counts[name][m - 1] += int(sel.sum())
 
     def _values(self, var, grid, level, path) -> np.ndarray:
+        """(time?, level?, cell) float64 values of the selected cells, first 20 levels."""
         order = [d for d in ("time",) if d in var.dims] + level + list(grid["dims"])
         extra = set(var.dims) - set(order)
         if extra:
             raise ValueError(f"{path}: {var.name} has unexpected dimensions {sorted(extra)}")
-        arr = var.transpose(*order)
         if level:
-            nlev = arr.sizes[level[0]]
+            nlev = var.sizes[level[0]]
             if nlev < N_LAYERS:
                 raise ValueError(
                     f"{path}: {var.name} has {nlev} levels on {level[0]}; soc_jax needs the first "
                     f"{N_LAYERS} soil layers (CLM5 with vertically resolved soil BGC)"
                 )
-            arr = arr.isel({level[0]: slice(0, N_LAYERS)})
-        values = np.asarray(arr.values, float)
+            var = var.isel({level[0]: slice(0, N_LAYERS)})
+        window, pick = self._cell_window(grid)
+        values = np.asarray(var.isel(window).transpose(*order).values, float)
         values = values.reshape(values.shape[: values.ndim - len(grid["dims"])] + (-1,))
-        return values if self.cells is None else values[..., self.cells]
+        return values if pick is None else values[..., pick]
+
+    def _cell_window(self, grid: dict) -> tuple[dict, np.ndarray | None]:
+        """isel of the rows and columns (or columns) holding the cells, and the cells in it."""
+        if self._window is None:
+            if self.cells is None:
+                self._window = ({}, None)
+            elif grid["dims"] == ("column",):
+                cols = np.unique(self.cells)
+                self._window = ({"column": cols}, np.searchsorted(cols, self.cells))
+            else:
+                i, j = np.unravel_index(self.cells, grid["shape"])
+                rows, cols = np.unique(i), np.unique(j)
+                pick = np.searchsorted(rows, i) * cols.size + np.searchsorted(cols, j)
+                self._window = ({"lat": rows, "lon": cols}, pick)
+        return self._window
 
 
 def _open(path: str) -> xr.Dataset:

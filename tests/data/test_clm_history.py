@@ -311,3 +311,18 @@ def test_column_files_equal_gridded_cells(tmp_path, tree):
     np.testing.assert_array_equal(prof["tsoi"].values, ds["tsoi"].values[[2, 0]])
     with pytest.raises(ValueError, match="without a soil column.*: z"):
         clm_history_profiles(col, ["z"], [-10.0], [0.0], surface=surface)
+
+
+def test_cell_subset_and_time_constant_field(tmp_path, tree):
+    """cells= reads only those cells (any order, repeats); CELLSAND without time is broadcast."""
+    _, data, paths, surface = tree
+    full = read_clm_history(paths, surface=surface)
+    cells = [7, 0, 7, 5, 11]
+    sub = read_clm_history(paths, surface=surface, cells=cells)
+    for key in ("tsoi", "litter_input", "nbedrock", "lat", "lon", "i_lat", "i_lon"):
+        np.testing.assert_array_equal(sub[key].values, full[key].values[cells], err_msg=key)
+    ds = history(data, [(1, m) for m in range(1, 13)])
+    ds["CELLSAND"] = ds["CELLSAND"].isel(time=0, drop=True)  # written once, as CLM can
+    one = read_clm_history(write(ds, tmp_path / "static.nc"), surface=surface)
+    sand = data["CELLSAND"][0, 0, :20].reshape(20, -1).T  # (cell, layer)
+    np.testing.assert_array_equal(one["sand"].values, np.repeat(sand[:, None], 12, axis=1))
