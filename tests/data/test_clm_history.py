@@ -232,6 +232,15 @@ def test_errors(tmp_path, tree):
         read_clm_history(paths, surface=surface, years=[3, 4])
     with pytest.raises(ValueError, match="not strictly increasing"):
         read_clm_history(paths[:12] + [paths[3]], surface=surface)
+    part = write(history(data, [(2, m) for m in range(1, 13)], drop=("NPP",)), tmp_path / "c.nc")
+    with pytest.raises(ValueError, match="NPP is in only some of the history files"):
+        read_clm_history(paths[:12] + [part], surface=surface)
+    small = xr.Dataset({"zbedrock": (("lsmlat", "lsmlon"), ZBEDROCK[:2])})
+    with pytest.raises(ValueError, match=r"grid mismatch: .*small\.nc holds zbedrock"):
+        read_clm_history(paths[:12], surface=write(small, tmp_path / "small.nc"))
+    shallow = history(data, recs).isel(levdcmp=slice(0, 1))  # a run without vertical soil BGC
+    with pytest.raises(ValueError, match="W_SCALAR has 1 levels on levdcmp"):
+        read_clm_history(write(shallow, tmp_path / "shallow.nc"), surface=surface)
     with pytest.raises(FileNotFoundError, match="nowhere.nc"):
         read_clm_history([tmp_path / "nowhere.nc"])
 
