@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from soc_jax._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from .clm_history import bedrock_index, clm_history_profiles, read_clm_history
     from .covariates import (
         COVARIATE_NAMES,
         COVARIATE_UNITS,
@@ -48,6 +49,8 @@ __all__ = [
     "ObservationBatch",
     "ScreeningReport",
     "World",
+    "bedrock_index",
+    "clm_history_profiles",
     "coarse_fragment_factor",
     "covariate_bounds",
     "covariates_dataset",
@@ -62,6 +65,7 @@ __all__ = [
     "pad_observations",
     "pedotransfer_bulk_density",
     "profile_problems",
+    "read_clm_history",
     "read_forcing",
     "read_profiles",
     "scale_covariates",
@@ -77,6 +81,9 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "bedrock_index": ".clm_history",
+        "clm_history_profiles": ".clm_history",
+        "read_clm_history": ".clm_history",
         "COVARIATE_NAMES": ".covariates",
         "COVARIATE_UNITS": ".covariates",
         "N_COVARIATES": ".covariates",
