@@ -30,6 +30,14 @@ if TYPE_CHECKING:
         screen_layers,
         stock_from_content,
     )
+    from .proda_tree import (
+        ProdaTree,
+        TreeError,
+        check_proda_tree,
+        load_proda_tree,
+        world_tree_arrays,
+        write_proda_tree,
+    )
     from .schema import (
         ObservationBatch,
         make_profiles,
@@ -46,14 +54,18 @@ __all__ = [
     "COVARIATE_UNITS",
     "N_COVARIATES",
     "ObservationBatch",
+    "ProdaTree",
     "ScreeningReport",
+    "TreeError",
     "World",
     "coarse_fragment_factor",
     "covariate_bounds",
     "covariates_dataset",
     "dataset_to_forcing",
     "forcing_to_dataset",
+    "check_proda_tree",
     "load_csv",
+    "load_proda_tree",
     "load_wosis",
     "make_profiles",
     "make_world",
@@ -70,8 +82,10 @@ __all__ = [
     "true_parameters",
     "truth_table",
     "validate_profiles",
+    "world_tree_arrays",
     "write_forcing",
     "write_profiles",
+    "write_proda_tree",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -96,6 +110,12 @@ __getattr__, __dir__ = lazy_exports(
         "pedotransfer_bulk_density": ".loaders",
         "screen_layers": ".loaders",
         "stock_from_content": ".loaders",
+        "ProdaTree": ".proda_tree",
+        "TreeError": ".proda_tree",
+        "check_proda_tree": ".proda_tree",
+        "load_proda_tree": ".proda_tree",
+        "world_tree_arrays": ".proda_tree",
+        "write_proda_tree": ".proda_tree",
         "ObservationBatch": ".schema",
         "make_profiles": ".schema",
         "pad_observations": ".schema",
