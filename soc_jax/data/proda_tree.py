@@ -192,12 +192,13 @@ def _forcing_paths(path: str, case: str | None, years: tuple[int, int] | None) -
         raise TreeError(f"no forcing folder {folder}")
     if case is None or years is None:
         span = "*" if years is None else f"{years[0]}_{years[1]}"
-        probe = f"{case or '*'}_cesm2_ss_4da_{span}_TSOI.mat"
-        hits = sorted(glob.glob(os.path.join(folder, probe)))
-        keys = {
-            re.match(r"(.+)_cesm2_ss_4da_(\d+)_(\d+)_TSOI\.mat$", os.path.basename(h)) for h in hits
-        }
-        keys = {(m[1], (int(m[2]), int(m[3]))) for m in keys if m}
+        probe = f"{case or '*'}_cesm2_ss_4da_{span}_*.mat"
+        names = (*FORCING_VARIABLES, *OPTIONAL_VARIABLES)
+        keys = set()
+        for hit in glob.glob(os.path.join(folder, probe)):
+            m = re.match(r"(.+)_cesm2_ss_4da_(\d+)_(\d+)_(.+)\.mat$", os.path.basename(hit))
+            if m and m[4] in names:
+                keys.add((m[1], (int(m[2]), int(m[3]))))
         if len(keys) != 1:
             raise TreeError(
                 f"cannot tell the case and years from {folder} ({len(keys)} candidates for "
@@ -430,7 +431,10 @@ def _covariates(path: str, ids: np.ndarray) -> xr.Dataset:
         raise TreeError(f"{path}: no {name} row for profile_id {missing[0]} ({len(missing)} such)")
     rows = np.asarray([row_of[p] for p in ids], dtype=int)
     values = table[np.ix_(rows, [col[c] for c in COVARIATE_NAMES])]
-    return covariates_dataset(values, profile_id=ids.astype(object))
+    ds = covariates_dataset(values, profile_id=ids.astype(object))
+    ds.attrs["title"] = "the 60 PRODA covariates of the profiles (from EnvInfo)"
+    ds.attrs["source"] = f"PRODA tree, {os.path.basename(path)}"
+    return ds
 
 
 def load_proda_tree(
@@ -470,6 +474,7 @@ def load_proda_tree(
     ids = obs["profile_id"].values.astype(str)
     cov = _covariates(files["EnvInfo"], ids) if "EnvInfo" in files else None
     obs.attrs["source"] = f"PRODA tree {os.fspath(path)}"
+    forcing.attrs["source"] = f"PRODA tree {os.fspath(path)}, case {case or 'as found'}"
     files.update({var: m.path for var, m in mats.items()})
     return ProdaTree(obs, forcing, cov, report, grid, files)
 

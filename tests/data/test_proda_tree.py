@@ -93,7 +93,9 @@ def tree(tmp_path_factory):
     fields = _fields(rng)
     info, layers = _tables(rng)
     root = tmp_path_factory.mktemp("proda")
-    pt.write_proda_tree(root, fields, info, layers)
+    env = rng.uniform(0, 1, (len(PROFILES), 80))
+    env[:, 1] = list(PROFILES)  # ProfileID
+    pt.write_proda_tree(root, fields, info, layers, env_info=env)
     return root, fields, info, layers, pt.load_proda_tree(root)
 
 
@@ -155,6 +157,22 @@ def test_observations_and_report(tree):
     assert dropped == [("107", "negative soc"), ("999", "unknown profile_id")]
     text = t.summary()
     assert "read 10, kept 6, skipped 4" in text and "dropped 1: negative soc" in text
+
+
+def test_covariates_from_env_info_by_column_name(tree):
+    from scipy.io import loadmat
+
+    root, t = tree[0], tree[4]
+    (path,) = [str(p) for p in (root / "wosis_2019_snap_shot").glob("*env_info*.mat")]
+    env = loadmat(path)["EnvInfo"]
+    row = {int(r[1]): r for r in env}
+    cov = t.covariates["covariates"]
+    # the authors' 0-based column of a few of the 60 inputs (SPEC 5; their env_info_names)
+    for name, col in {"Lon": 3, "Lat": 4, "ESA_Land_Cover": 9, "BIO1": 18, "nbedrock": 79}.items():
+        got = cov.sel(covariate=name).values
+        want = [row[int(p)][col] for p in t.covariates["profile_id"].values]
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert cov.sizes["covariate"] == 60
 
 
 def test_steady_state_and_cost_equal_numpy_baseline(tree):
@@ -240,3 +258,39 @@ def test_nothing_left_is_an_error(tree, tmp_path):
     pt.write_proda_tree(tmp_path, ocean, info, layers)
     with pytest.raises(pt.TreeError, match=r"no profile left .* no litter input at the cell: 7"):
         pt.load_proda_tree(tmp_path)
+
+
+# ---- soc-jax import ----
+
+
+def test_import_writes_soc_jax_files_and_report(tree, tmp_path, capsys):
+    from soc_jax.cli import main
+    from soc_jax.data import read_forcing, read_profiles
+
+    out = tmp_path / "out"
+    assert main(["import", "--proda-tree", str(tree[0]), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "profiles: read 10, kept 6, skipped 4" in printed
+    assert "skipped 1: duplicate profile_id" in printed and "dropped 1: negative soc" in printed
+    report = (out / "import_report.txt").read_text()
+    assert "skipped profile 106: no litter input at the cell (cell (5, 7)" in report
+    f = read_forcing(out / "forcing.nc")
+    np.testing.assert_array_equal(f["tsoi"].values, tree[4].forcing["tsoi"].values)
+    assert list(f["profile_id"].values) == list(read_profiles(out / "profiles.nc")["profile_id"])
+    assert (out / "covariates.nc").exists()
+    with pytest.raises(SystemExit) as stop:  # no --force: argparse's one line, exit 2
+        main(["import", "--proda-tree", str(tree[0]), "--out", str(out)])
+    assert stop.value.code == 2
+    assert "exists (use --force)" in capsys.readouterr().err
+
+
+def test_import_bad_tree_is_one_line_exit_2(tree, tmp_path, capsys):
+    from soc_jax.cli import main
+
+    dst = _copy(tree[0], tmp_path)
+    os.remove(pt._forcing_paths(str(dst), None, None)["TSOI"])
+    out = tmp_path / "out"
+    assert main(["import", "--proda-tree", str(dst), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing forcing file for TSOI" in err
+    assert not out.exists()  # refused before any work
