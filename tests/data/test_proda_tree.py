@@ -294,3 +294,78 @@ def test_import_bad_tree_is_one_line_exit_2(tree, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "missing forcing file for TSOI" in err
     assert not out.exists()  # refused before any work
+
+
+# ---- acceptance: a synthetic world through the tree and soc-jax calibrate ----
+
+
+def _own_files(fields, info, layers, out):
+    """profiles.nc and forcing.nc written from the tree's arrays with plain NumPy (no reader)."""
+    from soc_jax.data import forcing_to_dataset, make_profiles, write_forcing, write_profiles
+    from soc_jax.forcing import Forcing
+
+    nlat, nlon = fields["TSOI"].shape[:2]
+    glat = 90 - 180 / nlat * (np.arange(nlat) + 0.5)
+    glon = -180 + 360 / nlon * (np.arange(nlon) + 0.5)
+    ids, cells = [], []
+    for pid, lon, lat in info[:, [0, 3, 4]]:
+        i, j = np.argmin(np.abs(lat - glat)), np.argmin(np.abs(lon - glon))  # first on ties
+        if not np.isnan(fields["CWD_INPUT_ACC_VECTOR"][i, j, :, 0].sum()):
+            ids.append(int(pid))
+            cells.append((i, j))
+    rows = [layers[layers[:, 0] == p] for p in ids]
+    profiles = make_profiles(
+        [str(p) for p in ids],
+        [info[info[:, 0] == p, 4][0] for p in ids],
+        [info[info[:, 0] == p, 3][0] for p in ids],
+        [r[:, 2] / 100 for r in rows],
+        [r[:, 3] / 100 for r in rows],
+        [r[:, 6] for r in rows],
+        [r[:, 4] / 100 for r in rows],
+    )
+    per = [_expected(fields, i, j) for i, j in cells]
+    keys = [k for k in per[0] if k != "input_sum"]
+    forcing = Forcing(**{k: np.stack([p[k] for p in per]) for k in keys})
+    os.makedirs(out, exist_ok=True)
+    write_profiles(profiles, os.path.join(out, "profiles.nc"))
+    write_forcing(
+        forcing_to_dataset(forcing, profile_id=np.asarray([str(p) for p in ids], dtype=object)),
+        os.path.join(out, "forcing.nc"),
+    )
+    return ids
+
+
+@pytest.mark.slow
+def test_world_through_the_tree_calibrates_as_own_files(tmp_path, capsys):
+    import jax
+    import xarray as xr
+
+    jax.config.update("jax_enable_x64", True)
+    from soc_jax.cli import main
+    from soc_jax.data import make_world
+
+    world = make_world(80, seed=26, grid_resolution=30.0)
+    fields, info, layers, env = pt.world_tree_arrays(world, (20, 30))
+    pt.write_proda_tree(tmp_path / "tree", fields, info, layers, env_info=env)
+    ids = _own_files(fields, info, layers, tmp_path / "own")
+    assert (
+        main(["import", "--proda-tree", str(tmp_path / "tree"), "--out", str(tmp_path / "imp")])
+        == 0
+    )
+    print(capsys.readouterr().out)
+    run = ["--steps-test", "300", "--steps-formal", "600", "--chains", "2", "--no-figures"]
+    for name in ("imp", "own"):
+        args = ["calibrate", "--data", str(tmp_path / name), "--out", str(tmp_path / f"cal_{name}")]
+        assert main(args + run) == 0
+    a = xr.open_dataset(tmp_path / "cal_imp" / "posterior.nc")
+    b = xr.open_dataset(tmp_path / "cal_own" / "posterior.nc")
+    assert list(a["profile_id"].values) == [str(p) for p in ids] and len(ids) >= 50
+    worst = 0.0
+    for name, var in b.data_vars.items():
+        if np.issubdtype(var.dtype, np.floating):
+            x, y = a[name].values, var.values
+            assert np.array_equal(np.isnan(x), np.isnan(y)), name
+            scale = np.maximum(np.abs(y), 1.0)
+            worst = max(worst, float(np.nanmax(np.abs(x - y) / scale, initial=0.0)))
+    print(f"{len(ids)} profiles, largest relative difference of posterior.nc: {worst:.3g}")
+    assert worst <= 1e-12
