@@ -215,6 +215,24 @@ def test_v73_hdf5_files_read_the_same(tree, tmp_path):
         np.testing.assert_array_equal(t73.forcing[key].values, t.forcing[key].values)
 
 
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("dtype", ["f8", "u1", "i2", "f4"])
+def test_v5_streamed_cells_equal_loadmat(tmp_path, monkeypatch, compress, dtype):
+    """Cells streamed out of a MATLAB v5 file (values cut by chunk boundaries, integer storage,
+    compressed or not) equal scipy's full read."""
+    from scipy.io import loadmat, savemat
+
+    monkeypatch.setattr(pt, "_CHUNK", 61)  # odd: values straddle the chunk ends
+    rng = np.random.default_rng(1)
+    full = (rng.uniform(0, 100, (7, 9, 22, 12))).astype(dtype)
+    path = str(tmp_path / "x.mat")
+    savemat(path, {"other": np.arange(5.0), pt.MAT_VARIABLE: full}, do_compression=compress)
+    ii, jj = np.array([0, 6, 3, 3]), np.array([8, 0, 4, 4])
+    got = pt._read_cells(pt._mat_info(path, "TSOI"), ii, jj)
+    ref = loadmat(path)[pt.MAT_VARIABLE][ii, jj, :20]
+    np.testing.assert_array_equal(got, ref.astype(float))
+
+
 def test_only_the_profiles_asked_for(tree):
     root = tree[0]
     t = pt.load_proda_tree(root, profiles=["103", "107"])
