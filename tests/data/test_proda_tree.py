@@ -15,6 +15,7 @@ from scipy.interpolate import PchipInterpolator
 
 from benchmarks.baselines import numpy_clm5, numpy_proda_am
 from soc_jax.data import proda_tree as pt
+from soc_jax.data.proda_tree import _matfile, reader
 
 NLAT, NLON, L = 20, 30, 25  # 9 x 12 degree cells
 GLAT = 85.5 - 9.0 * np.arange(NLAT)  # north to south
@@ -63,7 +64,7 @@ def _fields(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "O_SCALAR": layered(0.8, 1.0),
         "FPI_vr": layered(0.3, 0.9),
     }
-    for var in pt._INPUTS:
+    for var in reader._INPUTS:
         f[var] = layered(0.5, 2.0, 20) * np.exp(-np.arange(20) / 4.0)[:, None]
     f["CWD_INPUT_ACC_VECTOR"][OCEAN[0], OCEAN[1], 2, 0] = np.nan
     assert all(v.shape[:2] == (NLAT, NLON) for v in f.values())
@@ -113,8 +114,8 @@ def _expected(fields, i, j):
         "altmax_lastyear": cell["ALTMAX_LASTYEAR"],
         "npp": cell["NPP"],
     }
-    out["litter_input"] = np.stack([cell[v][:20].T for v in pt._INPUTS])
-    out["input_sum"] = np.stack([(cell[v][:20] * DZ20[:, None]).sum(0) for v in pt._INPUTS])
+    out["litter_input"] = np.stack([cell[v][:20].T for v in reader._INPUTS])
+    out["input_sum"] = np.stack([(cell[v][:20] * DZ20[:, None]).sum(0) for v in reader._INPUTS])
     return out
 
 
@@ -208,7 +209,7 @@ def test_v73_hdf5_files_read_the_same(tree, tmp_path):
     pytest.importorskip("h5py")
     root, fields, info, layers, t = tree
     pt.write_proda_tree(tmp_path, fields, info, layers, fmt="v7.3")
-    with open(next(iter(pt._forcing_paths(str(tmp_path), None, None).values())), "rb") as f:
+    with open(next(iter(reader._forcing_paths(str(tmp_path), None, None).values())), "rb") as f:
         assert f.read(10) == b"MATLAB 7.3"
     t73 = pt.load_proda_tree(tmp_path)
     for key in ("tsoi", "litter_input", "nbedrock", "i_lat", "i_lon"):
@@ -222,13 +223,13 @@ def test_v5_streamed_cells_equal_loadmat(tmp_path, monkeypatch, compress, dtype)
     compressed or not) equal scipy's full read."""
     from scipy.io import loadmat, savemat
 
-    monkeypatch.setattr(pt, "_CHUNK", 61)  # odd: values straddle the chunk ends
+    monkeypatch.setattr(_matfile, "_CHUNK", 61)  # odd: values straddle the chunk ends
     rng = np.random.default_rng(1)
     full = (rng.uniform(0, 100, (7, 9, 22, 12))).astype(dtype)
     path = str(tmp_path / "x.mat")
     savemat(path, {"other": np.arange(5.0), pt.MAT_VARIABLE: full}, do_compression=compress)
     ii, jj = np.array([0, 6, 3, 3]), np.array([8, 0, 4, 4])
-    got = pt._read_cells(pt._mat_info(path, "TSOI"), ii, jj)
+    got = _matfile._read_cells(_matfile._mat_info(path, "TSOI"), ii, jj)
     ref = loadmat(path)[pt.MAT_VARIABLE][ii, jj, :20]
     np.testing.assert_array_equal(got, ref.astype(float))
 
@@ -251,7 +252,7 @@ def _copy(root, tmp_path):
 
 def test_missing_variable_file(tree, tmp_path):
     dst = _copy(tree[0], tmp_path)
-    path = pt._forcing_paths(str(dst), None, None)["FPI_vr"]
+    path = reader._forcing_paths(str(dst), None, None)["FPI_vr"]
     os.remove(path)
     with pytest.raises(pt.TreeError, match=r"missing forcing file for FPI_vr: .*FPI_vr\.mat"):
         pt.check_proda_tree(dst)
@@ -306,7 +307,7 @@ def test_import_bad_tree_is_one_line_exit_2(tree, tmp_path, capsys):
     from soc_jax.cli import main
 
     dst = _copy(tree[0], tmp_path)
-    os.remove(pt._forcing_paths(str(dst), None, None)["TSOI"])
+    os.remove(reader._forcing_paths(str(dst), None, None)["TSOI"])
     out = tmp_path / "out"
     assert main(["import", "--proda-tree", str(dst), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
