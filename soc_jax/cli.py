@@ -32,6 +32,7 @@ _SUBCOMMANDS: tuple[str, ...] = (
     "soc_jax.quickstart",
     "soc_jax.ude.cli",
     "soc_jax.data.cli",
+    "soc_jax.data.import_cli",
     "soc_jax.calibration.cli",
     "soc_jax.proda.cli",
     "soc_jax.analysis.cli",

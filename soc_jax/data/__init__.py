@@ -31,6 +31,14 @@ if TYPE_CHECKING:
         screen_layers,
         stock_from_content,
     )
+    from .proda_tree import (
+        ProdaTree,
+        TreeError,
+        check_proda_tree,
+        load_proda_tree,
+        world_tree_arrays,
+        write_proda_tree,
+    )
     from .schema import (
         ObservationBatch,
         make_profiles,
@@ -47,7 +55,9 @@ __all__ = [
     "COVARIATE_UNITS",
     "N_COVARIATES",
     "ObservationBatch",
+    "ProdaTree",
     "ScreeningReport",
+    "TreeError",
     "World",
     "bedrock_index",
     "clm_history_profiles",
@@ -56,7 +66,9 @@ __all__ = [
     "covariates_dataset",
     "dataset_to_forcing",
     "forcing_to_dataset",
+    "check_proda_tree",
     "load_csv",
+    "load_proda_tree",
     "load_wosis",
     "make_profiles",
     "make_world",
@@ -74,8 +86,10 @@ __all__ = [
     "true_parameters",
     "truth_table",
     "validate_profiles",
+    "world_tree_arrays",
     "write_forcing",
     "write_profiles",
+    "write_proda_tree",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -103,6 +117,12 @@ __getattr__, __dir__ = lazy_exports(
         "pedotransfer_bulk_density": ".loaders",
         "screen_layers": ".loaders",
         "stock_from_content": ".loaders",
+        "ProdaTree": ".proda_tree",
+        "TreeError": ".proda_tree",
+        "check_proda_tree": ".proda_tree",
+        "load_proda_tree": ".proda_tree",
+        "world_tree_arrays": ".proda_tree",
+        "write_proda_tree": ".proda_tree",
         "ObservationBatch": ".schema",
         "make_profiles": ".schema",
         "pad_observations": ".schema",
