@@ -207,6 +207,7 @@ def test_steady_state_and_cost_equal_numpy_baseline(tree):
 
 def test_v73_hdf5_files_read_the_same(tree, tmp_path):
     import h5py  # noqa: F401  (in the test extra: this test never skips)
+
     root, fields, info, layers, t = tree
     pt.write_proda_tree(tmp_path, fields, info, layers, fmt="v7.3")
     with open(next(iter(reader._forcing_paths(str(tmp_path), None, None).values())), "rb") as f:
