@@ -128,3 +128,52 @@ def test_cli_bad_arguments_one_line_exit_2(capsys, tmp_path):
     assert code == 2 and "--n-sites" in line and "Traceback" not in line
     code, line = _cli(["reproduce", "--out", out, "--worlds", "clm6"], capsys)
     assert code == 2 and "worlds" in line
+
+
+def _posterior(path, status, filter_pass, mean):
+    n = len(status)
+    ds = xr.Dataset(
+        {
+            "para_summary_mean": (("profile", "parameter"), np.asarray(mean, float)),
+            "status": ("profile", np.asarray(status, np.int32)),
+            "filter_pass": ("profile", np.asarray(filter_pass, np.int8)),
+            "valid": (("profile", "chain"), np.ones((n, 2), np.int8)),
+        },
+        coords={"profile_id": ("profile", [f"p{i}" for i in range(n)])},
+    )
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    ds.to_netcdf(path)
+
+
+@pytest.mark.parametrize("site_filter, expected", [(False, [1, 1, 0, 0]), (True, [1, 0, 0, 0])])
+def test_network_targets_are_results_only_and_filtered_on_request(tmp_path, site_filter, expected):
+    from soc_jax.analysis.pipeline import _targets
+
+    cfg = PipelineConfig(site_filter=site_filter)
+    r = _Runner(str(tmp_path), cfg, None, None, print)
+    # profile 0 converged, 1 did not converge, 2 was skipped (bit 32), 3 has no result (NaN)
+    mean = [[0.2, 0.3], [0.4, 0.5], [np.nan, np.nan], [np.nan, np.nan]]
+    _posterior(
+        r.path("clm5_world/calibrate_clm5", "posterior.nc"), [0, 0, 32, 16], [1, 0, 0, 0], mean
+    )
+    _, use = _targets(r, "clm5", "clm5")
+    assert use.astype(int).tolist() == expected
+
+
+def test_calibration_stage_passes_the_sampler_settings(tmp_path, monkeypatch):
+    import soc_jax.calibration as cal
+    from soc_jax.analysis.pipeline import _calibrate
+
+    seen = {}
+
+    def fake_calibrate(profiles, forcing, out, settings, **kw):
+        seen["settings"] = settings
+        raise Boom
+
+    monkeypatch.setattr(cal, "calibrate", fake_calibrate)
+    cfg = PipelineConfig(sampler="chees", n_warmup=30, n_draws=40, n_chains=4)
+    r = _Runner(str(tmp_path), cfg, None, None, print)
+    with pytest.raises(Boom):
+        _calibrate(r, "clm5", "compas", {"profiles": None, "forcing": None})
+    s = seen["settings"]
+    assert (s.sampler, s.n_warmup, s.n_draws, s.n_chains, s.model) == ("chees", 30, 40, 4, "compas")
