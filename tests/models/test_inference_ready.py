@@ -165,6 +165,7 @@ def test_transport_basis_equals_the_monthly_operators():
     assert worst < 1e-12, worst
 
 
+@pytest.mark.slow  # a compile-count property (speed), not a result; ~12 s per model
 @pytest.mark.parametrize("name", ["clm5", "compas"])
 def test_one_compile_for_a_batch_whatever_the_values(name):
     model = MODELS[name]

@@ -39,6 +39,7 @@ def test_cli_smoke(tmp_path, capsys):
     assert (out / "ude_cases.json").exists()
 
 
+@pytest.mark.slow  # a compile-count property (speed), not a result; ~17 s
 def test_methods_share_one_compilation():
     """Loss weights, likelihood, eta, rho and tolerances are traced: one trace for all methods.
 
