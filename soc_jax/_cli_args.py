@@ -35,6 +35,8 @@ from pathlib import Path
 
 __all__ = [
     "ArgumentParser",
+    "add_command",
+    "add_run_options",
     "HelpFormatter",
     "USER_ERRORS",
     "existing_file",
@@ -227,3 +229,41 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args, prog: st
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def add_command(
+    subparsers, name: str, run: Callable, *, help: str, description: str, **kwargs
+) -> argparse.ArgumentParser:
+    """Add the sub-command ``name`` (run by ``run(args)``) with the house help formatter.
+
+    Every ``register(subparsers)`` starts here, so each command shows its defaults and carries
+    its own parser (``args._parser``) for errors found after parsing.
+    """
+    p = subparsers.add_parser(
+        name, help=help, description=description, formatter_class=HelpFormatter, **kwargs
+    )
+    p.set_defaults(func=run, _parser=p)
+    return p
+
+
+def add_run_options(
+    p: argparse.ArgumentParser,
+    *,
+    out: str | None,
+    seed: str | None = "random seed",
+    resume: str | None = None,
+    figures: bool = False,
+) -> None:
+    """Add the options most commands share: ``--out`` (default ``out``; None: required),
+    ``--seed`` (help ``seed``; None: no seed), ``--resume`` (help ``resume``; None: none) and
+    ``--no-figures`` (when ``figures``)."""
+    if out is None:
+        p.add_argument("--out", type=output_dir, required=True, help="output folder")
+    else:
+        p.add_argument("--out", type=output_dir, default=Path(out), help="output folder")
+    if seed is not None:
+        p.add_argument("--seed", type=nonneg_int, default=0, help=seed)
+    if resume is not None:
+        p.add_argument("--resume", action="store_true", help=resume)
+    if figures:
+        p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
