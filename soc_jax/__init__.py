@@ -17,6 +17,7 @@ The names are imported on first use (`soc_jax._lazy`), so ``import soc_jax`` and
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from . import calibration as calibration
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from .models import compas as compas
     from .parameters import ParameterSpace as ParameterSpace
     from .parameters import ParameterSpec as ParameterSpec
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Forcing",

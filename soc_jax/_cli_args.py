@@ -185,10 +185,6 @@ def output_dir(text: str) -> Path:
     return path
 
 
-# The command line being run (``"soc-jax synth --n-sites 300"``), set by `soc_jax.cli.main`;
-# output files record it in their ``history`` attribute (`soc_jax.data.netcdf.history_line`).
-command_line: str | None = None
-
 # Errors a user causes (a file, a value in their data); anything else is a bug and keeps its
 # traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (

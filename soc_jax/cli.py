@@ -24,7 +24,7 @@ import importlib
 import shlex
 import sys
 
-from soc_jax import _cli_args
+from soc_jax import _version
 from soc_jax._cli_args import ArgumentParser, run_command
 
 # Modules that expose register(subparsers); imported when the parser is built, so keep them light.
@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
 
     jax.config.update("jax_enable_x64", True)
     words = sys.argv[1:] if argv is None else argv
-    _cli_args.command_line = shlex.join([parser.prog, *words])
+    _version.command_line = shlex.join([parser.prog, *words])
     try:
         return run_command(args.func, args, prog=f"{parser.prog} {args.command}")
     finally:
-        _cli_args.command_line = None
+        _version.command_line = None
 
 
 if __name__ == "__main__":

@@ -6,30 +6,23 @@ import argparse
 import os
 import time
 
-from soc_jax._cli_args import (
-    HelpFormatter,
-    float_in,
-    nonneg_float,
-    nonneg_int,
-    output_dir,
-    positive_int,
-)
+from soc_jax._cli_args import add_command, add_run_options, float_in, nonneg_float, positive_int
 
 
 def register(subparsers) -> None:
     """Add the ``synth`` sub-command to the ``soc-jax`` parser."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "synth",
+        run,
         help="generate the synthetic world (sites, covariates, forcing, truth, observed profiles)",
         description=(
             "Generate a deterministic synthetic world with known true parameters and write "
             "profiles.nc, covariates.nc, forcing.nc, truth.nc, grid.nc and world.png to --out, "
             "then print a short summary with timings."
         ),
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--n-sites", type=positive_int, default=300, help="number of sites")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed")
     p.add_argument(
         "--model",
         choices=("clm5", "compas"),
@@ -48,9 +41,8 @@ def register(subparsers) -> None:
         default=4.0,
         help="resolution of the global grid of land cells, degrees (0.25-30)",
     )
-    p.add_argument("--out", type=output_dir, default="results/world", help="output folder")
+    add_run_options(p, out="results/world")
     p.add_argument("--no-figure", action="store_true", help="skip the summary figure")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

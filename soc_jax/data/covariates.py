@@ -19,6 +19,7 @@ __all__ = [
     "COVARIATE_UNITS",
     "N_COVARIATES",
     "covariate_bounds",
+    "covariate_matrix",
     "minmax_scale",
     "scale_covariates",
     "nearest_cell",
@@ -130,7 +131,20 @@ def covariates_dataset(values: ArrayLike, dim: str = "profile", **coords) -> xr.
     return ds
 
 
-def _matrix(cov: xr.Dataset | ArrayLike) -> np.ndarray:
+def covariate_matrix(cov: xr.Dataset | ArrayLike) -> np.ndarray:
+    """The covariates as a float matrix, columns in `COVARIATE_NAMES` order.
+
+    Args:
+        cov: a covariates Dataset (variable ``covariates`` over ``(..., covariate)``; its columns
+            are reordered to `COVARIATE_NAMES`) or an array already in that order (units of
+            `COVARIATE_UNITS`).
+
+    Returns:
+        (..., N_COVARIATES) float array, in `COVARIATE_UNITS`.
+
+    Raises:
+        ValueError: a Dataset lacks one of `COVARIATE_NAMES`.
+    """
     if isinstance(cov, xr.Dataset):
         names = [str(c) for c in cov["covariate"].values]
         if names != list(COVARIATE_NAMES):
@@ -142,6 +156,9 @@ def _matrix(cov: xr.Dataset | ArrayLike) -> np.ndarray:
     return np.asarray(cov, dtype=float)
 
 
+_matrix = covariate_matrix  # the old private name, still imported by proda and analysis
+
+
 def covariate_bounds(grid: xr.Dataset | ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Per-column (min, max) over the grid cells, ignoring NaN.
 
@@ -151,7 +168,7 @@ def covariate_bounds(grid: xr.Dataset | ArrayLike) -> tuple[np.ndarray, np.ndarr
     Returns:
         ``(vmin, vmax)``, each (60,).
     """
-    x = _matrix(grid)
+    x = covariate_matrix(grid)
     return np.nanmin(x, axis=0), np.nanmax(x, axis=0)
 
 
@@ -187,7 +204,7 @@ def scale_covariates(cov: xr.Dataset | ArrayLike, grid: xr.Dataset | ArrayLike) 
         (n_profiles, 60) in [0, 1].
     """
     lo, hi = covariate_bounds(grid)
-    return minmax_scale(_matrix(cov), lo, hi)
+    return minmax_scale(covariate_matrix(cov), lo, hi)
 
 
 def nearest_cell(

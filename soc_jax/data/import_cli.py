@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from soc_jax._cli_args import HelpFormatter, output_dir
+from soc_jax._cli_args import add_command, add_run_options
 
 _MAX_LINES = 10  # skipped-profile / dropped-layer lines shown on the terminal
 OUTPUTS = ("profiles.nc", "forcing.nc", "covariates.nc", "import_report.txt")
@@ -13,8 +13,10 @@ OUTPUTS = ("profiles.nc", "forcing.nc", "covariates.nc", "import_report.txt")
 
 def register(subparsers) -> None:
     """Add the ``import`` sub-command to the ``soc-jax`` parser."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "import",
+        run,
         help="convert PRODA's input tree (WoSIS NetCDF + CESM2 .mat files) to soc_jax files",
         description=(
             "Read PRODA's data folder as the authors' DA driver does (wosis_2019_snap_shot/ and "
@@ -23,10 +25,9 @@ def register(subparsers) -> None:
             "'soc-jax calibrate --data OUT'. Prints and writes import_report.txt: profiles "
             "read, kept, skipped and layers dropped, grouped by reason, then one line each."
         ),
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--proda-tree", required=True, help="PRODA's data folder")
-    p.add_argument("--out", type=output_dir, required=True, help="output folder")
+    add_run_options(p, out=None, seed=None)
     p.add_argument(
         "--case", default=None, help="CESM2 case of the .mat files (default: the only one there)"
     )
@@ -40,7 +41,6 @@ def register(subparsers) -> None:
     )
     p.add_argument("--profiles", default=None, help="comma-separated profile ids (default: all)")
     p.add_argument("--force", action="store_true", help="overwrite files already in --out")
-    p.set_defaults(func=run, _parser=p)
 
 
 def report_text(tree) -> str:

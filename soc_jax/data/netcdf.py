@@ -31,6 +31,8 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
+import soc_jax._version as _version
+
 __all__ = [
     "CONVENTIONS",
     "COORDINATES",
@@ -85,10 +87,8 @@ def history_line(command: str | None = None) -> str:
 
     Args:
         command: what produced the file; default the ``soc-jax`` command line when the CLI runs
-            (`soc_jax._cli_args.command_line`), else this process's command line.
+            (`soc_jax._version.command_line`), else this process's command line.
     """
-    from soc_jax import __version__, _cli_args
-
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     when = (
         datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
@@ -96,10 +96,10 @@ def history_line(command: str | None = None) -> str:
         else datetime.datetime.now(datetime.UTC)
     )
     if command is None:
-        command = _cli_args.command_line or "Python: " + " ".join(
+        command = _version.command_line or "Python: " + " ".join(
             [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
         )
-    return f"{when.strftime('%Y-%m-%dT%H:%M:%SZ')} soc_jax {__version__}: {command}"
+    return f"{when.strftime('%Y-%m-%dT%H:%M:%SZ')} soc_jax {_version.__version__}: {command}"
 
 
 def flag_attrs(meanings: Mapping[int, str], long_name: str) -> dict:
@@ -174,13 +174,11 @@ def complete(
     Returns:
         ``ds``.
     """
-    from soc_jax import __version__
-
     attrs = ds.attrs
     attrs["Conventions"] = CONVENTIONS
     if title is not None:
         attrs["title"] = title
-    package = f"soc_jax {__version__}"
+    package = f"soc_jax {_version.__version__}"
     if source is not None:
         attrs["source"] = source
     elif package not in str(attrs.get("source", "")):
