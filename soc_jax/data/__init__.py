@@ -24,12 +24,10 @@ if TYPE_CHECKING:
     )
     from .forcing_io import dataset_to_forcing, forcing_to_dataset, read_forcing, write_forcing
     from .loaders import (
-        ScreeningReport,
         coarse_fragment_factor,
         load_csv,
         load_wosis,
         pedotransfer_bulk_density,
-        screen_layers,
         stock_from_content,
     )
     from .proda_tree import (
@@ -49,6 +47,7 @@ if TYPE_CHECKING:
         validate_profiles,
         write_profiles,
     )
+    from .screening import ScreeningReport, screen_layers
     from .synthetic import World, make_world, true_parameters, truth_table
 
 __all__ = [
@@ -113,12 +112,12 @@ __getattr__, __dir__ = lazy_exports(
         "forcing_to_dataset": ".forcing_io",
         "read_forcing": ".forcing_io",
         "write_forcing": ".forcing_io",
-        "ScreeningReport": ".loaders",
+        "ScreeningReport": ".screening",
         "coarse_fragment_factor": ".loaders",
         "load_csv": ".loaders",
         "load_wosis": ".loaders",
         "pedotransfer_bulk_density": ".loaders",
-        "screen_layers": ".loaders",
+        "screen_layers": ".screening",
         "stock_from_content": ".loaders",
         "ProdaTree": ".proda_tree",
         "TreeError": ".proda_tree",
