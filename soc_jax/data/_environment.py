@@ -157,7 +157,45 @@ def _koppen(t_month, p_month, t_mean, p_annual) -> np.ndarray:
 def _covariates(lat: np.ndarray, lon: np.ndarray, fields: _SmoothFields) -> dict[str, np.ndarray]:
     """All covariates (SPEC 5 names) plus helper series at the given locations."""
     f = fields(lat, lon)
-    n = lat.size
+    clim = _climate(lat, f)
+    t_mean, p_annual = clim["t_mean"], clim["p_annual"]
+    c: dict[str, np.ndarray] = {"Lon": lon, "Lat": lat}
+    c.update(_bioclim(clim))
+
+    pet = 100.0 + 60.0 * np.clip(clim["t_month"], 0.0, None).mean(1)  # mm yr-1
+    wet = (p_annual / pet) / (p_annual / pet + 0.6)  # wetness index in (0, 1)
+    koppen = _koppen(clim["t_month"], clim["p_month"], t_mean, p_annual)
+    dtb = np.clip(1600.0 * np.exp(1.1 * f["bed"]) / (1.0 + clim["elev"] / 2000.0), 70.0, 20000.0)
+    tex = _soil_layers(f, clim["elev"], t_mean, wet, c)
+    c["Abs_Depth_to_Bedrock"] = dtb  # cm
+    c["Garde_Acid"] = np.digitize(c["pH_Water_0cm"], [4.5, 5.5, 6.5, 7.5]).astype(float) + 1
+    c["Occurrence_R_Horizon"] = 100.0 * _sigmoid((200.0 - dtb) / 80.0)
+    forest = (wet > 0.5) & (koppen < 29)
+    lc = _land_cover(koppen, wet, t_mean, forest, f["cat"])
+    c["ESA_Land_Cover"] = lc
+    c.update(_soil_classes(koppen, wet, t_mean < -2.0, tex["0cm"][0] > 80, forest))
+    c["Elevation"] = clim["elev"]
+    c["Koppen_Climate_2018"] = koppen
+
+    npp, season, npp_month = _npp(clim, koppen, f["npp"])
+    c["cesm2_npp"] = npp_month.mean(1)
+    c["cesm2_npp_std"] = npp_month.std(1)
+    residence = np.select([lc == 50, np.isin(lc, (60, 70, 80)), lc == 120], [30.0, 22.0, 8.0], 3.0)
+    c["cesm2_vegc"] = npp * residence
+    c["nbedrock"] = np.clip(np.searchsorted(ZISOI[:N_LAYERS], dtb / 100.0) + 1, 8, N_LAYERS)
+    c["nbedrock"] = c["nbedrock"].astype(float)
+
+    helpers = {k: clim[k] for k in ("t_month", "amp", "phase", "p_month")}
+    helpers.update(wet=wet, npp=npp, season=season, npp_month=npp_month, f_fpi=f["fpi"], tex=tex)
+    return {"cov": c, "aux": helpers}
+
+
+def _climate(lat: np.ndarray, f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Elevation (m), monthly air temperature (degC) and precipitation (mm) at ``lat``.
+
+    Returns ``elev``, ``t_mean``, ``amp``, ``phase``, ``t_month`` (n, 12), ``p_annual``,
+    ``p_month`` (n, 12) and ``dtr`` (mean diurnal range, degC).
+    """
     months = np.arange(12)
     abslat = np.abs(lat)
     elev = np.clip(550.0 * np.exp(0.9 * f["elev"]) - 60.0, 0.0, 5800.0)
@@ -175,17 +213,30 @@ def _covariates(lat: np.ndarray, lon: np.ndarray, fields: _SmoothFields) -> dict
     p_shape = 1.0 + seas[:, None] * wave
     p_month = p_annual[:, None] * p_shape / p_shape.sum(1, keepdims=True)
     dtr = 8.0 + 5.0 * _sigmoid(-f["prec"]) + elev / 1500.0
+    return {
+        "elev": elev,
+        "t_mean": t_mean,
+        "amp": amp,
+        "phase": phase,
+        "t_month": t_month,
+        "p_annual": p_annual,
+        "p_month": p_month,
+        "dtr": dtr,
+    }
 
+
+def _bioclim(clim: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The 19 WorldClim bioclimatic variables ``BIO1`` ... ``BIO19`` from `_climate`."""
+    t_month, p_month, dtr = clim["t_month"], clim["p_month"], clim["dtr"]
     tq = _quarters(t_month) / 3.0
     pq = _quarters(p_month)
-    rows = np.arange(n)
+    rows = np.arange(t_month.shape[0])
     wettest, driest = pq.argmax(1), pq.argmin(1)
     warmest, coldest = tq.argmax(1), tq.argmin(1)
-    c: dict[str, np.ndarray] = {"Lon": lon, "Lat": lat}
     bio5 = t_month.max(1) + dtr / 2
     bio6 = t_month.min(1) - dtr / 2
     bio = {
-        1: t_mean,
+        1: clim["t_mean"],
         2: dtr,
         3: 100.0 * dtr / (bio5 - bio6),
         4: 100.0 * t_month.std(1),
@@ -196,7 +247,7 @@ def _covariates(lat: np.ndarray, lon: np.ndarray, fields: _SmoothFields) -> dict
         9: tq[rows, driest],
         10: tq[rows, warmest],
         11: tq[rows, coldest],
-        12: p_annual,
+        12: clim["p_annual"],
         13: p_month.max(1),
         14: p_month.min(1),
         15: 100.0 * p_month.std(1) / p_month.mean(1),
@@ -205,14 +256,15 @@ def _covariates(lat: np.ndarray, lon: np.ndarray, fields: _SmoothFields) -> dict
         18: pq[rows, warmest],
         19: pq[rows, coldest],
     }
-    c.update({f"BIO{i}": v for i, v in bio.items()})
+    return {f"BIO{i}": v for i, v in bio.items()}
 
-    pet = 100.0 + 60.0 * np.clip(t_month, 0.0, None).mean(1)  # mm yr-1
-    wet = (p_annual / pet) / (p_annual / pet + 0.6)  # wetness index in (0, 1)
-    koppen = _koppen(t_month, p_month, t_mean, p_annual)
 
-    # Texture at 0, 30, 100 cm (sand + silt + clay = 100 exactly).
-    dtb = np.clip(1600.0 * np.exp(1.1 * f["bed"]) / (1.0 + elev / 2000.0), 70.0, 20000.0)  # cm
+def _soil_layers(f, elev, t_mean, wet, c: dict[str, np.ndarray]) -> dict[str, tuple]:
+    """Texture and soil properties at 0, 30, 100 cm (sand + silt + clay = 100 exactly).
+
+    Adds the depth-wise covariates to ``c``; returns depth -> ``(sand, clay, silt, cf, bd, ph,
+    cec)`` (%, %, %, % volume, g cm-3, 1, cmol kg-1).
+    """
     tex = {}
     for k, d in enumerate(("0cm", "30cm", "100cm")):
         logits = np.stack(
@@ -258,13 +310,12 @@ def _covariates(lat: np.ndarray, lon: np.ndarray, fields: _SmoothFields) -> dict
         c[f"Silt_Content_{d}"] = silt
         c[f"SWC_v_Wilting_Point_{d}"] = 2.0 + 0.4 * clay + 0.05 * silt
         c[f"Texture_USDA_{d}"] = _texture_class(sand, clay)
+    return tex
 
-    c["Abs_Depth_to_Bedrock"] = dtb
-    c["Garde_Acid"] = np.digitize(c["pH_Water_0cm"], [4.5, 5.5, 6.5, 7.5]).astype(float) + 1
-    c["Occurrence_R_Horizon"] = 100.0 * _sigmoid((200.0 - dtb) / 80.0)
-    # Land cover (ESA CCI codes) from climate.
-    forest = (wet > 0.5) & (koppen < 29)
-    lc = np.select(
+
+def _land_cover(koppen, wet, t_mean, forest, f_cat) -> np.ndarray:
+    """Land cover (ESA CCI codes) from climate."""
+    return np.select(
         [
             koppen == 30,
             koppen == 29,
@@ -272,79 +323,48 @@ def _covariates(lat: np.ndarray, lon: np.ndarray, fields: _SmoothFields) -> dict
             (koppen <= 7) | (wet < 0.35),
             (koppen <= 3) & forest,
             koppen <= 3,
-            (koppen <= 16) & (f["cat"] > 0.4),
+            (koppen <= 16) & (f_cat > 0.4),
             (koppen <= 16) & forest,
             koppen <= 16,
             (koppen == 28) | (t_mean < -6),
             forest,
         ],
-        [220, 140, 200, np.where(f["cat"] > 0, 120, 130), 50, 130, 10, 60, 130, 80, 70],
+        [220, 140, 200, np.where(f_cat > 0, 120, 130), 50, 130, 10, 60, 130, 80, 70],
         default=130,
     ).astype(float)
-    c["ESA_Land_Cover"] = lc
-    permafrost = t_mean < -2.0
-    sandy = tex["0cm"][0] > 80
-    c["USDA_Suborder"] = np.select(
-        [
-            permafrost,
-            koppen <= 5,
-            sandy,
-            (koppen <= 3) & (wet > 0.6),
-            koppen <= 3,
-            (koppen <= 7),
-            (koppen >= 25) & forest,
-            koppen >= 25,
-            forest,
-        ],
+
+
+def _soil_classes(koppen, wet, permafrost, sandy, forest) -> dict[str, np.ndarray]:
+    """``USDA_Suborder`` and ``WRB_Subgroup`` codes: the first five rules are shared."""
+    common = [permafrost, koppen <= 5, sandy, (koppen <= 3) & (wet > 0.6), koppen <= 3]
+    usda = np.select(
+        [*common, (koppen <= 7), (koppen >= 25) & forest, koppen >= 25, forest],
         [21, 51, 41, 71, 81, 62, 91, 31, 11],
         default=62,
-    ).astype(float)
-    c["WRB_Subgroup"] = np.select(
-        [
-            permafrost,
-            koppen <= 5,
-            sandy,
-            (koppen <= 3) & (wet > 0.6),
-            koppen <= 3,
-            wet > 0.85,
-            koppen <= 7,
-            (koppen >= 25) & forest,
-            forest,
-        ],
+    )
+    wrb = np.select(
+        [*common, wet > 0.85, koppen <= 7, (koppen >= 25) & forest, forest],
         [10, 5, 3, 12, 1, 14, 7, 25, 17],
         default=6,
-    ).astype(float)
-    c["Elevation"] = elev
-    c["Koppen_Climate_2018"] = koppen
+    )
+    return {"USDA_Suborder": usda.astype(float), "WRB_Subgroup": wrb.astype(float)}
 
-    # NPP: Miami model (g dry matter m-2 yr-1) x 0.45 gC/g.
-    npp_t = 3000.0 / (1.0 + np.exp(1.315 - 0.119 * t_mean))
-    npp_p = 3000.0 * (1.0 - np.exp(-0.000664 * p_annual))
-    npp = 0.45 * np.minimum(npp_t, npp_p) * (0.85 + 0.3 * _sigmoid(f["npp"]))
+
+def _npp(clim: dict[str, np.ndarray], koppen, f_npp) -> tuple[np.ndarray, ...]:
+    """NPP: Miami model (g dry matter m-2 yr-1) x 0.45 gC/g.
+
+    Returns ``(npp, season, npp_month)``: (n,) gC m-2 yr-1, (n, 12) monthly shares, (n, 12)
+    gC m-2 s-1.
+    """
+    t_month, p_month = clim["t_month"], clim["p_month"]
+    npp_t = 3000.0 / (1.0 + np.exp(1.315 - 0.119 * clim["t_mean"]))
+    npp_p = 3000.0 * (1.0 - np.exp(-0.000664 * clim["p_annual"]))
+    npp = 0.45 * np.minimum(npp_t, npp_p) * (0.85 + 0.3 * _sigmoid(f_npp))
     npp = np.where(koppen == 30, 5.0, npp)
     growth = np.clip(t_month + 2.0, 0.05, None) * (p_month / p_month.mean(1, keepdims=True)) ** 0.3
     season = growth / growth.sum(1, keepdims=True)
     npp_month = npp[:, None] * season / (DAYS_IN_MONTH[None, :] * 86400.0)  # gC m-2 s-1
-    c["cesm2_npp"] = npp_month.mean(1)
-    c["cesm2_npp_std"] = npp_month.std(1)
-    residence = np.select([lc == 50, np.isin(lc, (60, 70, 80)), lc == 120], [30.0, 22.0, 8.0], 3.0)
-    c["cesm2_vegc"] = npp * residence
-    c["nbedrock"] = np.clip(np.searchsorted(ZISOI[:N_LAYERS], dtb / 100.0) + 1, 8, N_LAYERS)
-    c["nbedrock"] = c["nbedrock"].astype(float)
-
-    helpers = dict(
-        t_month=t_month,
-        amp=amp,
-        phase=phase,
-        p_month=p_month,
-        wet=wet,
-        npp=npp,
-        season=season,
-        npp_month=npp_month,
-        f_fpi=f["fpi"],
-        tex=tex,
-    )
-    return {"cov": c, "aux": helpers}
+    return npp, season, npp_month
 
 
 _ROOT_BETA = {
