@@ -32,6 +32,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ArgumentParser",
@@ -95,29 +96,25 @@ def _float(text: str, rule: str) -> float:
 
 def int_in(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
     """An argparse ``type=`` for an integer in ``[lo, hi]`` (either end may be None: open)."""
-    rule = _rule(lo, hi)
-
-    def parse(text: str) -> int:
-        value = _int(text, rule)
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"must be an integer {rule}, got {text!r}")
-        return value
-
-    parse.__name__ = f"integer {rule}"
-    return parse
+    return _in_range(_int, "an integer", lo, hi)
 
 
 def float_in(lo: float | None = None, hi: float | None = None) -> Callable[[str], float]:
     """An argparse ``type=`` for a finite number in ``[lo, hi]`` (None: open at that end)."""
+    return _in_range(_float, "a number", lo, hi)
+
+
+def _in_range(convert: Callable, what: str, lo, hi) -> Callable[[str], Any]:
+    """The ``type=`` of `int_in` and `float_in`: ``convert`` the text, then check the range."""
     rule = _rule(lo, hi)
 
-    def parse(text: str) -> float:
-        value = _float(text, rule)
+    def parse(text: str):
+        value = convert(text, rule)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"must be a number {rule}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be {what} {rule}, got {text!r}")
         return value
 
-    parse.__name__ = f"number {rule}"
+    parse.__name__ = f"{what.split()[-1]} {rule}"
     return parse
 
 

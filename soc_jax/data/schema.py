@@ -99,15 +99,7 @@ def make_profiles(
         The profiles Dataset (dims ``profile``, ``layer``), padded with NaN and ``mask``.
     """
     n = len(profile_id)
-    for name, seq in (
-        ("lat", lat),
-        ("lon", lon),
-        ("depth_top", depth_top),
-        ("depth_bottom", depth_bottom),
-        ("soc", soc),
-    ):
-        if len(seq) != n:
-            raise ValueError(f"{name} has {len(seq)} profiles, profile_id has {n}")
+    _check_sizes(n, lat=lat, lon=lon, depth_top=depth_top, depth_bottom=depth_bottom, soc=soc)
     unknown = set(optional) - set(OPTIONAL_VARIABLES)
     if unknown:
         raise ValueError(
@@ -122,28 +114,12 @@ def make_profiles(
             0.5 * (np.asarray(t, float) + np.asarray(b, float))
             for t, b in zip(depth_top, depth_bottom, strict=True)
         ]
-
-    def pad(rows: Sequence[Sequence[float]], name: str) -> np.ndarray:
-        out = np.full((n, width), np.nan)
-        for i, row in enumerate(rows):
-            row = np.asarray(row, dtype=float).ravel()
-            if row.size != counts[i]:
-                raise ValueError(
-                    f"profile {str(profile_id[i])!r}: {name} has {row.size} layers, soc has "
-                    f"{counts[i]}"
-                )
-            out[i, : row.size] = row
-        return out
-
     mask = np.arange(width)[None, :] < counts[:, None]
+    columns = {"depth_top": depth_top, "depth_bottom": depth_bottom, "depth_node": depth_node}
     data = {
-        "depth_top": pad(depth_top, "depth_top"),
-        "depth_bottom": pad(depth_bottom, "depth_bottom"),
-        "depth_node": pad(depth_node, "depth_node"),
-        "soc": pad(soc, "soc"),
+        name: _pad(rows, name, counts, width, profile_id)
+        for name, rows in {**columns, "soc": soc, **optional}.items()
     }
-    for name, rows in optional.items():
-        data[name] = pad(rows, name)
     return _assemble(
         np.asarray([str(p) for p in profile_id], dtype=object),
         np.asarray(lat, float),
@@ -152,6 +128,26 @@ def make_profiles(
         data,
         validate=validate,
     )
+
+
+def _check_sizes(n: int, **per_profile: Sequence) -> None:
+    """Each argument has one entry per profile (``n``), else a ValueError naming it."""
+    for name, seq in per_profile.items():
+        if len(seq) != n:
+            raise ValueError(f"{name} has {len(seq)} profiles, profile_id has {n}")
+
+
+def _pad(rows, name: str, counts: np.ndarray, width: int, profile_id) -> np.ndarray:
+    """Ragged per-profile rows -> (n, width) padded with NaN; each row has ``counts[i]`` layers."""
+    out = np.full((len(counts), width), np.nan)
+    for i, row in enumerate(rows):
+        row = np.asarray(row, dtype=float).ravel()
+        if row.size != counts[i]:
+            raise ValueError(
+                f"profile {str(profile_id[i])!r}: {name} has {row.size} layers, soc has {counts[i]}"
+            )
+        out[i, : row.size] = row
+    return out
 
 
 def _assemble(
