@@ -47,6 +47,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +65,7 @@ from ._environment import (
     _sample_sites,
     _SmoothFields,
 )
+from ._truth import _truth_dataset, true_parameters, truth_table
 from .covariates import COVARIATE_NAMES, covariates_dataset, nearest_cell
 from .forcing_io import dataset_to_forcing, forcing_to_dataset, write_forcing
 from .netcdf import write_netcdf
@@ -76,89 +78,6 @@ MODEL_MODES: dict[str, str] = {"clm5": "proda", "compas": "documented"}
 profile, capped moisture scalar); COMPAS as documented (PRODA's ``mic_ratio < 10`` check is an
 MCMC acceptance rule, not part of the model, and would reject about half of the sites)."""
 _CHUNK = 2048  # sites per compiled steady-state call (one compiled shape for every world)
-# (centre c, amplitude a, weights on u = (uT, uP, uC, upH, uN, uT*uC)); unlisted: c = 0.5, a = 0.
-_TRUTH_CLM5: dict[str, tuple[float, float, tuple[float, ...]]] = {
-    "diffus": (0.3, 0.0, ()),
-    "cryo": (0.3, 0.0, ()),
-    "q10": (0.45, 0.25, (-0.8, 0.0, 0.3, 0.0, 0.0, 0.0)),
-    "efolding": (0.6, 0.2, (0.5, 0.0, -0.6, 0.0, 0.0, 0.2)),
-    "taucwd": (0.4, 0.0, ()),
-    "taul1": (0.45, 0.0, ()),
-    "taul2": (0.45, 0.0, ()),
-    "tau4s1": (0.5, 0.2, (0.0, 0.0, 1.0, 0.0, 0.0, 0.0)),
-    "tau4s2": (0.2, 0.15, (-0.6, 0.0, 0.8, 0.0, 0.0, 0.0)),
-    "tau4s3": (0.15, 0.12, (0.0, 0.0, 0.9, -0.5, 0.0, 0.3)),
-    "fl3s2": (0.5, 0.15, (0.0, 0.0, 0.6, -0.6, 0.0, 0.0)),
-    "fs1s2": (0.4, 0.0, ()),
-    "fs1s3": (0.3, 0.0, ()),
-    "fs2s3": (0.4, 0.2, (0.0, 0.0, 1.0, 0.0, 0.0, 0.0)),
-    "fs3s1": (0.4, 0.0, ()),
-    "w_scaling": (0.4, 0.15, (0.0, -0.8, 0.0, 0.0, 0.0, 0.0)),
-    "beta": (0.86, 0.08, (0.7, 0.3, 0.0, 0.0, 0.0, 0.0)),
-}
-_TRUTH_COMPAS: dict[str, tuple[float, float, tuple[float, ...]]] = {
-    "bio": (0.3, 0.0, ()),
-    "cryo": (0.3, 0.0, ()),
-    "q10": (0.45, 0.25, (-0.8, 0.0, 0.3, 0.0, 0.0, 0.0)),
-    "w_scaling": (0.3, 0.15, (0.0, -0.8, 0.0, 0.0, 0.0, 0.0)),
-    "mic_cue": (0.45, 0.2, (-0.6, 0.0, 0.5, 0.0, 0.0, 0.0)),
-    "tau4s4": (0.4, 0.2, (0.3, 0.0, -0.8, 0.3, 0.0, 0.0)),
-    "mm_const_decom": (0.5, 0.25, (0.0, 0.0, 0.9, 0.0, 0.0, 0.3)),
-    "pdeath2soc": (0.5, 0.2, (0.0, 0.0, 0.7, -0.4, 0.0, 0.0)),
-    "beta": (0.86, 0.08, (0.7, 0.3, 0.0, 0.0, 0.0, 0.0)),
-}
-_U_NAMES = ("uT", "uP", "uC", "upH", "uN", "uT*uC")
-
-
-def truth_table(model: str = "clm5") -> dict[str, tuple[float, float, tuple[float, ...]]]:
-    """The documented truth functions: parameter name -> (centre c, amplitude a, weights w).
-
-    ``p = c + a tanh(w . u)`` with ``u = (uT, uP, uC, upH, uN, uT*uC)`` (module docstring, item
-    4). Parameters not varying have ``a = 0``. Every parameter of the model is listed in order.
-    """
-    space = get_model(model).PARAMETERS
-    table = _TRUTH_CLM5 if model == "clm5" else _TRUTH_COMPAS
-    out = {}
-    for name in space.names:
-        c, a, w = table.get(name, (0.5, 0.0, ()))
-        out[name] = (c, a, tuple(w) + (0.0,) * (len(_U_NAMES) - len(w)))
-    return out
-
-
-def _standardized(cov: dict[str, np.ndarray]) -> np.ndarray:
-    npp = cov["cesm2_npp"] * 365.0 * 86400.0  # gC m-2 yr-1
-    ut = (cov["BIO1"] - 10.0) / 10.0
-    uc = (cov["Clay_Content_0cm"] - 22.0) / 10.0
-    return np.stack(
-        [
-            ut,
-            np.log(cov["BIO12"] / 700.0) / 0.8,
-            uc,
-            cov["pH_Water_0cm"] - 6.3,
-            np.log(np.maximum(npp, 1.0) / 400.0) / 0.7,
-            ut * uc,
-        ],
-        axis=1,
-    )
-
-
-def true_parameters(cov: dict[str, np.ndarray], model: str = "clm5") -> np.ndarray:
-    """True normalized parameters ``p = c + a tanh(w . u)`` per site.
-
-    Args:
-        cov: covariates by name, each (n,) (at least BIO1, BIO12, Clay_Content_0cm,
-            pH_Water_0cm, cesm2_npp).
-        model: ``"clm5"`` or ``"compas"``.
-
-    Returns:
-        (n, n_params) normalized parameters in (0, 1).
-    """
-    u = _standardized(cov)
-    table = truth_table(model)
-    c = np.array([v[0] for v in table.values()])
-    a = np.array([v[1] for v in table.values()])
-    w = np.array([v[2] for v in table.values()])  # (n_params, 6)
-    return c[None, :] + a[None, :] * np.tanh(u @ w.T)
 
 
 @functools.lru_cache(maxsize=4)
@@ -376,54 +295,6 @@ class World:
         return world_figure(self, path, dpi)
 
 
-def _truth_dataset(model: str, p: np.ndarray, dim: str) -> xr.Dataset:
-    space = get_model(model).PARAMETERS
-    table = truth_table(model)
-    physical = np.asarray(space.to_physical(jnp.asarray(p)), dtype=float)
-    return xr.Dataset(
-        {
-            "p": ((dim, "parameter"), p, {"long_name": "true normalized parameter", "units": "1"}),
-            "physical": (
-                (dim, "parameter"),
-                physical,
-                {
-                    "long_name": "true parameter in physical units",
-                    "units": "see the coordinate 'unit' (per parameter)",
-                },
-            ),
-            "centre": (
-                "parameter",
-                np.array([v[0] for v in table.values()]),
-                {"long_name": "centre of the truth function (normalized)", "units": "1"},
-            ),
-            "amplitude": (
-                "parameter",
-                np.array([v[1] for v in table.values()]),
-                {"long_name": "amplitude of the truth function (normalized)", "units": "1"},
-            ),
-            "weight": (
-                ("parameter", "feature"),
-                np.array([v[2] for v in table.values()]),
-                {"long_name": "weight of each feature in the truth function", "units": "1"},
-            ),
-        },
-        coords={
-            dim: np.arange(p.shape[0]),
-            "parameter": np.asarray(space.names, dtype=object),
-            "unit": ("parameter", np.asarray([s.unit for s in space.specs], dtype=object)),
-            "feature": np.asarray(_U_NAMES, dtype=object),
-        },
-        attrs={
-            "truth_function": "p = centre + amplitude * tanh(weight . u); u = (uT, uP, uC, "
-            "upH, uN, uT*uC), uT = (BIO1 - 10)/10, uP = ln(BIO12/700)/0.8, uC = "
-            "(Clay_Content_0cm - 22)/10, upH = pH_Water_0cm - 6.3, uN = ln(NPP/400)/0.7 "
-            "(NPP in gC m-2 yr-1)",
-            "model": model,
-            "mode": MODEL_MODES[model],
-        },
-    )
-
-
 def make_world(
     n_sites: int,
     seed: int = 0,
@@ -451,6 +322,57 @@ def make_world(
         RuntimeError: if float64 is off (``jax.config.update("jax_enable_x64", True)``).
         ValueError: for a bad argument.
     """
+    _check_world_arguments(n_sites, model, noise, grid_resolution)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ss = np.random.SeedSequence(seed)
+    rng_fields, rng_sites, rng_layout, rng_noise = (np.random.default_rng(s) for s in ss.spawn(4))
+    fields = _SmoothFields(rng_fields, _FIELDS, freq={"land": 2.5, "elev": 3.5, "cont": 1.5})
+    lat, lon = _sample_sites(rng_sites, n_sites, fields)
+    cells = _GridCells(*_grid_cells(fields, grid_resolution))
+    site = _covariates(lat, lon, fields)
+    cell = _covariates(cells.lat, cells.lon, fields)
+    timings["covariates"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    f_site = _forcing(site["cov"], site["aux"])
+    f_cell = _forcing(cell["cov"], cell["aux"])
+    timings["forcing"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    p, soc20, ok, redraws = _solve_with_progress(model, site["cov"], f_site, progress, "sites")
+    what = f"{grid_resolution:g} degree grid cells"
+    gp, gsoc, gok, _ = _solve_with_progress(model, cell["cov"], f_cell, progress, what)
+    timings["steady_state"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ids = np.asarray([f"S{i:06d}" for i in range(n_sites)], dtype=object)
+    keep = np.flatnonzero(ok)
+    failed = [str(ids[i]) for i in np.flatnonzero(~ok)]
+    observed = _observe(rng_layout, rng_noise, soc20, ok, site["aux"]["tex"], noise)
+    source = f"soc_jax synthetic world (model {model}, seed {seed}, noise {noise})"
+    profiles = _profiles_dataset(observed, soc20, ids, lat, lon, keep, source)
+    covariates = _site_covariates(site["cov"], keep, ids, lat, lon, cells)
+    forcing = forcing_to_dataset(
+        Forcing(**{k: v[keep] for k, v in f_site.as_numpy().items()}), profile_id=ids[keep]
+    )
+    truth = _truth_dataset(model, p[keep], "profile", MODEL_MODES[model])
+    truth["redraws"] = (
+        "profile",
+        redraws[keep],
+        {"long_name": "times the truth was redrawn toward the centre (0 = none)", "units": "1"},
+    )
+    truth = truth.assign_coords(profile_id=("profile", ids[keep]))
+    grid = _grid_dataset(cells, cell["cov"], f_cell, gp, gsoc, gok, truth["parameter"].values)
+    grid.attrs.update(resolution_deg=grid_resolution, n_failed_cells=int((~gok).sum()))
+    timings["observations_and_datasets"] = time.perf_counter() - t0
+    return World(
+        profiles, covariates, forcing, truth, grid, model, int(seed), float(noise), failed, timings
+    )
+
+
+def _check_world_arguments(n_sites: int, model: str, noise: float, grid_resolution: float):
+    """Float64 on and the arguments of `make_world` valid, else a clear error."""
     if not jax.config.jax_enable_x64:
         raise RuntimeError(
             "make_world needs float64 steady states: call "
@@ -463,42 +385,51 @@ def make_world(
     if not 0.25 <= grid_resolution <= 30:
         raise ValueError(f"grid_resolution must be within 0.25..30 degrees, got {grid_resolution}")
     get_model(model)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    ss = np.random.SeedSequence(seed)
-    rng_fields, rng_sites, rng_layout, rng_noise = (np.random.default_rng(s) for s in ss.spawn(4))
-    fields = _SmoothFields(rng_fields, _FIELDS, freq={"land": 2.5, "elev": 3.5, "cont": 1.5})
-    lat, lon = _sample_sites(rng_sites, n_sites, fields)
-    glat, glon, clat, clon, ci, cj = _grid_cells(fields, grid_resolution)
-    site = _covariates(lat, lon, fields)
-    cell = _covariates(clat, clon, fields)
-    timings["covariates"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    f_site = _forcing(site["cov"], site["aux"])
-    f_cell = _forcing(cell["cov"], cell["aux"])
-    timings["forcing"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
+class _GridCells(NamedTuple):
+    """The land cells of the regular grid (`_grid_cells`), degrees and 0-based indices."""
 
-    def bar(total: int, what: str):
-        if not progress:
-            return None
+    grid_lat: np.ndarray  # (n_lat,) rows, north -> south
+    grid_lon: np.ndarray  # (n_lon,) columns
+    lat: np.ndarray  # (c,) each land cell
+    lon: np.ndarray
+    i_lat: np.ndarray  # (c,) row of each land cell in grid_lat
+    i_lon: np.ndarray
+
+
+def _solve_with_progress(model, cov, forcing, progress: bool, what: str):
+    """`_solve_with_redraws` with a tqdm bar counting the ``what`` (when ``progress``)."""
+    bar = None
+    if progress:
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=f"{model} steady states, {what}", unit=what.split()[-1])
+        total = cov["Lat"].size
+        bar = tqdm(total=total, desc=f"{model} steady states, {what}", unit=what.split()[-1])
+    result = _solve_with_redraws(model, cov, forcing, bar)
+    if bar is not None:
+        bar.close()
+    return result
 
-    site_bar = bar(n_sites, "sites")
-    p, soc20, ok, redraws = _solve_with_redraws(model, site["cov"], f_site, site_bar)
-    if site_bar is not None:
-        site_bar.close()
-    cell_bar = bar(clat.size, f"{grid_resolution:g} degree grid cells")
-    gp, gsoc, gok, _ = _solve_with_redraws(model, cell["cov"], f_cell, cell_bar)
-    if cell_bar is not None:
-        cell_bar.close()
-    timings["steady_state"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
+class _Observed(NamedTuple):
+    """The observed layers of every site, (n, 10) (NaN beyond a profile's layers)."""
+
+    top: np.ndarray  # m
+    bottom: np.ndarray  # m
+    node: np.ndarray  # m
+    mask: np.ndarray  # (n, 10) bool, a layer of the profile
+    n_layers: np.ndarray  # (n,)
+    obs: np.ndarray  # observed SOC, gC m-3
+    model_at: np.ndarray  # model SOC at the nodes (PCHIP), gC m-3
+    content: np.ndarray  # g C kg-1
+    bd: np.ndarray  # bulk density, g cm-3
+    cf: np.ndarray  # coarse fragments, % volume
+
+
+def _observe(rng_layout, rng_noise, soc20, ok, tex, noise: float) -> _Observed:
+    """The observed layers of every site (item 5): edges, noisy SOC, content, BD, CF."""
+    n_sites = soc20.shape[0]
     edges, n_layers = _observation_layout(rng_layout, n_sites)
     eps = rng_noise.standard_normal((n_sites, 10))
     top, bottom = edges[:, :-1], edges[:, 1:]
@@ -509,16 +440,18 @@ def make_world(
         _pchip_batch(jnp.asarray(np.where(ok[:, None], soc20, 1.0)), jnp.asarray(safe_node))
     )
     obs = np.where(mask, model_at * np.exp(noise * eps), np.nan)
-    tex = site["aux"]["tex"]
     bd3 = np.stack([tex[d][4] for d in ("0cm", "30cm", "100cm")], 1)
     cf3 = np.stack([tex[d][3] for d in ("0cm", "30cm", "100cm")], 1)
     bd = np.where(mask, _interp_depth(bd3, safe_node), np.nan)
     cf = np.where(mask, _interp_depth(cf3, safe_node), np.nan)
     content = obs / (bd * 1000.0 * (1.0 - cf / 100.0))
-    ids = np.asarray([f"S{i:06d}" for i in range(n_sites)], dtype=object)
-    keep = np.flatnonzero(ok)
-    failed = [str(ids[i]) for i in np.flatnonzero(~ok)]
-    width = int(n_layers[keep].max()) if keep.size else 0
+    return _Observed(top, bottom, node, mask, n_layers, obs, model_at, content, bd, cf)
+
+
+def _profiles_dataset(o: _Observed, soc20, ids, lat, lon, keep, source: str) -> xr.Dataset:
+    """The observed profiles of the kept sites with the model's SOC and 0-100 cm stock."""
+    mask = o.mask
+    width = int(o.n_layers[keep].max()) if keep.size else 0
     sl = (keep, slice(0, width))
     profiles = _assemble(
         ids[keep],
@@ -526,16 +459,16 @@ def make_world(
         lon[keep],
         mask[sl],
         {
-            "depth_top": np.where(mask, top, np.nan)[sl],
-            "depth_bottom": bottom[sl],
-            "depth_node": np.where(mask, node, np.nan)[sl],
-            "soc": obs[sl],
-            "soc_content": content[sl],
-            "bulk_density": bd[sl],
-            "coarse_fragments": cf[sl],
+            "depth_top": np.where(mask, o.top, np.nan)[sl],
+            "depth_bottom": o.bottom[sl],
+            "depth_node": np.where(mask, o.node, np.nan)[sl],
+            "soc": o.obs[sl],
+            "soc_content": o.content[sl],
+            "bulk_density": o.bd[sl],
+            "coarse_fragments": o.cf[sl],
         },
         validate=False,
-        attrs={"source": f"soc_jax synthetic world (model {model}, seed {seed}, noise {noise})"},
+        attrs={"source": source},
     )
     profiles["soc_model"] = (
         ("profile", "node"),
@@ -552,35 +485,38 @@ def make_world(
     )
     profiles["soc_model_at_obs"] = (
         ("profile", "layer"),
-        np.where(mask, model_at, np.nan)[sl],
+        np.where(mask, o.model_at, np.nan)[sl],
         {"units": "gC m-3", "long_name": "model SOC at the observation depths (PCHIP)"},
     )
+    return profiles
 
-    cov_matrix = np.stack([site["cov"][k] for k in COVARIATE_NAMES], axis=1)[keep]
-    ci_lat, ci_lon = nearest_cell(lat[keep], lon[keep], glat, glon)
-    cell_index = -np.ones((glat.size, glon.size), np.int64)
-    cell_index[ci, cj] = np.arange(ci.size)
+
+def _site_covariates(cov, keep, ids, lat, lon, cells: _GridCells) -> xr.Dataset:
+    """The kept sites' covariates, each with the index of its nearest land grid cell."""
+    cov_matrix = np.stack([cov[k] for k in COVARIATE_NAMES], axis=1)[keep]
+    ci_lat, ci_lon = nearest_cell(lat[keep], lon[keep], cells.grid_lat, cells.grid_lon)
+    cell_index = -np.ones((cells.grid_lat.size, cells.grid_lon.size), np.int64)
+    cell_index[cells.i_lat, cells.i_lon] = np.arange(cells.i_lat.size)
     covariates = covariates_dataset(
         cov_matrix, profile_id=ids[keep], grid_cell=cell_index[ci_lat, ci_lon]
     )
     covariates["grid_cell"].attrs.update(
         long_name="index of the nearest land grid cell; -1 if the nearest cell is ocean", units="1"
     )
-    forcing = forcing_to_dataset(
-        Forcing(**{k: v[keep] for k, v in f_site.as_numpy().items()}), profile_id=ids[keep]
-    )
-    truth = _truth_dataset(model, p[keep], "profile")
-    truth["redraws"] = (
-        "profile",
-        redraws[keep],
-        {"long_name": "times the truth was redrawn toward the centre (0 = none)", "units": "1"},
-    )
-    truth = truth.assign_coords(profile_id=("profile", ids[keep]))
+    return covariates
 
+
+def _grid_dataset(cells: _GridCells, cov, f_cell, gp, gsoc, gok, parameter) -> xr.Dataset:
+    """The grid Dataset of the cells whose steady state succeeded (``gok``)."""
     gkeep = np.flatnonzero(gok)
-    g_cov = np.stack([cell["cov"][k] for k in COVARIATE_NAMES], axis=1)[gkeep]
+    g_cov = np.stack([cov[k] for k in COVARIATE_NAMES], axis=1)[gkeep]
     grid = covariates_dataset(
-        g_cov, dim="cell", lat=clat[gkeep], lon=clon[gkeep], i_lat=ci[gkeep], i_lon=cj[gkeep]
+        g_cov,
+        dim="cell",
+        lat=cells.lat[gkeep],
+        lon=cells.lon[gkeep],
+        i_lat=cells.i_lat[gkeep],
+        i_lon=cells.i_lon[gkeep],
     )
     gforce = forcing_to_dataset(
         Forcing(**{k: v[gkeep] for k, v in f_cell.as_numpy().items()}), dim="cell"
@@ -592,9 +528,9 @@ def make_world(
         {"long_name": "true normalized parameter", "units": "1"},
     )
     grid = grid.assign_coords(
-        parameter=truth["parameter"].values,
-        grid_lat=("grid_lat", glat),
-        grid_lon=("grid_lon", glon),
+        parameter=parameter,
+        grid_lat=("grid_lat", cells.grid_lat),
+        grid_lon=("grid_lon", cells.grid_lon),
     )
     grid["soc_model"] = (
         ("cell", "node"),
@@ -606,8 +542,4 @@ def make_world(
         np.asarray(stocks(gsoc[gkeep]).top_100cm),
         {"units": "gC m-2", "long_name": "model SOC stock 0-100 cm"},
     )
-    grid.attrs.update(resolution_deg=grid_resolution, n_failed_cells=int((~gok).sum()))
-    timings["observations_and_datasets"] = time.perf_counter() - t0
-    return World(
-        profiles, covariates, forcing, truth, grid, model, int(seed), float(noise), failed, timings
-    )
+    return grid
