@@ -384,8 +384,33 @@ _DAMPING = 2.2  # m, damping depth of the annual soil temperature wave
 
 def _forcing(cov: dict[str, np.ndarray], aux: dict) -> Forcing:
     """Forcing per site from its covariates (see the module docstring, item 3)."""
-    z = ZSOI[:N_LAYERS]
+    t_soil, altmax = _soil_temperature(cov, aux)
+    w_scalar, o_scalar = _moisture_and_oxygen(aux)
     n = cov["Lat"].size
+    fpi = np.clip(
+        0.55 + 0.2 * np.tanh(aux["f_fpi"]) + 0.15 * np.tanh((cov["BIO1"] - 5.0) / 10.0), 0.2, 1.0
+    )
+    return Forcing(
+        tsoi=t_soil + 273.15,
+        w_scalar=w_scalar,
+        o_scalar=o_scalar,
+        fpi=np.broadcast_to(fpi[:, None, None], (n, 12, N_LAYERS)).copy(),
+        sand=np.broadcast_to(_sand_by_layer(aux["tex"])[:, None, :], (n, 12, N_LAYERS)).copy(),
+        nbedrock=np.repeat(cov["nbedrock"][:, None], 12, axis=1),
+        altmax=altmax,
+        altmax_lastyear=altmax.copy(),
+        litter_input=_litter_input(cov["ESA_Land_Cover"], aux),
+        npp=aux["npp_month"],
+    )
+
+
+def _soil_temperature(cov: dict[str, np.ndarray], aux: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Soil temperature (n, 12, 20) degC and the active layer thickness (n, 12) m.
+
+    The annual wave is damped and lagged with depth, +1.5 K snow insulation in cold climates;
+    the active layer is the deepest thawing interface.
+    """
+    z = ZSOI[:N_LAYERS]
     months = np.arange(12)
     t_mean = cov["BIO1"]
     insulation = np.where(t_mean < 5.0, 1.5, 0.0)
@@ -400,9 +425,15 @@ def _forcing(cov: dict[str, np.ndarray], aux: dict) -> Forcing:
     t_soil[ice] = np.minimum(t_soil[ice], -2.0)
     thawed = (t_soil > 0.0).any(axis=1)
     altmax = np.where(thawed, ZISOI[:N_LAYERS][None, :], 0.0).max(axis=1)
-    altmax = np.repeat(altmax[:, None], 12, axis=1)
-    nbedrock = np.repeat(cov["nbedrock"][:, None], 12, axis=1)
+    return t_soil, np.repeat(altmax[:, None], 12, axis=1)
 
+
+def _moisture_and_oxygen(aux: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Moisture scalar from wetness and monthly rain; oxygen scalar reduced in wet, deep soil.
+
+    Both (n, 12, 20), dimensionless.
+    """
+    z = ZSOI[:N_LAYERS]
     rain = aux["p_month"] / aux["p_month"].mean(1, keepdims=True)
     w_month = np.clip(aux["wet"][:, None] * (0.75 + 0.25 * rain) ** 0.5, 0.02, 1.0)
     w_scalar = np.clip(
@@ -411,13 +442,15 @@ def _forcing(cov: dict[str, np.ndarray], aux: dict) -> Forcing:
     o_scalar = np.clip(
         1.0 - 0.6 * np.clip((w_scalar - 0.75) / 0.25, 0.0, 1.0) * (1.0 - np.exp(-z / 0.5)), 0.2, 1.0
     )
-    fpi = np.clip(
-        0.55 + 0.2 * np.tanh(aux["f_fpi"]) + 0.15 * np.tanh((t_mean - 5.0) / 10.0), 0.2, 1.0
-    )
-    fpi = np.broadcast_to(fpi[:, None, None], (n, 12, N_LAYERS)).copy()
-    sand_nodes = np.stack([aux["tex"][d][0] for d in ("0cm", "30cm", "100cm")], 1)
+    return w_scalar, o_scalar
+
+
+def _sand_by_layer(tex: dict[str, tuple]) -> np.ndarray:
+    """Sand (n, 20) %, linear in depth between the 0, 30, 100 cm values (flat below 1 m)."""
+    z = ZSOI[:N_LAYERS]
+    sand_nodes = np.stack([tex[d][0] for d in ("0cm", "30cm", "100cm")], 1)
     zs = np.array([0.0, 0.3, 1.0])
-    sand = np.empty((n, N_LAYERS))
+    sand = np.empty((sand_nodes.shape[0], N_LAYERS))
     for j, zj in enumerate(z):
         k = np.searchsorted(zs, zj) - 1
         if k >= 2:
@@ -425,9 +458,15 @@ def _forcing(cov: dict[str, np.ndarray], aux: dict) -> Forcing:
         else:
             w = (zj - zs[k]) / (zs[k + 1] - zs[k])
             sand[:, j] = (1 - w) * sand_nodes[:, k] + w * sand_nodes[:, k + 1]
-    sand = np.broadcast_to(sand[:, None, :], (n, 12, N_LAYERS)).copy()
+    return sand
 
-    lc = cov["ESA_Land_Cover"]
+
+def _litter_input(lc: np.ndarray, aux: dict) -> np.ndarray:
+    """Litter input (n, 4, 12, 20) gC m-3 per month: NPP x season x root profile x pool shares.
+
+    Root profile: Jackson et al. (1996) beta by biome; shares CWD/metabolic/cellulose/lignin,
+    CWD only under forests, more lignin under conifers.
+    """
     forest = np.isin(lc, (50, 60, 70, 80))
     conifer = np.isin(lc, (70, 80))
     woody = np.where(forest, 0.25 + 0.1 * _sigmoid(aux["f_fpi"]), np.where(lc == 120, 0.08, 0.0))
@@ -438,24 +477,12 @@ def _forcing(cov: dict[str, np.ndarray], aux: dict) -> Forcing:
     zi = np.concatenate([[0.0], ZISOI[:N_LAYERS]])
     roots = beta[:, None] ** (100 * zi[None, :-1]) - beta[:, None] ** (100 * zi[None, 1:])
     roots /= roots.sum(axis=1, keepdims=True)
-    litter = (
+    return (
         aux["npp"][:, None, None, None]
         * shares[:, :, None, None]
         * aux["season"][:, None, :, None]
         * roots[:, None, None, :]
         / DZ[:N_LAYERS][None, None, None, :]
-    )
-    return Forcing(
-        tsoi=t_soil + 273.15,
-        w_scalar=w_scalar,
-        o_scalar=o_scalar,
-        fpi=fpi,
-        sand=sand,
-        nbedrock=nbedrock,
-        altmax=altmax,
-        altmax_lastyear=altmax.copy(),
-        litter_input=litter,
-        npp=aux["npp_month"],
     )
 
 
