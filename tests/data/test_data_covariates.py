@@ -7,6 +7,7 @@ import xarray as xr
 from soc_jax.data import (
     COVARIATE_NAMES,
     covariate_bounds,
+    covariate_matrix,
     covariates_dataset,
     dataset_to_forcing,
     forcing_to_dataset,
@@ -48,6 +49,20 @@ def test_scale_with_grid_bounds():
     np.testing.assert_allclose(scaled, np.clip((prof.covariates.values - lo) / (hi - lo), 0, 1))
     with pytest.raises(ValueError, match=r"covariates missing: \['Lon'\]"):
         scale_covariates(prof.isel(covariate=slice(1, None)), grid)
+
+
+def test_covariate_matrix_orders_the_columns_as_covariate_names():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(4, 60))
+    ds = covariates_dataset(values)
+    shuffled = ds.isel(covariate=rng.permutation(60))
+    np.testing.assert_array_equal(covariate_matrix(shuffled), values)
+    np.testing.assert_array_equal(covariate_matrix(values.tolist()), values)
+    with pytest.raises(ValueError, match=r"covariates missing: \['Lon'\]"):
+        covariate_matrix(ds.isel(covariate=slice(1, None)))
+    from soc_jax.data import covariates
+
+    assert covariates._matrix is covariate_matrix  # old private name, kept for its importers
 
 
 def test_nearest_cell_separately_in_lat_and_lon_first_index_on_ties():

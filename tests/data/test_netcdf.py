@@ -133,6 +133,18 @@ def test_history_line(monkeypatch):
     assert history_line("x y").endswith(": x y")
 
 
+def test_history_line_records_the_running_command_and_version(monkeypatch):
+    import soc_jax
+    from soc_jax import _version
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    monkeypatch.setattr(_version, "command_line", "soc-jax synth --n-sites 3")
+    assert history_line() == (
+        f"1970-01-01T00:00:00Z soc_jax {soc_jax.__version__}: soc-jax synth --n-sites 3"
+    )
+    assert soc_jax.__version__ == _version.__version__
+
+
 def test_open_netcdf_errors_are_one_line(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file") as err:
         open_netcdf(tmp_path / "missing.nc")
@@ -143,3 +155,23 @@ def test_open_netcdf_errors_are_one_line(tmp_path):
     with pytest.raises(ValueError, match="t.nc: cannot read it as NetCDF") as err:
         open_netcdf(tmp_path / "t.nc")
     assert "\n" not in str(err.value)
+
+
+def test_data_layer_does_not_import_the_package_root_or_the_cli():
+    """Provenance (version, command line) comes from soc_jax._version, below the data layer."""
+    import ast
+    from pathlib import Path
+
+    import soc_jax.data
+
+    root = Path(soc_jax.data.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        if path.name.endswith("cli.py"):  # the data sub-commands belong to the CLI layer
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                root_import = node.module == "soc_jax" or (node.level == 2 and not node.module)
+                names = {a.name for a in node.names} if root_import else set()
+                assert not names & {"__version__", "_cli_args", "cli"}, path
+                assert node.module not in ("soc_jax._cli_args", "soc_jax.cli"), path
+                assert not (node.level == 2 and node.module in ("_cli_args", "cli")), path
