@@ -131,7 +131,7 @@ def screen_layers(
     lat = np.asarray(lat, float)
     lon = np.asarray(lon, float)
     report.n_profiles_in = len(set(pids.tolist()) | {r["profile_id"] for r in report.excluded})
-    table = _LayerTable.of(layers, row_label)
+    table = _LayerTable.of(layers, row_label, depth_unit)
     screen = _Exclusions(report)
     known = _screen_profile_table(pids, lat, lon, screen)
     keep = _drop_layers(table, known, screen)
@@ -141,17 +141,10 @@ def screen_layers(
         for pid in known
         if pid not in screen.ids
         and _profile_passes(
-            table,
-            pid,
-            by_pid.get(pid, []),
-            pid in had_layers,
-            screen,
-            min_layers,
-            min_max_depth,
-            depth_unit,
+            table, pid, by_pid.get(pid, []), pid in had_layers, screen, min_layers, min_max_depth
         )
     ]
-    ds = _candidate_profiles(table, by_pid, candidates, lat, lon, known, depth_unit)
+    ds = _candidate_profiles(table, by_pid, candidates, lat, lon, known)
     ds = _drop_invalid_profiles(ds, table, by_pid, candidates, screen)
     report.n_profiles_kept = int(ds.sizes["profile"])
     return ds, report
@@ -166,10 +159,11 @@ class _LayerTable:
     soc: np.ndarray  # (m,) gC m-3
     depth: np.ndarray  # (3, m) top, bottom, node, m
     optional: dict[str, np.ndarray]  # soc_content, bulk_density, coarse_fragments when given
-    row_label: str
+    row_label: str  # how messages name a source row, e.g. "CSV line {}"
+    depth_unit: str  # "m" or "cm": the source's unit, for messages (values are in m)
 
     @classmethod
-    def of(cls, layers: dict[str, np.ndarray], row_label: str) -> _LayerTable:
+    def of(cls, layers: dict[str, np.ndarray], row_label: str, depth_unit: str) -> _LayerTable:
         lpid = np.asarray(layers["profile_id"]).astype(str)
         depth = np.stack(
             [np.asarray(layers[k], float) for k in ("depth_top", "depth_bottom", "depth_node")]
@@ -182,6 +176,7 @@ class _LayerTable:
             depth=depth,
             optional={k: np.asarray(layers[k], float) for k in optional},
             row_label=row_label,
+            depth_unit=depth_unit,
         )
 
     def label(self, j: int) -> str:
@@ -276,7 +271,6 @@ def _profile_passes(
     exclude: _Exclusions,
     min_layers: int,
     min_max_depth: float,
-    depth_unit: str,
 ) -> bool:
     """Profile rules on the kept layers ``idx`` (none left, negative soc, too few, too shallow)."""
     if not idx:
@@ -291,7 +285,7 @@ def _profile_passes(
             len(idx),
             depth[0, idx[j]],
             depth[1, idx[j]],
-            depth_unit,
+            table.depth_unit,
             table.label(idx[j]),
         )
         exclude(pid, "negative soc", f"soc {fmt(s[j])} gC m-3 ({where})")
@@ -308,14 +302,14 @@ def _profile_passes(
         exclude(
             pid,
             f"maximum depth <= {100 * min_max_depth:g} cm",
-            f"deepest node {fmt(deepest * DEPTH_UNITS[depth_unit])} {depth_unit}",
+            f"deepest node {fmt(deepest * DEPTH_UNITS[table.depth_unit])} {table.depth_unit}",
         )
         return False
     return True
 
 
 def _candidate_profiles(
-    table: _LayerTable, by_pid, candidates: list[str], lat, lon, known, depth_unit: str
+    table: _LayerTable, by_pid, candidates: list[str], lat, lon, known
 ) -> xr.Dataset:
     """The profiles Dataset of the candidates (not yet checked by the schema rules)."""
     width = max((len(by_pid[p]) for p in candidates), default=0)
@@ -343,7 +337,7 @@ def _candidate_profiles(
         mask,
         arrays,
         validate=False,
-        attrs={"source_depth_unit": depth_unit},
+        attrs={"source_depth_unit": table.depth_unit},
     )
 
 
