@@ -30,7 +30,14 @@ from ..data import (
 from ..data.covariates import _matrix
 from . import end_to_end as e2e
 from .outputs import add_heldout, epochs_text, member_dataset, write_recovery, write_summary
-from .steps import holdout_rows, network_header, read_dataset, resume_ensemble, select_members
+from .steps import (
+    holdout_rows,
+    loop_options,
+    network_header,
+    read_dataset,
+    resume_ensemble,
+    select_members,
+)
 from .train import member_splits, recovery_table
 
 __all__ = ["train_end_to_end"]
@@ -234,14 +241,8 @@ def _e2e_config(args, model: str, mode: str) -> e2e.E2EConfig:
         n_samples=args.samples,
         smoothness=args.smoothness,
         prior_weight=args.prior_weight if args.prior is not None else 0.0,
-        batch_size=args.batch_size,
-        max_epochs=args.epochs,
-        patience=args.patience,
-        learning_rate=args.learning_rate,
-        hidden=args.hidden,
         dropout=args.dropout or 0.0,
-        dtype=args.dtype,
-        epochs_per_call=args.epochs_per_call,
+        **loop_options(args),
     )
 
 
