@@ -49,6 +49,7 @@ from .totals import (
     quantile_totals,
     stock_array,
     total_pg,
+    zonal_totals,
 )
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "global_prediction",
     "quantile_totals",
     "member_totals",
+    "zonal_totals",
     "write_maps",
     "figures",
     "heldout_nse",
