@@ -18,14 +18,7 @@ import time
 import numpy as np
 
 from .outputs import add_heldout, epochs_text, member_dataset, write_recovery, write_summary
-from .steps import (
-    holdout_rows,
-    loop_options,
-    network_header,
-    read_dataset,
-    resume_ensemble,
-    select_members,
-)
+from .steps import holdout_rows, loop_options, network_header, read_dataset, resume_ensemble
 from .targets import target_report
 from .train import (
     TrainConfig,
@@ -175,6 +168,7 @@ def _heldout_recovery(args, ens, kinds, data, hold, member):
     if not (len(hold) and seeds.any()):
         return member, []
     from .predict import predict_parameters
+    from .steps import select_members
 
     seed_models = select_members(ens.best_models, seeds)
     pred = predict_parameters(seed_models, data.X[hold]).astype(float).mean(axis=0)
