@@ -62,7 +62,7 @@ def test_block_ids_and_random_holdout():
 
 
 def test_end_to_end_reports_each_reason_a_profile_is_left_out():
-    from soc_jax.proda.e2e_cli import _drop_lines
+    from soc_jax.proda.e2e_run import _drop_lines
 
     X = np.ones((5, 3))
     X[0, 1] = np.nan
