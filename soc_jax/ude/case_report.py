@@ -134,26 +134,17 @@ def plot_case(case: CaseSpec, data: UDEData, preds: dict, out: str, dpi: int = 8
     ax.plot(np.asarray(data.c0), z, color="0.6", ls=":", label="initial (t=0)")
     for name, p in preds.items():
         ax.plot(p[-1], z, "--", lw=1.5, label=f"UDE ({name})")
-    ax.set_xlabel(plots.label("SOC at t = 50 yr", unit))
-    plots.depth_axis(ax, float(z[-1]), grid_m=None)
-    ax.set_title(f"Case {n}: true vs UDE")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(os.path.join(out, f"ude_case{n}_profile.png"))
-    plots.save(fig, paths[-1], dpi=dpi)
+    path = os.path.join(out, f"ude_case{n}_profile.png")
+    paths.append(_save_profile(fig, ax, z, "SOC at t = 50 yr", f"Case {n}: true vs UDE", path, dpi))
 
     fig, ax = plt.subplots(figsize=(4, 4.2))
     for name, p in preds.items():
         ax.plot(p[-1] - clean[-1], z, "o-", ms=3, label=f"{name} - clean")
         ax.plot(p[-1] - obs[-1], z, "x:", ms=3, label=f"{name} - noisy")
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlabel(plots.label("SOC residual at t = 50 yr", unit))
-    plots.depth_axis(ax, float(z[-1]), grid_m=None)
-    ax.set_title(f"Case {n}: residuals vs depth")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(os.path.join(out, f"ude_case{n}_residuals.png"))
-    plots.save(fig, paths[-1], dpi=dpi)
+    path = os.path.join(out, f"ude_case{n}_residuals.png")
+    title = f"Case {n}: residuals vs depth"
+    paths.append(_save_profile(fig, ax, z, "SOC residual at t = 50 yr", title, path, dpi))
 
     p = list(preds.values())[-1]
     fig, axs = plt.subplots(1, 3, figsize=(10, 3.6), sharey=True)
@@ -178,6 +169,19 @@ def plot_case(case: CaseSpec, data: UDEData, preds: dict, out: str, dpi: int = 8
     paths.append(os.path.join(out, f"ude_case{n}_heatmap.png"))
     plots.save(fig, paths[-1], dpi=dpi)
     return paths
+
+
+def _save_profile(fig, ax, z, quantity: str, title: str, path: str, dpi: int) -> str:
+    """Label a profile plot (``quantity`` in :data:`UDE_SOC_UNIT` against depth), save it."""
+    from soc_jax import plots
+
+    ax.set_xlabel(plots.label(quantity, UDE_SOC_UNIT))
+    plots.depth_axis(ax, float(z[-1]), grid_m=None)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    plots.save(fig, path, dpi=dpi)
+    return path
 
 
 __all__ = ["CaseReport", "UDE_SOC_UNIT", "plot_case", "summary_line"]
