@@ -5,7 +5,10 @@ Diffrax Tsit5 + PID control and differentiated with ``RecursiveCheckpointAdjoint
 
 Modules: :mod:`~soc_jax.ude.column` (grid, operators), :mod:`~soc_jax.ude.vector_field` (hybrid
 vector field, safe solve), :mod:`~soc_jax.ude.synthetic` (seed Eqs 8-13, two truths, noise),
-:mod:`~soc_jax.ude.losses`, :mod:`~soc_jax.ude.train`, :mod:`~soc_jax.ude.cases` (the six cases),
+:mod:`~soc_jax.ude.losses`, :mod:`~soc_jax.ude.train`, :mod:`~soc_jax.ude.search` (many
+configurations as one batched program), the six cases (:mod:`~soc_jax.ude.case_specs`: settings,
+data, scores; :mod:`~soc_jax.ude.case_search`: the batched hyper-parameter search;
+:mod:`~soc_jax.ude.case_report`: results and figures; :mod:`~soc_jax.ude.cases`: running them),
 :mod:`~soc_jax.ude.cli` (``soc-jax ude``).
 
 Names are imported on first use (`soc_jax._lazy`), so the CLI's parsing does not load JAX.

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
-from soc_jax._cli_args import HelpFormatter, nonneg_int, output_dir, positive_int
+from soc_jax._cli_args import add_command, add_run_options, nonneg_int, positive_int
 
 
 def register(subparsers) -> None:
     """Add the ``ude`` sub-command to the ``soc-jax`` parser."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "ude",
+        run,
         help="universal differential equation for SOC(z, t): the six synthetic cases",
         description=(
             "Train the SOC UDE (advection-diffusion + neural production/respiration, Diffrax "
@@ -20,8 +24,24 @@ def register(subparsers) -> None:
             "Cases 1-3 observe the full record from t = 0, cases 4-6 only the 50-year profile; "
             "the noise is 0 %, 7 % and 35 % (multiplicative, depth-correlated) in each group."
         ),
-        formatter_class=HelpFormatter,
     )
+    _add_case_options(p)
+    add_run_options(p, out="results/ude", seed="noise and initialisation seed", figures=True)
+    _add_search_options(p)
+    p.add_argument(
+        "--compile-cache",
+        default=None,
+        metavar="DIR",
+        help=(
+            "keep XLA compilations in DIR (JAX's persistent compilation cache) so a rerun skips "
+            "most compile time; sets EQX_ON_ERROR=nan unless set (JAX does not cache programs "
+            "with Equinox's raising runtime checks)"
+        ),
+    )
+
+
+def _add_case_options(p: argparse.ArgumentParser) -> None:
+    """Which cases, how (``--quick`` or ``--search``), the truth and the iteration cap."""
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--case", type=int, choices=range(1, 7), metavar="N", help="run case N (1-6)"
@@ -41,15 +61,6 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument(
-        "--compare-sequential",
-        type=nonneg_int,
-        default=0,
-        metavar="N",
-        help="also time N search trials trained one at a time (speed-up of the batched search)",
-    )
-    p.add_argument("--out", type=output_dir, default="results/ude", help="output folder")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="noise and initialisation seed")
-    p.add_argument(
         "--truth",
         choices=("reaction", "seed"),
         default="reaction",
@@ -64,6 +75,17 @@ def register(subparsers) -> None:
         default=None,
         metavar="K",
         help="cap Adam and L-BFGS at K iterations each (smoke tests; results are not converged)",
+    )
+
+
+def _add_search_options(p: argparse.ArgumentParser) -> None:
+    """How the search is batched, budgeted, threaded and timed."""
+    p.add_argument(
+        "--compare-sequential",
+        type=nonneg_int,
+        default=0,
+        metavar="N",
+        help="also time N search trials trained one at a time (speed-up of the batched search)",
     )
     p.add_argument(
         "--search-groups",
@@ -87,42 +109,15 @@ def register(subparsers) -> None:
     p.add_argument(
         "--threads",
         type=positive_int,
-        default=None,
         metavar="N",
         help="batches trained concurrently (default: CPU count, at most 2)",
     )
-    p.add_argument(
-        "--compile-cache",
-        default=None,
-        metavar="DIR",
-        help=(
-            "keep XLA compilations in DIR (JAX's persistent compilation cache) so a rerun skips "
-            "most compile time; sets EQX_ON_ERROR=nan unless set (JAX does not cache programs "
-            "with Equinox's raising runtime checks)"
-        ),
-    )
-    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point; enables float64 before any computation."""
-    import os
-    import sys
-
     if args.compile_cache:
-        # JAX's persistent cache skips any program with a host callback, and Equinox's runtime
-        # checks (eqx.error_if, inside Diffrax's loops) are host callbacks when they raise: with
-        # them no solver program was ever cached. As NaN instead (Equinox's documented
-        # EQX_ON_ERROR=nan), a tripped check shows up as a non-finite loss or gradient, which
-        # the training loops already treat as a failed solve. Read when Equinox is imported.
-        if "equinox" in sys.modules and os.environ.get("EQX_ON_ERROR") != "nan":
-            print(
-                "soc-jax ude: --compile-cache: Equinox was imported before EQX_ON_ERROR=nan "
-                "could be set; solver programs will not be cached",
-                file=sys.stderr,
-            )
-        os.environ.setdefault("EQX_ON_ERROR", "nan")
+        _prepare_compile_cache()
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -131,13 +126,12 @@ def run(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from soc_jax.ude.cases import run_cases, summary_line
+    from soc_jax.ude.cases import run_cases
 
-    numbers = list(range(1, 7)) if args.all else [args.case]
     t0 = time.perf_counter()
     load0 = os.getloadavg()
     results = run_cases(
-        numbers,
+        list(range(1, 7)) if args.all else [args.case],
         quick=args.quick,
         seed=args.seed,
         out=args.out,
@@ -150,7 +144,33 @@ def run(args: argparse.Namespace) -> int:
         schedule=args.search_schedule,
     )
     wall = time.perf_counter() - t0
-    run = {
+    with open(os.path.join(args.out, "ude_run.json"), "w") as fh:
+        json.dump(_run_record(args, results, wall, load0), fh, indent=2)
+    _print_summary(args, results, wall, load0)
+    return 0
+
+
+def _prepare_compile_cache() -> None:
+    """Set ``EQX_ON_ERROR=nan`` (unless set) so the solver programs can be cached.
+
+    JAX's persistent cache skips any program with a host callback, and Equinox's runtime checks
+    (eqx.error_if, inside Diffrax's loops) are host callbacks when they raise: with them no
+    solver program was ever cached. As NaN instead (Equinox's documented EQX_ON_ERROR=nan), a
+    tripped check shows up as a non-finite loss or gradient, which the training loops already
+    treat as a failed solve. Read when Equinox is imported.
+    """
+    if "equinox" in sys.modules and os.environ.get("EQX_ON_ERROR") != "nan":
+        print(
+            "soc-jax ude: --compile-cache: Equinox was imported before EQX_ON_ERROR=nan "
+            "could be set; solver programs will not be cached",
+            file=sys.stderr,
+        )
+    os.environ.setdefault("EQX_ON_ERROR", "nan")
+
+
+def _run_record(args: argparse.Namespace, results: list[dict], wall: float, load0) -> dict:
+    """``out/ude_run.json``: the command, its settings, wall time, load and each case's summary."""
+    return {
         "command": "soc-jax ude " + ("--all" if args.all else f"--case {args.case}"),
         "quick": args.quick,
         "truth": args.truth,
@@ -165,8 +185,12 @@ def run(args: argparse.Namespace) -> int:
         "compile_cache": args.compile_cache,
         "cases": {r["case"]: {**r["summary"], "seconds": r["seconds"]} for r in results},
     }
-    with open(os.path.join(args.out, "ude_run.json"), "w") as fh:
-        json.dump(run, fh, indent=2)
+
+
+def _print_summary(args: argparse.Namespace, results: list[dict], wall: float, load0) -> None:
+    """Wall time and load, then one summary line per case (the last one last)."""
+    from soc_jax.ude.case_report import summary_line
+
     print(
         f"total wall time {wall:.1f} s ({wall / 60:.1f} min), load average "
         f"{load0[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
@@ -176,4 +200,3 @@ def run(args: argparse.Namespace) -> int:
     last = results[-1]
     print(f"(method: {last['default_method']}, seed {last['data_seed']}, out {args.out})")
     print(summary_line(last))
-    return 0

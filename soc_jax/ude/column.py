@@ -114,14 +114,9 @@ def second_derivative(c: Float[Array, " nz"], column: Column) -> Float[Array, " 
 
 
 def first_derivative(c: Float[Array, " nz"], column: Column) -> Float[Array, " nz"]:
-    """Central first difference with mirrored ghost nodes (zero at both boundaries).
+    """Central first difference ``C_z`` with mirrored ghost nodes (zero at both boundaries).
 
-    Args:
-        c: profile, shape ``(nz,)`` (SOC units).
-        column: the grid.
-
-    Returns:
-        ``C_z``, shape ``(nz,)`` (SOC units m^-1).
+    Arguments as :func:`second_derivative`; returns ``C_z``, shape ``(nz,)`` (SOC units m^-1).
     """
     g = _with_ghosts(c)
     return (g[2:] - g[:-2]) / (2.0 * column.dz)

@@ -48,22 +48,17 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from soc_jax.ude.column import Column, require_x64
+from soc_jax.ude.column import require_x64
 from soc_jax.ude.synthetic import UDEData
 from soc_jax.ude.train import (
     ObjectiveSpec,
     TrainConfig,
     Weights,
     filter_spec,
+    init_model,
     loss_from_prediction,
 )
-from soc_jax.ude.vector_field import (
-    NeuralReaction,
-    Transport,
-    UDEVectorField,
-    pid_controller,
-    tsit5_solve,
-)
+from soc_jax.ude.vector_field import UDEVectorField, pid_controller, tsit5_solve
 
 #: Widths every search member is padded to (the largest of seed Table 1).
 PAD_TO = (64, 32)
@@ -73,17 +68,7 @@ def make_member(
     cfg: TrainConfig, nz: int, key, pad_to=PAD_TO, select: bool = True, float32: bool = False
 ) -> UDEVectorField:
     """A (padded, activation-selectable) vector field for ``cfg``, initialised as ``init_model``."""
-    reaction = NeuralReaction(
-        hidden=tuple(cfg.hidden),
-        activation=cfg.activation,
-        output_scale=cfg.output_scale,
-        first_order=cfg.first_order,
-        key=key,
-        pad_to=pad_to,
-        select_activation=select,
-        float32=float32,
-    )
-    return UDEVectorField(Transport(), reaction, Column(nz=nz))
+    return init_model(cfg, nz, key, pad_to=pad_to, select_activation=select, float32=float32)
 
 
 def stack(trees):
@@ -313,6 +298,32 @@ def train_batched(
     """
     require_x64("soc_jax.ude.search")
     t_start = time.perf_counter()
+    _check_shared_settings(cfgs)
+    members = _members(cfgs, data.z.shape[0], float32, select)
+    models = stack(members) if resume is None else resume.models
+    fspec = filter_spec(members[0], cfgs[0].learn_physics)
+    params, static = eqx.partition(models, fspec)
+    masks = _trainable_masks(params, models)
+    weights = stack([Weights.from_config(c) for c in cfgs])
+    spec = dataclasses.replace(
+        cfgs[0].objective_spec(mode), max_steps=max_steps, step_to_knots=cfgs[0].step_to_knots
+    )
+    run = _start(params, fspec, cfgs, resume)
+    fixed = (static, data, weights, spec, masks)
+    _adam_loop(
+        run,
+        fixed,
+        adam_steps=adam_steps,
+        patience=patience,
+        log=log,
+        log_every=log_every,
+        label=label,
+    )
+    return _result(run, static, t_start)
+
+
+def _check_shared_settings(cfgs: list[TrainConfig]) -> None:
+    """Raise unless all members share ``rtol``, ``atol``, ``step_to_knots``, ``learn_physics``."""
     base = cfgs[0]
     for c in cfgs:
         if (c.rtol, c.atol, c.step_to_knots, c.learn_physics) != (
@@ -322,85 +333,134 @@ def train_batched(
             base.learn_physics,
         ):
             raise ValueError("batched members must share rtol, atol, step_to_knots, learn_physics")
-    nz = data.z.shape[0]
-    # pad only as far as this batch needs; select the activation by a flag only if they differ
+
+
+def _members(cfgs: list[TrainConfig], nz: int, float32: bool, select: bool | None) -> list:
+    """Fresh members of a batch, padded to its widest and, where needed, activation-selectable.
+
+    Pads only as far as this batch needs; selects the activation by a flag only if the members'
+    activations differ (``select=None``).
+    """
     pad_to = tuple(max(c.hidden[i] for c in cfgs) for i in range(2))
     if select is None:
         select = len({c.activation for c in cfgs}) > 1
-    members = [make_member(c, nz, jr.key(c.seed), pad_to, select, float32=float32) for c in cfgs]
-    models = stack(members) if resume is None else resume.models
-    fspec = filter_spec(members[0], base.learn_physics)
-    params, static = eqx.partition(models, fspec)
+    return [make_member(c, nz, jr.key(c.seed), pad_to, select, float32=float32) for c in cfgs]
+
+
+def _trainable_masks(params, models):
+    """1 where a parameter is trained, 0 at the networks' padding (its gradient is masked)."""
     masks = jax.tree.map(
         lambda a: jnp.ones_like(a) if eqx.is_inexact_array(a) else None,
         params,
     )
     mask_r = jax.vmap(lambda m: m.reaction.mask())(models)
-    masks = eqx.tree_at(
+    return eqx.tree_at(
         lambda m: (m.reaction.w1, m.reaction.b1, m.reaction.w2, m.reaction.b2, m.reaction.w3),
         masks,
         (mask_r.w1, mask_r.b1, mask_r.w2, mask_r.b2, mask_r.w3),
     )
-    weights = stack([Weights.from_config(c) for c in cfgs])
-    spec = dataclasses.replace(
-        base.objective_spec(mode), max_steps=max_steps, step_to_knots=base.step_to_knots
-    )
+
+
+@dataclasses.dataclass
+class _Run:
+    """The state of :func:`train_batched`'s Adam loop (stacked by member where arrays).
+
+    Attributes:
+        params: current trained leaves.
+        opt_state: Adam state.
+        best: ``(best loss (K,), its terminal MSE (K,), best params)``.
+        since: iterations since each member last improved.
+        done: Adam iterations each member has run (over resumed calls too).
+        iterations: iterations of this call.
+        step_times: wall time of each step (s).
+        history: terminal MSE at each member's best iterate after each step.
+    """
+
+    params: object
+    opt_state: object
+    best: tuple
+    since: np.ndarray
+    done: np.ndarray
+    iterations: int = 0
+    step_times: list = dataclasses.field(default_factory=list)
+    history: list = dataclasses.field(default_factory=list)
+
+
+def _start(params, fspec, cfgs: list[TrainConfig], resume: BatchState | None) -> _Run:
+    """A fresh loop state for ``cfgs`` (each its learning rate), or ``resume``'s."""
     k = len(cfgs)
     if resume is None:
         opt_state = jax.vmap(_ADAM.init)(eqx.filter(params, eqx.is_inexact_array))
         opt_state.hyperparams["learning_rate"] = jnp.asarray([c.lr for c in cfgs], dtype=float)
         # strong float64 (a weak-typed inf would change type after the first step: a recompile)
         inf = jnp.full(k, jnp.inf, dtype=jnp.float64)
-        best = (inf, inf, params)
-        since = np.zeros(k, dtype=int)
-        done = np.zeros(k, dtype=int)
-    else:
-        if resume.best_loss.shape != (k,):
-            raise ValueError(f"resume state has {resume.best_loss.shape[0]} members, cfgs {k}")
-        opt_state = resume.opt_state
-        best_params = eqx.filter(resume.best_models, fspec)
-        best = (resume.best_loss, resume.best_term, best_params)
-        since = np.asarray(resume.since).copy()
-        done = np.asarray(resume.iterations).copy()
-    active = jnp.asarray(since < patience)
-    step_times = []
-    history = []
+        return _Run(
+            params, opt_state, (inf, inf, params), np.zeros(k, dtype=int), np.zeros(k, dtype=int)
+        )
+    if resume.best_loss.shape != (k,):
+        raise ValueError(f"resume state has {resume.best_loss.shape[0]} members, cfgs {k}")
+    best_params = eqx.filter(resume.best_models, fspec)
+    return _Run(
+        params,
+        resume.opt_state,
+        (resume.best_loss, resume.best_term, best_params),
+        np.asarray(resume.since).copy(),
+        np.asarray(resume.iterations).copy(),
+    )
+
+
+def _adam_loop(run: _Run, fixed, *, adam_steps, patience, log, log_every, label) -> None:
+    """Adam steps on ``run`` until ``adam_steps`` are done or every member is frozen."""
+    static, data, weights, spec, masks = fixed
+    active = jnp.asarray(run.since < patience)
     it = 0
     for it in range(1, adam_steps + 1):
         if not bool(jnp.any(active)):
             it -= 1
             break
         t0 = time.perf_counter()
-        params, opt_state, best, losses, better = _batched_adam_step(
-            params, opt_state, best, static, data, weights, spec, masks, active
+        run.params, run.opt_state, run.best, losses, better = _batched_adam_step(
+            run.params, run.opt_state, run.best, static, data, weights, spec, masks, active
         )
         better = np.asarray(better)
-        step_times.append(time.perf_counter() - t0)
-        history.append(np.asarray(best[1]))
-        done = done + np.asarray(active)
-        since = np.where(better, 0, since + 1)
-        active = jnp.asarray(since < patience)
+        run.step_times.append(time.perf_counter() - t0)
+        run.history.append(np.asarray(run.best[1]))
+        run.done = run.done + np.asarray(active)
+        run.since = np.where(better, 0, run.since + 1)
+        active = jnp.asarray(run.since < patience)
         if log is not None and (it % log_every == 0 or it == 1):
-            b = np.asarray(best[0])
+            b = np.asarray(run.best[0])
             log(
-                f"  [{label}] iter {it:4d} K={k} best loss min {b.min():.3e} median "
-                f"{np.median(b):.3e}, active {int(np.sum(since < patience))}, "
-                f"{step_times[-1] * 1e3:.0f} ms/step"
+                f"  [{label}] iter {it:4d} K={len(run.since)} best loss min {b.min():.3e} median "
+                f"{np.median(b):.3e}, active {int(np.sum(run.since < patience))}, "
+                f"{run.step_times[-1] * 1e3:.0f} ms/step"
             )
-    best_loss, best_term, best_params = best
+    run.iterations = it
+
+
+def _result(run: _Run, static, t_start: float) -> BatchResult:
+    """The :class:`BatchResult` of a finished loop (with the state to resume from)."""
+    best_loss, best_term, best_params = run.best
     best_models = eqx.combine(best_params, static)
+    step_times, k = run.step_times, len(run.since)
     # members that never improved (first iterate failed) keep their initial parameters
     return BatchResult(
         models=best_models,
         best_loss=np.asarray(best_loss),
         terminal_mse=np.asarray(best_term),
-        iterations=it,
+        iterations=run.iterations,
         seconds=time.perf_counter() - t_start,
         step_seconds=float(np.median(step_times[1:])) if len(step_times) > 1 else float("nan"),
         state=BatchState(
-            eqx.combine(params, static), opt_state, best_loss, best_term, best_models, since, done
+            eqx.combine(run.params, static),
+            run.opt_state,
+            best_loss,
+            best_term,
+            best_models,
+            run.since,
+            run.done,
         ),
-        terminal_history=np.stack(history) if history else np.zeros((0, k)),
+        terminal_history=np.stack(run.history) if run.history else np.zeros((0, k)),
     )
 
 

@@ -171,14 +171,19 @@ def holdout_rows(holdout_every: int, nt: int) -> jax.Array:
     return ((k % holdout_every == 3) & (k < nt - 1)).astype(float)
 
 
-def init_model(cfg: TrainConfig, nz: int, key) -> UDEVectorField:
-    """A UDE vector field with fresh networks and the documented physical D, v."""
+def init_model(cfg: TrainConfig, nz: int, key, **network) -> UDEVectorField:
+    """A UDE vector field with fresh networks and the documented physical D, v.
+
+    ``network``: further :class:`NeuralReaction` options (``pad_to``, ``select_activation``,
+    ``float32``; see :func:`soc_jax.ude.search.make_member`).
+    """
     reaction = NeuralReaction(
         hidden=tuple(cfg.hidden),
         activation=cfg.activation,
         output_scale=cfg.output_scale,
         first_order=cfg.first_order,
         key=key,
+        **network,
     )
     return UDEVectorField(Transport(), reaction, Column(nz=nz))
 
@@ -356,17 +361,15 @@ def _train_one(cfg, mode, data, key, log_every, label):
                 else:
                     val_since += cfg.val_every
             since = val_since
-        elif loss < best * (1 - 1e-4):
+        elif _improved(loss, best):
             best, best_params, since = loss, params, 0
         else:
             since += 1
         params = new_params
-        if log_every and (i % log_every == 0 or i == cfg.adam_steps - 1):
-            extra = f" val_mse={best_val:.4e}" if use_val else ""
-            print(f"  [{label}] adam {i:4d} loss={loss:.4e}{extra}", flush=True)
+        extra = f" val_mse={best_val:.4e}" if use_val else ""
+        _log_iteration(label, "adam", i, loss, cfg.adam_steps, log_every, extra)
         if since >= cfg.patience:
-            if log_every:
-                print(f"  [{label}] adam early stop at {i}", flush=True)
+            _log_stop(label, "adam", i, log_every)
             break
     params = best_params
     t_adam = time.perf_counter()
@@ -381,6 +384,23 @@ def _train_one(cfg, mode, data, key, log_every, label):
             flush=True,
         )
     return eqx.combine(best_params, static), history, float(best)
+
+
+def _improved(loss: float, best: float) -> bool:
+    """A relative improvement of more than 1e-4 (early stopping's criterion)."""
+    return loss < best * (1 - 1e-4)
+
+
+def _log_iteration(label, phase, i, loss, steps, log_every, extra=""):
+    """Print iteration ``i`` of ``steps`` every ``log_every`` iterations and the last (0: never)."""
+    if log_every and (i % log_every == 0 or i == steps - 1):
+        print(f"  [{label}] {phase} {i:4d} loss={loss:.4e}{extra}", flush=True)
+
+
+def _log_stop(label, phase, i, log_every):
+    """Print that ``phase`` stopped early at iteration ``i`` (``log_every`` 0: silent)."""
+    if log_every:
+        print(f"  [{label}] {phase} early stop at {i}", flush=True)
 
 
 def _lbfgs_phase(
@@ -401,16 +421,14 @@ def _lbfgs_phase(
         )
         loss = float(loss)
         history.append(loss)
-        if loss < best * (1 - 1e-4):
+        if _improved(loss, best):
             best, best_params, since = loss, params, 0
         else:
             since += 1
         params = new_params
-        if log_every and (i % log_every == 0 or i == cfg.lbfgs_steps - 1):
-            print(f"  [{label}] lbfgs {i:4d} loss={loss:.4e}", flush=True)
+        _log_iteration(label, "lbfgs", i, loss, cfg.lbfgs_steps, log_every)
         if since >= max(cfg.patience // 2, 10) or not jnp.isfinite(loss):
-            if log_every:
-                print(f"  [{label}] lbfgs early stop at {i}", flush=True)
+            _log_stop(label, "lbfgs", i, log_every)
             break
     # the last L-BFGS iterate may be better than any recorded one
     last = float(_objective_jit(params, static, data, weights, spec))
