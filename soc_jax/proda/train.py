@@ -72,8 +72,12 @@ __all__ = [
 ]
 
 
+KERAS_LEARNING_RATE, KERAS_RHO, KERAS_EPS = 1e-3, 0.95, 1e-7
+"""tf.keras' Adadelta defaults (learning rate, rho, epsilon): PRODA's optimizer."""
+
+
 def keras_adadelta(
-    learning_rate: float = 1e-3, rho: float = 0.95, eps: float = 1e-7
+    learning_rate: float = KERAS_LEARNING_RATE, rho: float = KERAS_RHO, eps: float = KERAS_EPS
 ) -> optax.GradientTransformation:
     """tf.keras' ``'adadelta'`` (defaults lr 0.001, rho 0.95, epsilon 1e-7) in optax.
 
@@ -108,9 +112,9 @@ class TrainConfig:
     batch_size: int = 32
     max_epochs: int = 6000
     patience: int = 1200
-    learning_rate: float = 1e-3
-    rho: float = 0.95
-    eps: float = 1e-7
+    learning_rate: float = KERAS_LEARNING_RATE
+    rho: float = KERAS_RHO
+    eps: float = KERAS_EPS
     dtype: str = "float32"
     epochs_per_call: int = 10
     hidden: tuple[int, ...] = HIDDEN
