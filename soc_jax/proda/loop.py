@@ -296,8 +296,9 @@ def train_chunk(state, keys, epochs, data, train_idx, val_idx, task: Task):
 # -- the Python loop over compiled chunks ---------------------------------------------------------
 
 
-def _progress_bar(progress: bool, desc: str, total: int, start: int):
-    if not progress:
+def _progress_bar(desc: str | None, total: int, start: int):
+    """A tqdm bar over epochs described ``desc`` (None: no bar)."""
+    if desc is None:
         return None
     from tqdm.auto import tqdm
 
@@ -332,7 +333,7 @@ def run(
     cfg = task.cfg
     start = int(ens.epochs_done)
     stop = cfg.max_epochs if max_epochs_now is None else min(cfg.max_epochs, start + max_epochs_now)
-    bar = _progress_bar(progress is not None, progress or "", cfg.max_epochs, start)
+    bar = _progress_bar(progress, cfg.max_epochs, start)
     chunk_no = 0
     e = start
     while e < stop and not bool(jnp.all(ens.state.stopped)):
@@ -343,7 +344,7 @@ def run(
         ens = dataclasses.replace(ens, state=state, epochs_done=jnp.asarray(e, jnp.int32))
         chunk_no += 1
         if bar is not None:
-            bar.set_postfix(**postfix(state), refresh=False)
+            bar.set_postfix(**(postfix(state) if postfix else {}), refresh=False)
             bar.update(k)
         if save is not None and chunk_no % save_every == 0:
             save(ens)
