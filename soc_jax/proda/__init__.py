@@ -2,8 +2,11 @@
 
 - `network`: the Equinox MLP 60 -> 256 -> 512 -> 512 -> 256 -> n_par (Glorot-uniform init);
 - `losses`: CLM5's joint L2 x L1 loss and COMPAS's L2 loss, exactly as PRODA codes them;
-- `train`: Keras-equivalent training (Adadelta 1e-3/0.95/1e-7, batch 32, early stopping with
-  restore-best) of seeds and bootstraps as ONE vmapped program; Equinox checkpoints;
+- `loop`: the one training loop (member state, shuffled minibatches, masking of stopped members,
+  early stopping with restore-best, Equinox checkpoints) that both trainers call with their loss;
+- `train`: Keras-equivalent two-stage training (Adadelta 1e-3/0.95/1e-7, batch 32) of seeds and
+  bootstraps as ONE vmapped program on calibrated targets;
+- `end_to_end`: the network trained through the process model (misfit of observed SOC);
 - `predict`: parameters on the grid (PRODA's clipping), steady states per cell, stocks, cell
   areas, Pg C totals with bootstrap quantiles, CF NetCDF maps and figures.
 """

@@ -49,10 +49,8 @@ Units: SOC in gC m-3, depths in m, losses dimensionless.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,8 +63,9 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ..calibration.likelihood import cost, log_prior_unconstrained, observe
 from ..models.registry import get_model, is_failure
-from .network import HIDDEN, PRODANet, make_ensemble
-from .train import early_stopping
+from . import loop
+from .loop import Ensemble, TrainState
+from .network import HIDDEN, PRODANet
 
 __all__ = [
     "E2EConfig",
@@ -337,7 +336,7 @@ def _val_loss(model, data: E2EData, idx: Array, cfg: E2EConfig):
     """Validation misfit: mean NLL at the point estimate / posterior mean over held-out rows
     that did not fail (batches of ``batch_size``), and the failed count."""
     n_par = len(get_model(cfg.model).PARAMETERS)
-    b_idx, b_w = _batches(idx, cfg.batch_size, jnp.float64)
+    b_idx, b_w = loop.batches(idx, cfg.batch_size, jnp.float64, min_batches=1)
 
     def one(carry, bw):
         i, w = bw
@@ -356,50 +355,21 @@ def _val_loss(model, data: E2EData, idx: Array, cfg: E2EConfig):
     return s / jnp.maximum(c, 1.0), f
 
 
-def _batches(idx: Array, batch_size: int, dtype) -> tuple[Array, Array]:
-    n = idx.shape[0]
-    nb = max(1, math.ceil(n / batch_size))
-    pad = nb * batch_size - n
-    w = jnp.concatenate([jnp.ones(n, dtype), jnp.zeros(pad, dtype)])
-    idx = jnp.concatenate([idx, jnp.zeros(pad, idx.dtype)])
-    return idx.reshape(nb, batch_size), w.reshape(nb, batch_size)
-
-
-class E2EState(eqx.Module):
+class E2EState(TrainState):
     """Per-member training state (leading member axis when stacked).
 
     Attributes:
         model, opt_state, best_model, best_val, best_epoch, wait, stopped, epoch: as in
-            `soc_jax.proda.train.TrainState` (validation = held-out misfit).
+            `soc_jax.proda.loop.TrainState` (validation = held-out misfit).
         train_loss, val_loss: last epoch's losses. failed_fraction: last epoch's fraction of
             failed steady states in training.
     """
 
-    model: PRODANet
-    opt_state: optax.OptState
-    best_model: PRODANet
-    best_val: Array
-    best_epoch: Array
-    wait: Array
-    stopped: Array
-    epoch: Array
-    train_loss: Array
-    val_loss: Array
     failed_fraction: Array
 
 
-class E2EEnsemble(eqx.Module):
-    """Stacked members, their keys and row indices, and the epochs run."""
-
-    state: E2EState
-    keys: Array
-    train_idx: Array
-    val_idx: Array
-    epochs_done: Array
-
-    @property
-    def best_models(self) -> PRODANet:
-        return self.state.best_model
+class E2EEnsemble(Ensemble):
+    """Stacked members (`E2EState`), their keys and row indices, and the epochs run."""
 
 
 def _n_out(cfg: E2EConfig) -> int:
@@ -408,33 +378,10 @@ def _n_out(cfg: E2EConfig) -> int:
 
 
 def _init_state(keys, n_in: int, cfg: E2EConfig, init_models: PRODANet | None = None):
-    if init_models is None:
-        models = make_ensemble(
-            jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
-            n_in,
-            _n_out(cfg),
-            hidden=cfg.hidden,
-            dropout=cfg.dropout,
-            dtype=cfg.jdtype,
-        )
-    else:
-        models = init_models
-    opt = cfg.optimizer()
-    opt_state = eqx.filter_vmap(lambda m: opt.init(eqx.filter(m, eqx.is_array)))(models)
+    models = loop.init_models(keys, n_in, _n_out(cfg), cfg) if init_models is None else init_models
     m = keys.shape[0]
-    return E2EState(
-        model=models,
-        opt_state=opt_state,
-        best_model=models,
-        best_val=jnp.full(m, jnp.inf, jnp.float64),
-        best_epoch=jnp.full(m, -1, jnp.int32),
-        wait=jnp.zeros(m, jnp.int32),
-        stopped=jnp.zeros(m, bool),
-        epoch=jnp.zeros(m, jnp.int32),
-        train_loss=jnp.zeros(m, jnp.float64),
-        val_loss=jnp.zeros(m, jnp.float64),
-        failed_fraction=jnp.zeros(m, jnp.float64),
-    )
+    z = jnp.zeros(m, jnp.float64)
+    return loop.fresh_state(E2EState, models, cfg.optimizer(), m, jnp.float64, failed_fraction=z)
 
 
 def new_e2e_ensemble(
@@ -451,67 +398,38 @@ def new_e2e_ensemble(
     members from trained weights; their outputs are read through ``cfg.link`` (a two-stage
     network fitted to logit targets suits ``"sigmoid"``).
     """
-    m = train_idx.shape[0]
-    base = jax.random.key(seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(m))
-    return E2EEnsemble(
-        state=_init_state(keys, n_in, cfg, init_models),
-        keys=keys,
-        train_idx=jnp.asarray(train_idx, jnp.int32),
-        val_idx=jnp.asarray(val_idx, jnp.int32),
-        epochs_done=jnp.asarray(0, jnp.int32),
-    )
+    keys = loop.member_keys(seed, train_idx.shape[0])
+    state = _init_state(keys, n_in, cfg, init_models)
+    return loop.fresh_ensemble(E2EEnsemble, state, keys, train_idx, val_idx)
 
 
-def _mask(stopped, old, new):
-    old_a, static = eqx.partition(old, eqx.is_array)
-    new_a = eqx.filter(new, eqx.is_array)
-    return eqx.combine(jax.tree.map(lambda a, b: jnp.where(stopped, a, b), old_a, new_a), static)
+@dataclasses.dataclass(frozen=True)
+class EndToEnd:
+    """The end-to-end loss for `soc_jax.proda.loop`: `batch_loss` (the misfit through the
+    process model) on `E2EData` rows, validation by `_val_loss`; failed steady states are
+    counted (``failed_fraction``)."""
 
+    cfg: E2EConfig
+    min_batches: int = 1
 
-def _epoch(state: E2EState, key, epoch, data: E2EData, train_idx, val_idx, cfg: E2EConfig):
-    opt = cfg.optimizer()
-    k_epoch = jax.random.fold_in(jax.random.fold_in(key, 1), epoch)
-    k_perm, k_step = jax.random.split(k_epoch)
-    order = train_idx[jax.random.permutation(k_perm, train_idx.shape[0])]
-    b_idx, b_w = _batches(order, cfg.batch_size, jnp.float64)
-    b_keys = jax.random.split(k_step, b_idx.shape[0])
+    def weight_dtype(self, data):
+        return jnp.float64
 
-    def step(carry, batch):
-        model, opt_state = carry
-        i, w, k = batch
-        (loss, (nf, nr)), grads = eqx.filter_value_and_grad(batch_loss, has_aux=True)(
-            model, _take(data, i), w, k, cfg
+    def rows(self, data: E2EData, idx: Array) -> E2EData:
+        return _take(data, idx)
+
+    def batch_loss(self, model: PRODANet, rows: E2EData, w: Array, key: PRNGKeyArray):
+        return batch_loss(model, rows, w, key, self.cfg)
+
+    def val_loss(self, model: PRODANet, data: E2EData, idx: Array) -> Array:
+        return _val_loss(model, data, idx, self.cfg)[0]
+
+    def summary(self, losses: Array, aux, n_train: int) -> dict:
+        nfs, nrs = aux
+        return dict(
+            train_loss=jnp.sum(losses) / jnp.maximum(jnp.sum(nrs), 1.0),
+            failed_fraction=jnp.sum(nfs) / jnp.maximum(jnp.sum(nrs), 1.0),
         )
-        updates, opt_state = opt.update(grads, opt_state, eqx.filter(model, eqx.is_array))
-        model = eqx.apply_updates(model, updates)
-        return (model, opt_state), (loss * nr, nf, nr)
-
-    (model, opt_state), (losses, nfs, nrs) = jax.lax.scan(
-        step, (state.model, state.opt_state), (b_idx, b_w, b_keys)
-    )
-    train_loss = jnp.sum(losses) / jnp.maximum(jnp.sum(nrs), 1.0)
-    val_loss, _ = _val_loss(model, data, val_idx, cfg)
-    new = E2EState(
-        model=model,
-        opt_state=opt_state,
-        **early_stopping(state, model, val_loss, epoch, cfg.patience, cfg.max_epochs),
-        train_loss=train_loss,
-        val_loss=val_loss,
-        failed_fraction=jnp.sum(nfs) / jnp.maximum(jnp.sum(nrs), 1.0),
-    )
-    return _mask(state.stopped, state, new)
-
-
-@eqx.filter_jit
-def _train_chunk(state, keys, epochs, data, train_idx, val_idx, cfg):
-    def member(s, k, ti, vi):
-        def body(ss, e):
-            return _epoch(ss, k, e, data, ti, vi, cfg), None
-
-        return jax.lax.scan(body, s, epochs)[0]
-
-    return eqx.filter_vmap(member)(state, keys, train_idx, val_idx)
 
 
 def train_e2e(
@@ -539,38 +457,23 @@ def train_e2e(
     """
     if not bool(jnp.all(jnp.isfinite(data.X))):
         raise ValueError("covariates must be finite (drop rows with NaN covariates first)")
-    start = int(ens.epochs_done)
-    stop = cfg.max_epochs if max_epochs_now is None else min(cfg.max_epochs, start + max_epochs_now)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.max_epochs, initial=start, desc="end-to-end", unit="epoch")
-    e = start
-    while e < stop and not bool(jnp.all(ens.state.stopped)):
-        k = min(cfg.epochs_per_call, stop - e)
-        epochs = jnp.arange(e, e + k, dtype=jnp.int32)
-        state = _train_chunk(ens.state, ens.keys, epochs, data, ens.train_idx, ens.val_idx, cfg)
-        e += k
-        ens = dataclasses.replace(ens, state=state, epochs_done=jnp.asarray(e, jnp.int32))
-        if bar is not None:
-            bar.set_postfix(
-                loss=f"{float(jnp.median(state.train_loss)):.4g}",
-                val=f"{float(jnp.median(state.val_loss)):.4g}",
-                failed=f"{float(jnp.mean(state.failed_fraction)):.3f}",
-                running=int(jnp.sum(~state.stopped)),
-                refresh=False,
-            )
-            bar.update(k)
-        if checkpoint is not None:
-            save_e2e_checkpoint(checkpoint, ens, cfg, extra)
-        if callback is not None:
-            callback(ens)
-    if bar is not None:
-        bar.close()
-    if checkpoint is not None:
-        save_e2e_checkpoint(checkpoint, ens, cfg, extra)
-    return ens
+    return loop.run(
+        ens,
+        data,
+        EndToEnd(cfg),
+        save=None
+        if checkpoint is None
+        else lambda e: save_e2e_checkpoint(checkpoint, e, cfg, extra),
+        progress="end-to-end" if progress else None,
+        postfix=lambda state: dict(
+            loss=f"{float(jnp.median(state.train_loss)):.4g}",
+            val=f"{float(jnp.median(state.val_loss)):.4g}",
+            failed=f"{float(jnp.mean(state.failed_fraction)):.3f}",
+            running=int(jnp.sum(~state.stopped)),
+        ),
+        max_epochs_now=max_epochs_now,
+        callback=callback,
+    )
 
 
 # -- prediction ---------------------------------------------------------------------------------
@@ -610,34 +513,13 @@ _FORMAT = "soc_jax.proda.end_to_end/1"
 
 def save_e2e_checkpoint(path, ens: E2EEnsemble, cfg: E2EConfig, extra: dict | None = None):
     """Write ``path`` (Equinox leaves) and ``path.json`` (header) atomically; never pickle."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    header = {
-        "format": _FORMAT,
-        "config": dataclasses.asdict(cfg),
-        "n_members": int(ens.train_idx.shape[0]),
-        "n_train": int(ens.train_idx.shape[1]),
-        "n_val": int(ens.val_idx.shape[1]),
-        "n_in": int(jax.tree.leaves(ens.state.model.layers[0].weight)[0].shape[-1]),
-        "epochs_done": int(ens.epochs_done),
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **(extra or {}),
-    }
-    tree = dataclasses.replace(ens, keys=jax.random.key_data(ens.keys))
-    eqx.tree_serialise_leaves(path + ".tmp", tree)
-    with open(path + ".json.tmp", "w") as f:
-        json.dump(header, f, indent=1)
-    os.replace(path + ".tmp", path)
-    os.replace(path + ".json.tmp", path + ".json")
+    header = {**loop.checkpoint_header(_FORMAT, ens, cfg, n_out=False), **(extra or {})}
+    loop.write_checkpoint(path, ens, header)
 
 
 def load_e2e_checkpoint(path) -> tuple[E2EEnsemble, E2EConfig, dict]:
     """Read an ensemble written by `save_e2e_checkpoint`: ``(ensemble, config, header)``."""
-    path = os.fspath(path)
-    with open(path + ".json") as f:
-        header = json.load(f)
-    if header.get("format") != _FORMAT:
-        raise ValueError(f"{path}: not a soc_jax end-to-end checkpoint")
+    header = loop.read_header(path, _FORMAT, "end-to-end")
     cfg = E2EConfig(**header["config"])
     m = header["n_members"]
     like = new_e2e_ensemble(
@@ -646,9 +528,7 @@ def load_e2e_checkpoint(path) -> tuple[E2EEnsemble, E2EConfig, dict]:
         np.zeros((m, header["n_val"]), np.int32),
         cfg,
     )
-    like = dataclasses.replace(like, keys=jax.random.key_data(like.keys))
-    ens = eqx.tree_deserialise_leaves(path, like)
-    return dataclasses.replace(ens, keys=jax.random.wrap_key_data(ens.keys)), cfg, header
+    return loop.read_checkpoint(path, like), cfg, header
 
 
 def export_network(path, ens: E2EEnsemble, cfg: E2EConfig, extra: dict | None = None) -> None:

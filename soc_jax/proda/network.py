@@ -97,22 +97,14 @@ class PRODANet(eqx.Module):
         return self.layers[-1](x)
 
 
-def make_ensemble(
-    keys: PRNGKeyArray,
-    n_in: int,
-    n_out: int,
-    *,
-    hidden: Sequence[int] = HIDDEN,
-    dropout: float = 0.0,
-    dtype=jnp.float32,
-) -> PRODANet:
+def make_ensemble(keys: PRNGKeyArray, n_in: int, n_out: int, **options) -> PRODANet:
     """Stacked members: one `PRODANet` whose array leaves have a leading member axis.
 
-    Member ``i`` equals ``PRODANet(n_in, n_out, key=keys[i], ...)`` exactly.
+    Member ``i`` equals ``PRODANet(n_in, n_out, key=keys[i], **options)`` exactly; ``options``
+    are `PRODANet`'s keywords ``hidden`` (default `HIDDEN`), ``dropout`` (0) and ``dtype``
+    (float32).
     """
-    make = eqx.filter_vmap(
-        lambda k: PRODANet(n_in, n_out, key=k, hidden=tuple(hidden), dropout=dropout, dtype=dtype)
-    )
+    make = eqx.filter_vmap(lambda k: PRODANet(n_in, n_out, key=k, **options))
     return eqx.filter_jit(make)(keys)  # one compiled call instead of eager vmapped ops
 
 

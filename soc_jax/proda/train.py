@@ -15,6 +15,8 @@ bootstraps (resamples with replacement) and seeds share one program; the data ar
 per member. Randomness per epoch is ``fold_in(member_key, epoch)``, which makes an interrupted
 and resumed run identical to an uninterrupted one.
 
+The loop itself (state, batches, masking, early stopping, checkpoints) is `soc_jax.proda.loop`,
+shared with the end-to-end trainer; this module gives it the two-stage loss (`TwoStage`).
 Checkpoints (`save_checkpoint` / `load_checkpoint`) use ``eqx.tree_serialise_leaves`` and a
 JSON header, never pickle.
 """
@@ -22,10 +24,7 @@ JSON header, never pickle.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
-import time
 from collections.abc import Callable
 
 import equinox as eqx
@@ -35,8 +34,21 @@ import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
+from . import loop
+from .loop import (
+    Ensemble,
+    TrainState,
+    batches,
+    checkpoint_header,
+    fresh_ensemble,
+    fresh_state,
+    init_models,
+    member_keys,
+    read_checkpoint,
+    write_checkpoint,
+)
 from .losses import get_loss
-from .network import HIDDEN, PRODANet, make_ensemble
+from .network import HIDDEN, PRODANet
 
 __all__ = [
     "TrainConfig",
@@ -60,8 +72,12 @@ __all__ = [
 ]
 
 
+KERAS_LEARNING_RATE, KERAS_RHO, KERAS_EPS = 1e-3, 0.95, 1e-7
+"""tf.keras' Adadelta defaults (learning rate, rho, epsilon): PRODA's optimizer."""
+
+
 def keras_adadelta(
-    learning_rate: float = 1e-3, rho: float = 0.95, eps: float = 1e-7
+    learning_rate: float = KERAS_LEARNING_RATE, rho: float = KERAS_RHO, eps: float = KERAS_EPS
 ) -> optax.GradientTransformation:
     """tf.keras' ``'adadelta'`` (defaults lr 0.001, rho 0.95, epsilon 1e-7) in optax.
 
@@ -96,9 +112,9 @@ class TrainConfig:
     batch_size: int = 32
     max_epochs: int = 6000
     patience: int = 1200
-    learning_rate: float = 1e-3
-    rho: float = 0.95
-    eps: float = 1e-7
+    learning_rate: float = KERAS_LEARNING_RATE
+    rho: float = KERAS_RHO
+    eps: float = KERAS_EPS
     dtype: str = "float32"
     epochs_per_call: int = 10
     hidden: tuple[int, ...] = HIDDEN
@@ -119,33 +135,6 @@ class TrainConfig:
     @property
     def jdtype(self):
         return jnp.dtype(self.dtype)
-
-
-class TrainState(eqx.Module):
-    """Per-member training state (leaves carry a leading member axis when stacked).
-
-    Attributes:
-        model: current network.
-        opt_state: Adadelta accumulators.
-        best_model: network at the best validation loss so far (Keras' restore-best).
-        best_val: best validation loss.
-        best_epoch: epoch (0-based) of ``best_val``; -1 before the first epoch.
-        wait: epochs since the last improvement.
-        stopped: early stopping has fired (or ``max_epochs`` was reached).
-        epoch: epochs run (while not stopped).
-        train_loss, val_loss: losses of the last epoch run.
-    """
-
-    model: PRODANet
-    opt_state: optax.OptState
-    best_model: PRODANet
-    best_val: Array
-    best_epoch: Array
-    wait: Array
-    stopped: Array
-    epoch: Array
-    train_loss: Array
-    val_loss: Array
 
 
 def member_splits(
@@ -216,46 +205,14 @@ def member_splits(
 
 def init_state(keys: PRNGKeyArray, n_in: int, n_out: int, cfg: TrainConfig) -> TrainState:
     """Stacked initial state of ``len(keys)`` members (Glorot-uniform init from each key)."""
-    models = make_ensemble(
-        jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
-        n_in,
-        n_out,
-        hidden=cfg.hidden,
-        dropout=cfg.dropout,
-        dtype=cfg.jdtype,
-    )
-    opt = cfg.optimizer()
-    m = keys.shape[0]
-    opt_state = eqx.filter_vmap(lambda mod: opt.init(eqx.filter(mod, eqx.is_array)))(models)
-    z = jnp.zeros(m, cfg.jdtype)
-    return TrainState(
-        model=models,
-        opt_state=opt_state,
-        best_model=models,
-        best_val=jnp.full(m, jnp.inf, cfg.jdtype),
-        best_epoch=jnp.full(m, -1, jnp.int32),
-        wait=jnp.zeros(m, jnp.int32),
-        stopped=jnp.zeros(m, bool),
-        epoch=jnp.zeros(m, jnp.int32),
-        train_loss=z,
-        val_loss=z,
-    )
-
-
-def _batches(idx: Array, batch_size: int, dtype) -> tuple[Array, Array]:
-    """Pad ``idx`` (n,) to whole batches: (n_batches, batch) indices and 0/1 row weights."""
-    n = idx.shape[0]
-    nb = math.ceil(n / batch_size)
-    pad = nb * batch_size - n
-    w = jnp.concatenate([jnp.ones(n, dtype), jnp.zeros(pad, dtype)])
-    idx = jnp.concatenate([idx, jnp.zeros(pad, idx.dtype)])
-    return idx.reshape(nb, batch_size), w.reshape(nb, batch_size)
+    models = init_models(keys, n_in, n_out, cfg)
+    return fresh_state(TrainState, models, cfg.optimizer(), keys.shape[0], cfg.jdtype)
 
 
 def _eval_loss(model: PRODANet, X: Array, Y: Array, idx: Array, cfg: TrainConfig) -> Array:
     """Keras' validation loss: batches of ``batch_size`` in order, mean weighted by batch size."""
     loss_fn = get_loss(cfg.loss)
-    b_idx, b_w = _batches(idx, cfg.batch_size, X.dtype)
+    b_idx, b_w = batches(idx, cfg.batch_size, X.dtype)
 
     def one(carry, bw):
         i, w = bw
@@ -266,95 +223,37 @@ def _eval_loss(model: PRODANet, X: Array, Y: Array, idx: Array, cfg: TrainConfig
     return total / idx.shape[0]
 
 
-def early_stopping(state, model, val_loss, epoch, patience: int, max_epochs: int) -> dict:
-    """Keras EarlyStopping bookkeeping (min_delta 0, mode min, restore-best) for one member.
+@dataclasses.dataclass(frozen=True)
+class TwoStage:
+    """The two-stage loss for `soc_jax.proda.loop`: the network's outputs against calibrated
+    targets (``cfg.loss``: CLM5's L2 x L1 or COMPAS' L2), Keras' dropout in training; the data
+    are ``(X (n, n_in), Y (n, n_par))``."""
 
-    Returns the fields ``best_model, best_val, best_epoch, wait, stopped, epoch`` of the next
-    state; shared by the two-stage and the end-to-end training.
-    """
-    improved = val_loss < state.best_val
-    wait = jnp.where(improved, 0, state.wait + 1)
-    n_epochs = state.epoch + 1
-    return dict(
-        best_model=jax.tree.map(
-            lambda a, b: jnp.where(improved, a, b),
-            eqx.filter(model, eqx.is_array),
-            eqx.filter(state.best_model, eqx.is_array),
-        ),
-        best_val=jnp.where(improved, val_loss, state.best_val),
-        best_epoch=jnp.where(improved, epoch, state.best_epoch),
-        wait=wait,
-        stopped=(wait >= patience) | (n_epochs >= max_epochs),
-        epoch=n_epochs,
-    )
+    cfg: TrainConfig
+    min_batches: int = 0
 
+    def weight_dtype(self, data):
+        return data[0].dtype
 
-def _epoch(
-    state: TrainState,
-    key: PRNGKeyArray,
-    epoch: Array,
-    X: Array,
-    Y: Array,
-    train_idx: Array,
-    val_idx: Array,
-    cfg: TrainConfig,
-) -> TrainState:
-    """One Keras epoch of one member (then masked if the member had already stopped)."""
-    loss_fn = get_loss(cfg.loss)
-    opt = cfg.optimizer()
-    k_epoch = jax.random.fold_in(jax.random.fold_in(key, 1), epoch)  # fold_in(key, 0): init
-    k_perm, k_drop = jax.random.split(k_epoch)
-    order = train_idx[jax.random.permutation(k_perm, train_idx.shape[0])]
-    b_idx, b_w = _batches(order, cfg.batch_size, X.dtype)
-    b_keys = jax.random.split(k_drop, b_idx.shape[0])
+    def rows(self, data, idx: Array):
+        X, Y = data
+        return X[idx], Y[idx]
 
-    def objective(model, x, y, w, k):
+    def batch_loss(self, model: PRODANet, rows, w: Array, key: PRNGKeyArray):
+        x, y = rows
         y_hat = jax.vmap(lambda xi, ki: model(xi, key=ki, training=True))(
-            x, jax.random.split(k, x.shape[0])
+            x, jax.random.split(key, x.shape[0])
         )
-        return loss_fn(y, y_hat, w)
+        return get_loss(self.cfg.loss)(y, y_hat, w), ()
 
-    def step(carry, batch):
-        model, opt_state = carry
-        i, w, k = batch
-        loss, grads = eqx.filter_value_and_grad(objective)(model, X[i], Y[i], w, k)
-        updates, opt_state = opt.update(grads, opt_state)
-        model = eqx.apply_updates(model, updates)
-        return (model, opt_state), loss * jnp.sum(w)
+    def val_loss(self, model: PRODANet, data, idx: Array) -> Array:
+        X, Y = data
+        return _eval_loss(model, X, Y, idx, self.cfg)
 
-    (model, opt_state), losses = jax.lax.scan(
-        step, (state.model, state.opt_state), (b_idx, b_w, b_keys)
-    )
-    train_loss = jnp.sum(losses) / train_idx.shape[0]
-    val_loss = _eval_loss(model, X, Y, val_idx, cfg)
-    new = TrainState(
-        model=model,
-        opt_state=opt_state,
-        **early_stopping(state, model, val_loss, epoch, cfg.patience, cfg.max_epochs),
-        train_loss=train_loss,
-        val_loss=val_loss,
-    )
-    return _mask(state.stopped, state, new)
+    def summary(self, losses: Array, aux, n_train: int) -> dict:
+        return {"train_loss": jnp.sum(losses) / n_train}
 
 
-def _mask(stopped: Array, old, new):
-    """``old`` where the member has stopped, else ``new`` (array leaves only)."""
-    old_a, static = eqx.partition(old, eqx.is_array)
-    new_a = eqx.filter(new, eqx.is_array)
-    return eqx.combine(jax.tree.map(lambda a, b: jnp.where(stopped, a, b), old_a, new_a), static)
-
-
-def _member_chunk(state, key, epochs, X, Y, train_idx, val_idx, cfg):
-    """Epochs ``epochs`` (k,) of one member in one ``lax.scan``."""
-
-    def body(s, e):
-        return _epoch(s, key, e, X, Y, train_idx, val_idx, cfg), None
-
-    state, _ = jax.lax.scan(body, state, epochs)
-    return state
-
-
-@eqx.filter_jit
 def train_chunk(
     state: TrainState,
     keys: PRNGKeyArray,
@@ -375,42 +274,13 @@ def train_chunk(
         train_idx: (M, n_train) and val_idx: (M, n_val) row indices per member.
         cfg: `TrainConfig` (static).
     """
-    return eqx.filter_vmap(
-        lambda s, k, ti, vi: _member_chunk(s, k, epochs, X, Y, ti, vi, cfg),
-    )(state, keys, train_idx, val_idx)
+    return loop.train_chunk(state, keys, epochs, (X, Y), train_idx, val_idx, TwoStage(cfg))
 
 
 @eqx.filter_jit
 def train_member_chunk(state, key, epochs, X, Y, train_idx, val_idx, cfg):
     """The same epochs for ONE member (unbatched state): the one-by-one baseline."""
-    return _member_chunk(state, key, epochs, X, Y, train_idx, val_idx, cfg)
-
-
-class Ensemble(eqx.Module):
-    """Everything a run needs to continue or to predict (array leaves only + static config).
-
-    Attributes:
-        state: stacked `TrainState` of the M members.
-        keys: (M,) member keys.
-        train_idx, val_idx: (M, n_train), (M, n_val) row indices.
-        epochs_done: number of epochs run so far (all members; stopped ones masked).
-    """
-
-    state: TrainState
-    keys: Array
-    train_idx: Array
-    val_idx: Array
-    epochs_done: Array
-
-    @property
-    def best_models(self) -> PRODANet:
-        """Stacked best-validation networks (what PRODA reloads after training)."""
-        return self.state.best_model
-
-
-def _member_keys(seed: int, m: int) -> Array:
-    base = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(m))
+    return loop.member_chunk(state, key, epochs, (X, Y), train_idx, val_idx, TwoStage(cfg))
 
 
 def new_ensemble(
@@ -422,15 +292,8 @@ def new_ensemble(
     seed: int = 0,
 ) -> Ensemble:
     """A fresh ensemble: member ``i`` gets key ``fold_in(key(seed), i)``."""
-    m = train_idx.shape[0]
-    keys = _member_keys(seed, m)
-    return Ensemble(
-        state=init_state(keys, n_in, n_out, cfg),
-        keys=keys,
-        train_idx=jnp.asarray(train_idx, jnp.int32),
-        val_idx=jnp.asarray(val_idx, jnp.int32),
-        epochs_done=jnp.asarray(0, jnp.int32),
-    )
+    keys = member_keys(seed, train_idx.shape[0])
+    return fresh_ensemble(Ensemble, init_state(keys, n_in, n_out, cfg), keys, train_idx, val_idx)
 
 
 def train_ensemble(
@@ -464,59 +327,25 @@ def train_ensemble(
     Y = jnp.asarray(Y, cfg.jdtype)
     if not (bool(jnp.all(jnp.isfinite(X))) and bool(jnp.all(jnp.isfinite(Y)))):
         raise ValueError("X and Y must be finite (drop rows with NaN covariates first)")
-    start = int(ens.epochs_done)
-    stop = cfg.max_epochs if max_epochs_now is None else min(cfg.max_epochs, start + max_epochs_now)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.max_epochs, initial=start, desc="training", unit="epoch")
-    chunk_no = 0
-    e = start
-    while e < stop and not bool(jnp.all(ens.state.stopped)):
-        k = min(cfg.epochs_per_call, stop - e)
-        epochs = jnp.arange(e, e + k, dtype=jnp.int32)
-        state = train_chunk(ens.state, ens.keys, epochs, X, Y, ens.train_idx, ens.val_idx, cfg)
-        e += k
-        ens = dataclasses.replace(ens, state=state, epochs_done=jnp.asarray(e, jnp.int32))
-        chunk_no += 1
-        if bar is not None:
-            bar.set_postfix(
-                running=int(jnp.sum(~state.stopped)),
-                best_val=f"{float(jnp.median(state.best_val)):.4g}",
-                refresh=False,
-            )
-            bar.update(k)
-        if checkpoint is not None and chunk_no % checkpoint_every == 0:
-            save_checkpoint(checkpoint, ens, cfg)
-        if callback is not None:
-            callback(ens)
-    if bar is not None:
-        bar.close()
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, ens, cfg)
-    return ens
+    return loop.run(
+        ens,
+        (X, Y),
+        TwoStage(cfg),
+        save=None if checkpoint is None else lambda e: save_checkpoint(checkpoint, e, cfg),
+        save_every=checkpoint_every,
+        progress="training" if progress else None,
+        postfix=lambda state: dict(
+            running=int(jnp.sum(~state.stopped)),
+            best_val=f"{float(jnp.median(state.best_val)):.4g}",
+        ),
+        max_epochs_now=max_epochs_now,
+        callback=callback,
+    )
 
 
 # -- checkpoints (Equinox serialisation + JSON header; never pickle) -----------------------------
 
-
-def _header(ens: Ensemble, cfg: TrainConfig, extra: dict | None = None) -> dict:
-    first = jax.tree.map(lambda a: a[0], ens.state.model.layers)
-    n_in = int(first[0].weight.shape[1])
-    n_out = int(first[-1].weight.shape[0])
-    return {
-        "format": "soc_jax.proda.ensemble/1",
-        "config": dataclasses.asdict(cfg),
-        "n_members": int(ens.train_idx.shape[0]),
-        "n_train": int(ens.train_idx.shape[1]),
-        "n_val": int(ens.val_idx.shape[1]),
-        "n_in": n_in,
-        "n_out": n_out,
-        "epochs_done": int(ens.epochs_done),
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **(extra or {}),
-    }
+_FORMAT = "soc_jax.proda.ensemble/1"
 
 
 def save_checkpoint(
@@ -526,26 +355,15 @@ def save_checkpoint(
 
     ``extra`` (JSON-serialisable) is stored in the header (e.g. covariate bounds, names).
     """
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    header = _header(ens, cfg, extra)
-    if extra is None and os.path.exists(path + ".json"):  # keep earlier extra fields
-        with open(path + ".json") as f:
-            old = json.load(f)
-        header = {**old, **header}
-    keys_data = jax.random.key_data(ens.keys)
-    tree = dataclasses.replace(ens, keys=keys_data)
-    eqx.tree_serialise_leaves(path + ".tmp", tree)
-    with open(path + ".json.tmp", "w") as f:
-        json.dump(header, f, indent=1)
-    os.replace(path + ".tmp", path)
-    os.replace(path + ".json.tmp", path + ".json")
+    header = {**checkpoint_header(_FORMAT, ens, cfg), **(extra or {})}
+    if extra is None and os.path.exists(os.fspath(path) + ".json"):  # keep earlier extra fields
+        header = {**read_header(path), **header}
+    write_checkpoint(path, ens, header)
 
 
 def read_header(path: str | os.PathLike) -> dict:
     """The JSON header of a checkpoint."""
-    with open(os.fspath(path) + ".json") as f:
-        return json.load(f)
+    return loop.read_header(path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[Ensemble, TrainConfig, dict]:
@@ -554,9 +372,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Ensemble, TrainConfig, dic
     Returns:
         ``(ensemble, config, header)``.
     """
-    header = read_header(path)
-    if header.get("format") != "soc_jax.proda.ensemble/1":
-        raise ValueError(f"{path}: not a soc_jax PRODA ensemble checkpoint")
+    header = loop.read_header(path, _FORMAT, "PRODA ensemble")
     cfg = TrainConfig(**header["config"])
     m = header["n_members"]
     like = new_ensemble(
@@ -566,10 +382,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Ensemble, TrainConfig, dic
         np.zeros((m, header["n_val"]), np.int32),
         cfg,
     )
-    like = dataclasses.replace(like, keys=jax.random.key_data(like.keys))
-    ens = eqx.tree_deserialise_leaves(os.fspath(path), like)
-    ens = dataclasses.replace(ens, keys=jax.random.wrap_key_data(ens.keys))
-    return ens, cfg, header
+    return read_checkpoint(path, like), cfg, header
 
 
 # -- training table -----------------------------------------------------------------------------
