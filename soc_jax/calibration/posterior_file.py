@@ -128,7 +128,13 @@ def _pooled_quantiles(x: np.ndarray, failed: np.ndarray, qs=(0.05, 0.95)) -> lis
 
 
 def gradient_chunk(ids, gout, data, obs_all, pad, settings) -> xr.Dataset:
-    """One chunk of a gradient sampler: summaries, diagnostics, posterior predictive, draws."""
+    """One chunk of a gradient sampler: summaries, diagnostics, posterior predictive, draws.
+
+    Args:
+        ids: the chunk's profile ids. gout: `gradient.run_batch`'s output (padded chunk).
+        data: the chunk's data PyTree. obs_all: every profile's padded observations.
+        pad: index of the padded chunk's profiles. settings: the run's `driver.Settings`.
+    """
     n = ids.size
     p = jax.nn.sigmoid(gout.z)
     soc, pred, failed = gradient.posterior_predictive(p, data, settings.model, settings.mode)
