@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("am", "cli", "driver", "figures", "gradient", "likelihood", "postprocess")
+_SUBMODULES = (
+    "am",
+    "am_state",
+    "cli",
+    "driver",
+    "figures",
+    "gradient",
+    "likelihood",
+    "posterior_file",
+    "postprocess",
+)
 _EXPORTS = {"AMConfig": "am", "Settings": "driver", "calibrate": "driver"}
 
 __all__ = [

@@ -68,12 +68,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
+
+from .am_state import DONE, FAILED, FORMAL, START, TEST, AMConfig, ChainState, init_chains
 
 __all__ = [
     "AMConfig",
@@ -91,144 +92,8 @@ __all__ = [
     "profile_sharding",
 ]
 
-START, TEST, FORMAL, DONE, FAILED = -1, 0, 1, 2, 3
-"""Chain phases. START: the next step evaluates p0. FAILED: more than ``max_discards`` discards
-(PRODA's profile failure)."""
-
 BAD_START_COST: float = 1e10
 """Cost given to a failed evaluation of the starting point p0 (finite; any valid move beats it)."""
-
-
-class AMConfig(NamedTuple):
-    """Settings of PRODA's adaptive Metropolis (defaults: PRODA's protocol, SPEC 6).
-
-    Attributes:
-        n_test: test-run steps (PRODA 20,000).
-        n_formal: formal-run steps (PRODA 50,000).
-        faithful: keep every quirk of PRODA's driver (see the module docstring).
-        thin: keep one sample every ``thin`` formal steps (default mode) or accepted states
-            (faithful mode); the record holds ``n_formal // thin`` samples.
-        start: starting value of every normalized parameter (PRODA 0.5).
-        allow: initial inverse half-width of the test-run box proposal (PRODA 5: step +-0.1).
-        allow_growth: factor applied to ``allow`` at a test-run restart (1.1).
-        min_accept_test: acceptances needed in a test run (50, absolute).
-        max_test_tries: tries with the check enabled before it is disabled (3).
-        max_discards: formal runs discarded before the profile fails (5).
-        adapt_start: formal step after which the covariance of the formal record is used (4000).
-        rate_low, rate_high: accepted range of the formal acceptance rate (0.1, 0.5).
-        sd_low, sd_high: ``sd_factor`` multipliers after a too-low / too-high rate (0.7, 2).
-        scale: proposal scale numerator (2.4; divided by n, not squared, as coded).
-        max_resample: cap on re-draws of an out-of-box proposal (faithful mode); when reached
-            the step is a rejection.
-        penalty: cost increment of a failed simulation (100).
-        jitter: added to the proposal covariance diagonal before the Cholesky factor (1e-12,
-            normalized units; PRODA adds 0).
-    """
-
-    n_test: int = 20000
-    n_formal: int = 50000
-    faithful: bool = False
-    thin: int = 100
-    start: float = 0.5
-    allow: float = 5.0
-    allow_growth: float = 1.1
-    min_accept_test: int = 50
-    max_test_tries: int = 3
-    max_discards: int = 5
-    adapt_start: int = 4000
-    rate_low: float = 0.1
-    rate_high: float = 0.5
-    sd_low: float = 0.7
-    sd_high: float = 2.0
-    scale: float = 2.4
-    max_resample: int = 1000
-    penalty: float = 100.0
-    jitter: float = 1e-12
-
-    @property
-    def capacity(self) -> int:
-        """Samples kept per chain (``n_formal // thin``, at least 1)."""
-        return max(1, self.n_formal // self.thin)
-
-    def validate(self) -> AMConfig:
-        """Raise ``ValueError`` naming the setting that is out of range; return self."""
-        if self.n_test < 2:
-            raise ValueError(f"n_test must be >= 2, got {self.n_test}")
-        if self.n_formal < 2:
-            raise ValueError(f"n_formal must be >= 2, got {self.n_formal}")
-        if not 1 <= self.thin <= self.n_formal:
-            raise ValueError(f"thin must be in 1..n_formal, got {self.thin}")
-        if not 0.0 < self.start < 1.0:
-            raise ValueError(f"start must be in (0, 1), got {self.start}")
-        return self
-
-    def max_steps(self) -> int:
-        """Worst-case steps of one chain: every test try and every discard used."""
-        per_attempt = (self.max_test_tries + 1) * self.n_test + self.n_formal
-        return 1 + (self.max_discards + 1) * per_attempt
-
-
-class ChainState(NamedTuple):
-    """State of one chain (leading axes (profile, chain) when batched).
-
-    Attributes (p: normalized parameters; J: cost; w: observation slots):
-        t: active steps taken (int); drives the step keys.
-        phase: TEST, FORMAL, DONE or FAILED.
-        simu: steps done in the current phase.
-        theta: (n,) current p. cost: J of the current state as the sampler sees it.
-        pred: (w,) modelled SOC at the observed depths for ``theta``, gC m-3.
-        cost0, pred0, failed0: J, prediction and failure of the start p0.
-        n_acc: acceptances in the current phase. coef: acceptance rate used by the rate check.
-        last_dj: previous step's dJ (faithful quirk).
-        allow, test_try, check_off: test-run box width, tries so far, check disabled.
-        sd_factor, n_discards: formal-run scale factor and discards so far.
-        wn, wmean, wm2: Welford count, mean (n,) and co-moment (n, n) of the current record.
-        cov_test: (n, n) covariance of the last completed test record.
-        rec_theta: (C, n) kept samples; rec_pred: (C, w) their modelled SOC; n_rec: count.
-        pred_ok: (w,) modelled SOC of the last successful simulation (any evaluation, accepted
-            or not): the profile PRODA's driver still holds when it accepts a failed solve.
-        n_evals: model evaluations of this chain (all phases).
-        n_failed: failed simulations of p0 or of a proposal inside the box (out-of-box
-            proposals are counted in ``n_out_of_box``, not here).
-        n_acc_failed: accepted failed solves (faithful quirk: the formal run reuses the previous
-            dJ for a failed proposal; always 0 in the default mode).
-        n_out_of_box: proposals drawn outside (0, 1)^n: re-drawn (faithful) or rejected (default).
-        n_test_restarts: test-run restarts. n_resample_cap: steps where ``max_resample`` hit.
-        acc_formal: acceptances of the final formal run (PRODA's ``upgrade2``).
-    """
-
-    t: Array
-    phase: Array
-    simu: Array
-    theta: Array
-    cost: Array
-    pred: Array
-    cost0: Array
-    pred0: Array
-    failed0: Array
-    n_acc: Array
-    coef: Array
-    last_dj: Array
-    allow: Array
-    test_try: Array
-    check_off: Array
-    sd_factor: Array
-    n_discards: Array
-    wn: Array
-    wmean: Array
-    wm2: Array
-    cov_test: Array
-    rec_theta: Array
-    rec_pred: Array
-    n_rec: Array
-    n_evals: Array
-    n_failed: Array
-    pred_ok: Array
-    n_acc_failed: Array
-    n_out_of_box: Array
-    n_test_restarts: Array
-    n_resample_cap: Array
-    acc_formal: Array
 
 
 Evaluator = Callable[[Array, object], tuple]
@@ -247,63 +112,6 @@ def _sanitized(evaluation) -> tuple[Array, Array, Array]:
     j = jnp.where(failed, 0.0, j)
     pred = jnp.where(failed | ~jnp.isfinite(pred), 0.0, pred)
     return j, pred, failed
-
-
-def _init_one(cfg: AMConfig, n: int, w: int) -> ChainState:
-    """Phase START: the first step of a chain evaluates p0 (no separate compiled init)."""
-    # not weak-typed: the state's types must equal run_block's outputs (else a recompile)
-    p0 = jnp.full((n,), cfg.start, dtype=jnp.zeros(()).dtype)
-    c = cfg.capacity
-    z = jnp.zeros
-    i0 = jnp.asarray(0, jnp.int32)
-    f64 = p0.dtype
-    return ChainState(
-        t=i0,
-        phase=jnp.asarray(START, jnp.int32),
-        simu=i0,
-        theta=p0,
-        cost=z((), f64),
-        pred=z((w,), f64),
-        cost0=z((), f64),
-        pred0=z((w,), f64),
-        failed0=jnp.asarray(False),
-        n_acc=i0,
-        coef=z((), f64),
-        last_dj=z((), f64),
-        allow=jnp.asarray(cfg.allow, f64),
-        test_try=i0,
-        check_off=jnp.asarray(False),
-        sd_factor=jnp.asarray(1.0, f64),
-        n_discards=i0,
-        wn=i0,
-        wmean=z((n,), f64),
-        wm2=z((n, n), f64),
-        cov_test=z((n, n), f64),
-        rec_theta=z((c, n), f64),
-        rec_pred=z((c, w), f64),
-        n_rec=i0,
-        n_evals=i0,
-        n_failed=i0,
-        pred_ok=z((w,), f64),
-        n_acc_failed=i0,
-        n_out_of_box=i0,
-        n_test_restarts=i0,
-        n_resample_cap=i0,
-        acc_formal=i0,
-    )
-
-
-def init_chains(cfg: AMConfig, n_profiles: int, n_chains: int, n_params: int, width: int):
-    """Initial states (phase START, at p0) with leading axes (n_profiles, n_chains).
-
-    Args:
-        width: length of the evaluator's ``pred`` (observation slots).
-    """
-    one = _init_one(cfg, n_params, width)
-    states = jax.tree.map(lambda x: jnp.broadcast_to(x, (n_profiles, n_chains) + x.shape), one)
-    weak = [f for f, x in zip(ChainState._fields, states, strict=True) if x.weak_type]
-    assert not weak, f"weak-typed initial state fields {weak} would trigger a recompile"
-    return states
 
 
 def pred_width(evaluate: Evaluator, data, n_params: int) -> int:
@@ -364,18 +172,41 @@ def _welford(s: ChainState, x: Array) -> tuple:
 
 
 def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> ChainState:
-    n = s.theta.shape[0]
+    """One step of one chain: evaluate the proposal (p0 in phase START), accept or reject it,
+    keep a thinned sample, apply the phase rules. A DONE or FAILED chain stays as it is (its
+    evaluation is computed and ignored, as lock-step vectorisation requires)."""
     active = s.phase <= FORMAL  # START, TEST or FORMAL
     key = jax.random.fold_in(key0, s.t)
     k_prop, k_u = jax.random.split(key)
-    prop, inside, cap_hit, n_out = _propose(k_prop, s, cfg, n)
+    prop, inside, cap_hit, n_out = _propose(k_prop, s, cfg, s.theta.shape[0])
     starting = s.phase == START
     p0 = jnp.full_like(s.theta, cfg.start)
     prop = jnp.where(starting, p0, prop)
     inside = inside | starting
-    j_new, pred_new, failed = _sanitized(evaluate(jnp.clip(prop, 0.0, 1.0), data))
+    evaluation = _sanitized(evaluate(jnp.clip(prop, 0.0, 1.0), data))
+    started = _started(s, p0, evaluation)
+    stepped, (rec_theta, rec_pred) = _metropolis_step(
+        s, k_u, prop, inside, evaluation, cfg, active & ~starting
+    )
+    stepped = stepped._replace(
+        n_out_of_box=s.n_out_of_box + n_out, n_resample_cap=s.n_resample_cap + cap_hit
+    )
+    out = _phase_rules(stepped, s.phase == TEST, cfg)
+    out = _pick(starting, started, out)
+    out = _pick(active, out, s)
+    return out._replace(rec_theta=rec_theta, rec_pred=rec_pred)
+
+
+def _pick(cond, a: ChainState, b: ChainState) -> ChainState:
+    """``a`` where ``cond`` else ``b``, field by field."""
+    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+def _started(s: ChainState, p0: Array, evaluation) -> ChainState:
+    """Phase START done: J(p0) (`BAD_START_COST` if it fails) is the test run's first state."""
+    j_new, pred_new, failed = evaluation
     j_start = jnp.where(failed, BAD_START_COST, j_new)
-    started = s._replace(
+    return s._replace(
         t=s.t + 1,
         phase=jnp.asarray(TEST, s.phase.dtype),
         theta=p0,
@@ -388,24 +219,23 @@ def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> 
         n_failed=s.n_failed + failed,
         pred_ok=jnp.where(failed, s.pred_ok, pred_new),
     )
+
+
+def _metropolis_step(s: ChainState, k_u, prop, inside, evaluation, cfg: AMConfig, recordable):
+    """A test- or formal-run step on the evaluated proposal: the chain moves or stays, the
+    running covariance and (where ``recordable``) the thinned record take the new state.
+
+    Returns:
+        (state, (rec_theta, rec_pred)): the record buffers apart, written once per step.
+    """
+    j_new, pred_new, failed = evaluation
     sim_failed = failed & inside  # a failed simulation of a proposal inside the box
     pred_ok = jnp.where(failed | ~inside, s.pred_ok, pred_new)
     failed = failed | ~inside
     j_new = jnp.where(failed, s.cost + cfg.penalty, j_new)
     is_test = s.phase == TEST
     simu = s.simu + 1  # 1-based index of this step in its phase
-    dj = j_new - s.cost
-    if cfg.faithful:
-        # formal run: a failed proposal leaves delta_cost as it was (SPEC 6 driver detail 1)
-        dj = jnp.where(failed & ~is_test, s.last_dj, dj)
-        log_factor = jnp.log(simu.astype(dj.dtype) + 2.0)
-    else:
-        log_factor = 1.0
-    log_u = jnp.log(jax.random.uniform(k_u, (), dj.dtype, minval=1e-300))
-    accept = log_u < -dj * log_factor
-    if not cfg.faithful:
-        accept &= ~failed
-    accept &= inside
+    dj, accept = _accept(s, k_u, j_new, failed, inside, is_test, simu, cfg)
 
     theta = jnp.where(accept, prop, s.theta)
     cost = jnp.where(accept, j_new, s.cost)
@@ -419,20 +249,7 @@ def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> 
     else:
         coef = jnp.where(is_test, s.coef, rate)
     wn, wmean, wm2 = _welford(s, theta)
-
-    # thinned record of the formal run
-    if cfg.faithful:
-        k = n_acc
-        keep = ~is_test & accept & (k % cfg.thin == 0)
-    else:
-        k = simu
-        keep = ~is_test & (k % cfg.thin == 0)
-    slot = jnp.clip(k // cfg.thin - 1, 0, cfg.capacity - 1)
-    keep &= (k // cfg.thin - 1 < cfg.capacity) & active & ~starting
-    rec_theta = s.rec_theta.at[slot].set(jnp.where(keep, theta, s.rec_theta[slot]))
-    rec_pred = s.rec_pred.at[slot].set(jnp.where(keep, pred, s.rec_pred[slot]))
-    n_rec = s.n_rec + keep
-
+    record = _thinned_record(s, cfg, theta, pred, n_acc, simu, is_test, accept, recordable)
     stepped = s._replace(
         t=s.t + 1,
         simu=simu,
@@ -446,101 +263,153 @@ def _step_one(s: ChainState, data, key0, evaluate: Evaluator, cfg: AMConfig) -> 
         wmean=wmean,
         wm2=wm2,
         # the record buffers are written once, at the end, and never selected by the phase
-        # logic below (a restart only resets n_rec): selecting them would copy C x n per step
+        # logic (a restart only resets n_rec): selecting them would copy C x n per step
         rec_theta=s.rec_theta,
         rec_pred=s.rec_pred,
-        n_rec=n_rec,
+        n_rec=record[2],
         n_evals=s.n_evals + 1,
         n_failed=s.n_failed + sim_failed,
         pred_ok=pred_ok,
         n_acc_failed=s.n_acc_failed + (accept & sim_failed),
-        n_out_of_box=s.n_out_of_box + n_out,
-        n_resample_cap=s.n_resample_cap + cap_hit,
     )
+    return stepped, record[:2]
 
-    # --- phase transitions (end of step) ---------------------------------------------------
-    zeros_n = jnp.zeros_like(s.wmean)
-    zeros_nn = jnp.zeros_like(s.wm2)
 
-    def restart_test(st: ChainState, allow, test_try, check_off) -> ChainState:
-        return st._replace(
-            phase=jnp.asarray(TEST, st.phase.dtype),
-            simu=jnp.zeros_like(st.simu),
-            theta=jnp.full_like(st.theta, cfg.start),
-            cost=st.cost0,
-            pred=st.pred0,
-            n_acc=jnp.zeros_like(st.n_acc),
-            allow=allow,
-            test_try=test_try,
-            check_off=check_off,
-            wn=jnp.zeros_like(st.wn),
-            wmean=zeros_n,
-            wm2=zeros_nn,
-            n_rec=jnp.zeros_like(st.n_rec),
-        )
+def _accept(s: ChainState, k_u, j_new, failed, inside, is_test, simu, cfg: AMConfig):
+    """(dJ, accept): Metropolis on ``exp(-J)`` (default) or PRODA's annealed rule (faithful)."""
+    dj = j_new - s.cost
+    if cfg.faithful:
+        # formal run: a failed proposal leaves delta_cost as it was (SPEC 6 driver detail 1)
+        dj = jnp.where(failed & ~is_test, s.last_dj, dj)
+        log_factor = jnp.log(simu.astype(dj.dtype) + 2.0)
+    else:
+        log_factor = 1.0
+    log_u = jnp.log(jax.random.uniform(k_u, (), dj.dtype, minval=1e-300))
+    accept = log_u < -dj * log_factor
+    if not cfg.faithful:
+        accept &= ~failed
+    accept &= inside
+    return dj, accept
 
-    # test run: too few acceptances after n_test - 1 steps -> restart with a wider... box
-    few = is_test & (simu == cfg.n_test - 1) & (n_acc < cfg.min_accept_test) & ~stepped.check_off
-    try_next = stepped.test_try + 1
-    restarted = restart_test(
-        stepped,
-        stepped.allow * cfg.allow_growth,
-        try_next,
-        stepped.check_off | (try_next >= cfg.max_test_tries),
-    )
-    restarted = restarted._replace(n_test_restarts=stepped.n_test_restarts + 1)
-    # test run complete -> formal run
+
+def _thinned_record(s: ChainState, cfg: AMConfig, theta, pred, n_acc, simu, is_test, accept, ok):
+    """(rec_theta, rec_pred, n_rec) after keeping every ``thin``-th formal step (default) or
+    accepted state (faithful) in its slot; ``ok``: the step may be recorded at all."""
+    if cfg.faithful:
+        k = n_acc
+        keep = ~is_test & accept & (k % cfg.thin == 0)
+    else:
+        k = simu
+        keep = ~is_test & (k % cfg.thin == 0)
+    slot = jnp.clip(k // cfg.thin - 1, 0, cfg.capacity - 1)
+    keep &= (k // cfg.thin - 1 < cfg.capacity) & ok
+    rec_theta = s.rec_theta.at[slot].set(jnp.where(keep, theta, s.rec_theta[slot]))
+    rec_pred = s.rec_pred.at[slot].set(jnp.where(keep, pred, s.rec_pred[slot]))
+    return rec_theta, rec_pred, s.n_rec + keep
+
+
+def _phase_rules(stepped: ChainState, is_test, cfg: AMConfig) -> ChainState:
+    """End of step: test-run restart, test -> formal, the formal run's rate check (discard and
+    re-run, or give up: FAILED), formal run complete (DONE)."""
+    simu = stepped.simu
+    few = is_test & (simu == cfg.n_test - 1) & (stepped.n_acc < cfg.min_accept_test)
+    few &= ~stepped.check_off  # after max_test_tries the check is disabled
+    restarted = _restart_wider(stepped, cfg)
     to_formal = is_test & (simu == cfg.n_test)
-    cov_test = wm2 / jnp.maximum(wn - 1, 1)
-    formal = stepped._replace(
-        phase=jnp.asarray(FORMAL, s.phase.dtype),
-        simu=jnp.zeros_like(simu),
-        n_acc=jnp.zeros_like(n_acc),
-        cost=stepped.cost0 if cfg.faithful else stepped.cost,
-        cov_test=cov_test,
-        wn=jnp.zeros_like(wn),
-        wmean=zeros_n,
-        wm2=zeros_nn,
-        n_rec=jnp.zeros_like(n_rec),
-        coef=stepped.coef if cfg.faithful else jnp.zeros_like(coef),
-    )
-    # formal run: rate check after n_formal - 1 steps
-    check = ~is_test & (simu == cfg.n_formal - 1)
-    low = check & (coef < cfg.rate_low)
-    high = check & (coef > cfg.rate_high)
-    discard = low | high
-    sd_factor = stepped.sd_factor * jnp.where(low, cfg.sd_low, jnp.where(high, cfg.sd_high, 1.0))
-    n_discards = stepped.n_discards + discard
-    rerun = restart_test(
-        stepped._replace(sd_factor=sd_factor, n_discards=n_discards),
-        jnp.asarray(cfg.allow, s.allow.dtype),
-        jnp.zeros_like(s.test_try),
-        stepped.check_off,
-    )
-    give_up = discard & (n_discards > cfg.max_discards)
+    formal = _to_formal(stepped, cfg)
+    discard, give_up, sd_factor, n_discards, rerun = _rate_check(stepped, is_test, cfg)
     finished = ~is_test & (simu == cfg.n_formal)
 
-    def pick(cond, a: ChainState, b: ChainState) -> ChainState:
-        return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
-
     out = stepped
-    out = pick(few, restarted, out)
-    out = pick(to_formal, formal, out)
+    out = _pick(few, restarted, out)
+    out = _pick(to_formal, formal, out)
     # a chain that gives up keeps its last run (records, counters) for the report
-    out = pick(discard & ~give_up, rerun, out)
+    out = _pick(discard & ~give_up, rerun, out)
     out = out._replace(
         sd_factor=jnp.where(give_up, sd_factor, out.sd_factor),
         n_discards=jnp.where(give_up, n_discards, out.n_discards),
     )
-    out = out._replace(
+    return out._replace(
         phase=jnp.where(give_up, FAILED, jnp.where(finished, DONE, out.phase)).astype(
-            s.phase.dtype
+            stepped.phase.dtype
         ),
-        acc_formal=jnp.where(finished, n_acc, out.acc_formal),
+        acc_formal=jnp.where(finished, stepped.n_acc, out.acc_formal),
     )
-    out = pick(starting, started, out)
-    out = pick(active, out, s)
-    return out._replace(rec_theta=rec_theta, rec_pred=rec_pred)
+
+
+def _restart_test(st: ChainState, cfg: AMConfig, allow, test_try, check_off) -> ChainState:
+    """A new test run from p0 (J(p0) as recorded at START) with the box ``allow``."""
+    return st._replace(
+        phase=jnp.asarray(TEST, st.phase.dtype),
+        simu=jnp.zeros_like(st.simu),
+        theta=jnp.full_like(st.theta, cfg.start),
+        cost=st.cost0,
+        pred=st.pred0,
+        n_acc=jnp.zeros_like(st.n_acc),
+        allow=allow,
+        test_try=test_try,
+        check_off=check_off,
+        wn=jnp.zeros_like(st.wn),
+        wmean=jnp.zeros_like(st.wmean),
+        wm2=jnp.zeros_like(st.wm2),
+        n_rec=jnp.zeros_like(st.n_rec),
+    )
+
+
+def _restart_wider(stepped: ChainState, cfg: AMConfig) -> ChainState:
+    """Too few test-run acceptances: restart with a wider box; the check is disabled after
+    ``max_test_tries`` tries."""
+    try_next = stepped.test_try + 1
+    restarted = _restart_test(
+        stepped,
+        cfg,
+        stepped.allow * cfg.allow_growth,
+        try_next,
+        stepped.check_off | (try_next >= cfg.max_test_tries),
+    )
+    return restarted._replace(n_test_restarts=stepped.n_test_restarts + 1)
+
+
+def _to_formal(stepped: ChainState, cfg: AMConfig) -> ChainState:
+    """Test run complete: the formal run starts with the test record's covariance."""
+    cov_test = stepped.wm2 / jnp.maximum(stepped.wn - 1, 1)
+    return stepped._replace(
+        phase=jnp.asarray(FORMAL, stepped.phase.dtype),
+        simu=jnp.zeros_like(stepped.simu),
+        n_acc=jnp.zeros_like(stepped.n_acc),
+        cost=stepped.cost0 if cfg.faithful else stepped.cost,
+        cov_test=cov_test,
+        wn=jnp.zeros_like(stepped.wn),
+        wmean=jnp.zeros_like(stepped.wmean),
+        wm2=jnp.zeros_like(stepped.wm2),
+        n_rec=jnp.zeros_like(stepped.n_rec),
+        coef=stepped.coef if cfg.faithful else jnp.zeros_like(stepped.coef),
+    )
+
+
+def _rate_check(stepped: ChainState, is_test, cfg: AMConfig):
+    """The formal run's acceptance-rate check after ``n_formal - 1`` steps.
+
+    Returns:
+        (discard, give_up, sd_factor, n_discards, rerun): a rate outside [rate_low, rate_high]
+        discards the run (``sd_factor`` scaled) and re-runs test + formal from p0; more than
+        ``max_discards`` discards give up.
+    """
+    check = ~is_test & (stepped.simu == cfg.n_formal - 1)
+    low = check & (stepped.coef < cfg.rate_low)
+    high = check & (stepped.coef > cfg.rate_high)
+    discard = low | high
+    sd_factor = stepped.sd_factor * jnp.where(low, cfg.sd_low, jnp.where(high, cfg.sd_high, 1.0))
+    n_discards = stepped.n_discards + discard
+    rerun = _restart_test(
+        stepped._replace(sd_factor=sd_factor, n_discards=n_discards),
+        cfg,
+        jnp.asarray(cfg.allow, stepped.allow.dtype),
+        jnp.zeros_like(stepped.test_try),
+        stepped.check_off,
+    )
+    give_up = discard & (n_discards > cfg.max_discards)
+    return discard, give_up, sd_factor, n_discards, rerun
 
 
 @functools.partial(jax.jit, static_argnames=("evaluate", "cfg", "n_steps"))

@@ -8,15 +8,17 @@ import time
 
 import numpy as np
 
-from soc_jax._cli_args import HelpFormatter, float_in, int_in, nonneg_int, output_dir, positive_int
+from soc_jax._cli_args import add_command, add_run_options, float_in, int_in, positive_int
 
 _DEFAULT_CHAINS = {"proda-am": 3, "nuts": 4, "mala": 4, "chees": 8}
 
 
 def register(subparsers) -> None:
     """Add the ``calibrate`` sub-command to the ``soc-jax`` parser."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "calibrate",
+        run,
         help="calibrate CLM5 or COMPAS on every observed profile (PRODA's AM, NUTS, MALA, ChEES)",
         description=(
             "Site-level Bayesian calibration of every profile in --data (profiles.nc and "
@@ -28,7 +30,6 @@ def register(subparsers) -> None:
             "--sampler nuts|mala|chees samples the same posterior with BlackJAX's gradient-based "
             "kernels on the logit scale (--warmup adaptation steps, then --draws draws per chain)."
         ),
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--data", required=True, help="folder with profiles.nc and forcing.nc")
     p.add_argument("--model", choices=("clm5", "compas"), default="clm5", help="process model")
@@ -37,7 +38,9 @@ def register(subparsers) -> None:
         default=None,
         help="model mode (default: proda for clm5, documented for compas, as soc-jax synth)",
     )
-    p.add_argument("--out", type=output_dir, default="results/calibration", help="output folder")
+    add_run_options(
+        p, out="results/calibration", resume="continue a killed run in --out", figures=True
+    )
     p.add_argument(
         "--sampler",
         choices=("proda-am", "nuts", "mala", "chees"),
@@ -84,10 +87,6 @@ def register(subparsers) -> None:
         default=0.0,
         help="target acceptance rate; 0 = the sampler's default (0.8, 0.574, 0.651)",
     )
-    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed")
-    p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
-    p.add_argument("--no-figures", action="store_true", help="skip the figures")
-    p.set_defaults(func=run, _parser=p)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -158,6 +157,7 @@ def _median(x: np.ndarray, fmt: str = ".3f") -> str:
 def summary_text(result: dict, wall: float) -> str:
     """Short summary: profiles done/skipped/filtered (and why), R-hat, acceptance, counts."""
     from . import driver, postprocess
+    from .posterior_file import AM_CHAIN_COUNTS
 
     post = result["posterior"]
     status = post["status"].values
@@ -191,7 +191,7 @@ def summary_text(result: dict, wall: float) -> str:
         f"flagged profiles (status != 0): {int(np.sum(status != 0))}",
     ]
     if "n_acc_failed" in post:
-        counts = {k: int(post[k].values[done].sum()) for k in driver._AM_CHAIN_COUNTS}
+        counts = {k: int(post[k].values[done].sum()) for k in AM_CHAIN_COUNTS}
         lines.append(
             f"chain counts (all chains): {counts['n_failed_evals']} failed simulations, "
             f"{counts['n_acc_failed']} accepted failed solves, "

@@ -64,6 +64,7 @@ import numpy as np
 from jaxtyping import Array
 
 from ..models.registry import get_model, is_failure
+from . import postprocess
 from .likelihood import log_prior_unconstrained, make_evaluator, observe
 
 __all__ = [
@@ -256,6 +257,19 @@ def _rescue(logdensity: Array, n_par: int) -> tuple[Array, Array]:
     return src, stuck
 
 
+def _draw_record(state, info, depth) -> tuple:
+    """What a transition records: (position, log-density, leapfrog steps, divergent,
+    acceptance statistic, NUTS tree depth ``depth``)."""
+    return (
+        state.position,
+        state.logdensity,
+        info.num_integration_steps,
+        info.is_divergent,
+        info.acceptance_rate,
+        depth,
+    )
+
+
 def _window_chains(keys, z0, lp, cfg: GradientConfig, n_par: int):
     """Chains of one profile: per-chain window adaptation, rescue, ``n_draws`` transitions."""
     import blackjax
@@ -287,14 +301,7 @@ def _window_chains(keys, z0, lp, cfg: GradientConfig, n_par: int):
         def body(s, k):
             s, info = kernel.step(k, s)
             depth = info.num_trajectory_expansions if cfg.sampler == "nuts" else 0
-            return s, (
-                s.position,
-                s.logdensity,
-                info.num_integration_steps,
-                info.is_divergent,
-                info.acceptance_rate,
-                jnp.asarray(depth, jnp.int32),
-            )
+            return s, _draw_record(s, info, jnp.asarray(depth, jnp.int32))
 
         k_draw = jax.random.split(key)[1]
         return jax.lax.scan(body, st, jax.random.split(k_draw, cfg.n_draws))[1]
@@ -333,14 +340,7 @@ def _chees_profile(key, z0, lp, cfg: GradientConfig, n_par: int):
 
     def body(s, k):
         s, info = step(jax.random.split(k, n_chains), s)
-        return s, (
-            s.position,
-            s.logdensity,
-            info.num_integration_steps,
-            info.is_divergent,
-            info.acceptance_rate,
-            jnp.zeros(n_chains, jnp.int32),
-        )
+        return s, _draw_record(s, info, jnp.zeros(n_chains, jnp.int32))
 
     _, out = jax.lax.scan(body, states, jax.random.split(k_draw, cfg.n_draws))
     z, logd, n_steps, div, acc, depth = (jnp.swapaxes(a, 0, 1) for a in out)
@@ -472,63 +472,22 @@ def summarize(
     would be hidden), so a rescued profile never passes. Divergences mean the sampler could not
     follow the posterior's geometry and its draws may miss part of the mass.
     """
-    from . import postprocess
-
     o = jax.tree.map(np.asarray, out)
-    z = o.z
-    p = 1.0 / (1.0 + np.exp(-z))  # (P, C, D, n)
+    p = 1.0 / (1.0 + np.exp(-o.z))  # (P, C, D, n)
     n_p, n_c, n_d, n_par = p.shape
-    obs = np.asarray(obs, float)
-    mask = np.asarray(mask, bool)
     usable = np.asarray(o.usable, bool)
     valid = np.broadcast_to(usable[:, None], (n_p, n_c)).copy()
-    pooled = p.reshape(n_p, n_c * n_d, n_par)
-    para_mean = pooled.mean(axis=1)
-    para_std = pooled.std(axis=1, ddof=1)
-    para_es = np.clip(postprocess.gev_mode(pooled, axis=1), 0.0, 1.0)
-    good = ~np.asarray(failed, bool)  # (P, C, D)
-    cnt = np.maximum(good.sum(axis=2), 1)[..., None]
-    prof_mean = np.where(good[..., None], pred, 0.0).sum(axis=2) / cnt  # (P, C, w)
-    pool_cnt = np.maximum(good.sum(axis=(1, 2)), 1)[:, None]
-    soc_mean = np.where(good[..., None], pred, 0.0).sum(axis=(1, 2)) / pool_cnt
-    soc_var = np.where(good[..., None], (pred - soc_mean[:, None, None]) ** 2, 0.0)
-    soc_std = np.sqrt(soc_var.sum(axis=(1, 2)) / np.maximum(pool_cnt - 1, 1))
-
-    n_lay = np.maximum(mask.sum(axis=1), 1)[:, None]
-    resid = np.where(mask[:, None, :], obs[:, None, :] - prof_mean, 0.0)
-    ss_res = np.sum(resid**2, axis=2)
-    model_mean = np.sum(np.where(mask[:, None, :], prof_mean, 0.0), axis=2) / n_lay
-    ss_tot = np.sum(
-        np.where(mask[:, None, :], (obs[:, None, :] - model_mean[..., None]) ** 2, 0.0), 2
-    )
-    r2 = np.where(valid & (ss_tot > 0), 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
-    rmse = np.where(valid, np.sqrt(ss_res / n_lay), 0.0)
+    para_mean, para_std, para_es = _pooled_parameters(p)
+    prof_mean, soc_mean, soc_std = _predictive_moments(pred, failed)
+    r2, rmse = postprocess.chain_fit(obs, mask, prof_mean, valid, faithful=False)
     opt = np.argmin(np.where(valid, rmse, np.inf), axis=1)
-
-    gr = np.full((n_p, n_par), np.nan)
-    rhat = np.full((n_p, n_par), np.nan)
-    ess_b = np.full((n_p, n_par), np.nan)
-    ess_t = np.full((n_p, n_par), np.nan)
     multi = usable & (n_c >= 2)
-    for i in np.flatnonzero(multi):
-        gr[i] = postprocess.gelman_rubin_proda(p[i], np.ones((n_c, n_d), bool), n_d)
-        r, eb, et = postprocess._diagnostics(jnp.asarray(p[i]))
-        rhat[i], ess_b[i], ess_t[i] = np.asarray(r), np.asarray(eb), np.asarray(et)
-    gr_mean = np.where(multi, gr.mean(axis=1), np.nan)
-    rhat_max = rhat.max(axis=1)
-    r2_max = np.where(usable, np.max(np.where(valid, r2, -np.inf), axis=1), np.nan)
+    gr, rhat, ess_b, ess_t = _pooled_diagnostics(p, multi)
+    gr_mean, rhat_max, r2_max = postprocess.profile_maxima(gr, rhat, r2, valid, multi, usable)
     div_share = o.divergent.sum(axis=(1, 2)) / (n_c * n_d)
-    status = np.zeros(n_p, int)
-    status |= np.where(~o.start_ok.all(axis=1), 128, 0)
-    status |= np.where(~usable, 256 | 16 | 8, 0)
-    status |= np.where(usable & ~multi, 8, 0)
-    status |= np.where(usable & o.rescued.any(axis=1), 512, 0)
-    bad = postprocess.non_finite_diagnostics(gr, rhat, ess_b, ess_t, status)
-    status |= np.where(multi & bad, 1024, 0)
-    status |= np.where(usable & (div_share > MAX_DIVERGENT_SHARE), 2048, 0)
+    status = _status(o, usable, multi, div_share, (gr, rhat, ess_b, ess_t))
     keep = usable[:, None]
-    n_grad = o.warmup_steps.sum(axis=2) + o.n_steps.sum(axis=2) + 1  # +1: the initial gradient
-    res = {
+    return {
         "para_summary_mean": np.where(keep, para_mean, np.nan),
         "para_summary_std": np.where(keep, para_std, np.nan),
         "para_es": np.where(keep, para_es, np.nan),
@@ -552,6 +511,61 @@ def summarize(
         "rhat_max": rhat_max,
         "r2_max": r2_max,
         "divergent_share": np.where(usable, div_share, np.nan),
+        **_sampler_counts(o, n_p, n_c),
+    }
+
+
+def _pooled_parameters(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, std, GEV mode clipped to [0, 1]) (P, n) of the draws p (P, C, D, n), all chains."""
+    n_p, n_c, n_d, n_par = p.shape
+    pooled = p.reshape(n_p, n_c * n_d, n_par)
+    para_mean = pooled.mean(axis=1)
+    para_std = pooled.std(axis=1, ddof=1)
+    para_es = np.clip(postprocess.gev_mode(pooled, axis=1), 0.0, 1.0)
+    return para_mean, para_std, para_es
+
+
+def _predictive_moments(pred: np.ndarray, failed: np.ndarray):
+    """Modelled SOC (P, C, D, w) of the draws that simulated: (per-chain mean (P, C, w), pooled
+    mean (P, w), pooled std (P, w)), gC m-3."""
+    good = ~np.asarray(failed, bool)  # (P, C, D)
+    cnt = np.maximum(good.sum(axis=2), 1)[..., None]
+    prof_mean = np.where(good[..., None], pred, 0.0).sum(axis=2) / cnt  # (P, C, w)
+    pool_cnt = np.maximum(good.sum(axis=(1, 2)), 1)[:, None]
+    soc_mean = np.where(good[..., None], pred, 0.0).sum(axis=(1, 2)) / pool_cnt
+    soc_var = np.where(good[..., None], (pred - soc_mean[:, None, None]) ** 2, 0.0)
+    soc_std = np.sqrt(soc_var.sum(axis=(1, 2)) / np.maximum(pool_cnt - 1, 1))
+    return prof_mean, soc_mean, soc_std
+
+
+def _pooled_diagnostics(p: np.ndarray, multi: np.ndarray):
+    """(gr, rhat, ess_bulk, ess_tail) (P, n) over every draw of the chains; NaN where not
+    ``multi`` (fewer than 2 chains or not sampled)."""
+    n_p, n_c, n_d, n_par = p.shape
+    gr, rhat, ess_b, ess_t = (np.full((n_p, n_par), np.nan) for _ in range(4))
+    for i in np.flatnonzero(multi):
+        gr[i] = postprocess.gelman_rubin_proda(p[i], np.ones((n_c, n_d), bool), n_d)
+        rhat[i], ess_b[i], ess_t[i] = postprocess.rank_diagnostics(p[i])
+    return gr, rhat, ess_b, ess_t
+
+
+def _status(o: SamplerOutput, usable, multi, div_share, diagnostics) -> np.ndarray:
+    """(P,) status bits of the gradient samplers (see `summarize`)."""
+    status = np.zeros(usable.shape[0], int)
+    status |= np.where(~o.start_ok.all(axis=1), 128, 0)
+    status |= np.where(~usable, 256 | 16 | 8, 0)
+    status |= np.where(usable & ~multi, 8, 0)
+    status |= np.where(usable & o.rescued.any(axis=1), 512, 0)
+    bad = postprocess.non_finite_diagnostics(*diagnostics, status)
+    status |= np.where(multi & bad, 1024, 0)
+    status |= np.where(usable & (div_share > MAX_DIVERGENT_SHARE), 2048, 0)
+    return status
+
+
+def _sampler_counts(o: SamplerOutput, n_p: int, n_c: int) -> dict[str, np.ndarray]:
+    """Per-chain sampler diagnostics and gradient-evaluation counts (profile, chain)."""
+    n_grad = o.warmup_steps.sum(axis=2) + o.n_steps.sum(axis=2) + 1  # +1: the initial gradient
+    return {
         "divergences": o.divergent.sum(axis=2).astype(int),
         "mean_tree_depth": o.tree_depth.mean(axis=2),
         "max_tree_depth": o.tree_depth.max(axis=2).astype(int),
@@ -561,7 +575,6 @@ def summarize(
         "n_init_evals": np.broadcast_to(o.init_evals, (n_p, n_c)).astype(int),
         "rescued": o.rescued.astype(np.int8),
     }
-    return res
 
 
 @functools.partial(jax.jit, static_argnames=("model", "mode"))

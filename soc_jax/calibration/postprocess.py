@@ -202,35 +202,13 @@ def summarize(
     """
     s = jax.tree.map(np.asarray, states)
     theta, pred = s.rec_theta, s.rec_pred  # (P, C, K, n), (P, C, K, w)
-    n_p, n_c, n_k, n_par = theta.shape
-    obs = np.asarray(obs, float)
-    mask = np.asarray(mask, bool)
+    n_p = theta.shape[0]
     n_rec = s.n_rec
-    k = np.arange(n_k)
-    half = matlab_round_half(n_rec)[..., None]  # (P, C, 1)
-    filled = k < n_rec[..., None]
-    post = filled & (k >= half)  # parameters: round(n/2)+1 .. n (1-based)
-    post_prof = filled & (k >= np.maximum(half - 1, 0))  # profiles: round(n/2) .. n
+    post, post_prof = _post_burn_in(n_rec, theta.shape[2])
     valid = (s.phase == am.DONE) & (n_rec >= 4)
-
-    def mstats(x, m):  # masked mean/std (ddof=1, MATLAB std) along axis 2
-        cnt = np.maximum(m.sum(axis=2), 1)[..., None]
-        mean = np.where(m[..., None], x, 0.0).sum(axis=2) / cnt
-        var = np.where(m[..., None], (x - mean[:, :, None]) ** 2, 0.0).sum(axis=2)
-        return mean, np.sqrt(var / np.maximum(cnt - 1, 1))
-
-    par_mean, par_std = mstats(theta, post)  # (P, C, n)
-    prof_mean, prof_std = mstats(pred, post_prof)  # (P, C, w)
-
-    n_lay = np.maximum(mask.sum(axis=1), 1)[:, None]  # (P, 1)
-    resid = np.where(mask[:, None, :], obs[:, None, :] - prof_mean, 0.0)
-    ss_res = np.sum(resid**2, axis=2)
-    model_mean = np.sum(np.where(mask[:, None, :], prof_mean, 0.0), axis=2) / n_lay
-    ss_tot = np.sum(
-        np.where(mask[:, None, :], (obs[:, None, :] - model_mean[..., None]) ** 2, 0.0), 2
-    )
-    r2 = np.where(valid & (ss_tot > 0), 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
-    rmse = _rmse(resid, prof_mean, mask, cfg.faithful)
+    par_mean, par_std = _masked_stats(theta, post)  # (P, C, n)
+    prof_mean, prof_std = _masked_stats(pred, post_prof)  # (P, C, w)
+    r2, rmse = chain_fit(obs, mask, prof_mean, valid, cfg.faithful)
 
     any_valid = valid.any(axis=1)
     opt = np.argmin(np.where(valid, rmse, np.inf), axis=1)
@@ -238,27 +216,8 @@ def summarize(
     para_es = gev_mode(
         theta[pick], np.broadcast_to(post[pick][..., None], theta[pick].shape), axis=1
     )
-
-    gr = np.full((n_p, n_par), np.nan)
-    rhat = np.full((n_p, n_par), np.nan)
-    ess_b = np.full((n_p, n_par), np.nan)
-    ess_t = np.full((n_p, n_par), np.nan)
     multi = valid.sum(axis=1) >= 2
-    status = np.zeros(n_p, int)
-    for i in np.flatnonzero(multi):
-        chains = np.flatnonzero(valid[i])
-        # faithful: the driver's n = the last chain's total kept count (burn-in included)
-        n_last = int(n_rec[i, chains[-1]] if cfg.faithful else post[i, chains[-1]].sum())
-        gr[i] = gelman_rubin_proda(theta[i, chains], post[i, chains], n_last)
-        # rank R-hat / ESS need equal lengths: the last L post-burn-in samples of each chain
-        length = int(min(post[i, c].sum() for c in chains))
-        if length < 8:
-            status[i] |= 64
-            continue
-        draws = np.stack([theta[i, c, n_rec[i, c] - length : n_rec[i, c]] for c in chains])
-        r, eb, et = _diagnostics(jnp.asarray(draws))
-        rhat[i], ess_b[i], ess_t[i] = np.asarray(r), np.asarray(eb), np.asarray(et)
-
+    gr, rhat, ess_b, ess_t, status = _chain_diagnostics(theta, post, n_rec, valid, multi, cfg)
     status |= np.where(s.failed0.any(axis=1), 1, 0)
     status |= np.where((s.phase == am.FAILED).any(axis=1), 2, 0)
     status |= np.where((s.phase <= am.FORMAL).any(axis=1), 4, 0)
@@ -266,9 +225,7 @@ def summarize(
     status |= np.where(~any_valid, 16, 0)
     status |= np.where(multi & non_finite_diagnostics(gr, rhat, ess_b, ess_t, status), 1024, 0)
 
-    gr_mean = np.where(multi, gr.mean(axis=1), np.nan)
-    rhat_max = rhat.max(axis=1)  # NaN where any parameter's R-hat is missing
-    r2_max = np.where(any_valid, np.max(np.where(valid, r2, -np.inf), axis=1), np.nan)
+    gr_mean, rhat_max, r2_max = profile_maxima(gr, rhat, r2, valid, multi, any_valid)
     rule = filter_rule(cfg.faithful)
     filter_pass = site_filter(rule, r2_max, gr_mean, rhat_max, status, any_valid & multi)
     acceptance = s.acc_formal / cfg.n_formal
@@ -295,6 +252,89 @@ def summarize(
         "rhat_max": rhat_max,
         "r2_max": r2_max,
     }
+
+
+def _post_burn_in(n_rec: np.ndarray, n_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, C, K) masks of the kept samples after burn-in: parameters use ``round(n/2)+1 .. n``,
+    the modelled profiles ``round(n/2) .. n`` (1-based, MATLAB ``round``)."""
+    k = np.arange(n_k)
+    half = matlab_round_half(n_rec)[..., None]  # (P, C, 1)
+    filled = k < n_rec[..., None]
+    post = filled & (k >= half)  # parameters: round(n/2)+1 .. n (1-based)
+    post_prof = filled & (k >= np.maximum(half - 1, 0))  # profiles: round(n/2) .. n
+    return post, post_prof
+
+
+def _masked_stats(x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masked mean and std (ddof=1, MATLAB std) of x (P, C, K, k) along K where m (P, C, K)."""
+    cnt = np.maximum(m.sum(axis=2), 1)[..., None]
+    mean = np.where(m[..., None], x, 0.0).sum(axis=2) / cnt
+    var = np.where(m[..., None], (x - mean[:, :, None]) ** 2, 0.0).sum(axis=2)
+    return mean, np.sqrt(var / np.maximum(cnt - 1, 1))
+
+
+def chain_fit(
+    obs: np.ndarray, mask: np.ndarray, prof_mean: np.ndarray, valid: np.ndarray, faithful: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(r2, rmse) (P, C) of each chain's mean modelled profile against the observations.
+
+    ``r2`` is PRODA's "R2" ``1 - SSres/SStot`` with SStot around the *model* mean (0 for an
+    invalid chain or SStot = 0); ``rmse`` in gC m-3 (`_rmse`; ``faithful``: driver detail 6).
+
+    Args:
+        obs: (P, w) observed SOC, gC m-3. mask: (P, w) observed layers.
+        prof_mean: (P, C, w) each chain's mean modelled SOC, gC m-3. valid: (P, C).
+    """
+    obs = np.asarray(obs, float)
+    mask = np.asarray(mask, bool)
+    n_lay = np.maximum(mask.sum(axis=1), 1)[:, None]  # (P, 1)
+    resid = np.where(mask[:, None, :], obs[:, None, :] - prof_mean, 0.0)
+    ss_res = np.sum(resid**2, axis=2)
+    model_mean = np.sum(np.where(mask[:, None, :], prof_mean, 0.0), axis=2) / n_lay
+    ss_tot = np.sum(
+        np.where(mask[:, None, :], (obs[:, None, :] - model_mean[..., None]) ** 2, 0.0), 2
+    )
+    r2 = np.where(valid & (ss_tot > 0), 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
+    return r2, _rmse(resid, prof_mean, mask, faithful)
+
+
+def rank_diagnostics(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rank R-hat, bulk ESS, tail ESS) per parameter of (chains, draws, n_par) samples."""
+    r, eb, et = _diagnostics(jnp.asarray(draws))
+    return np.asarray(r), np.asarray(eb), np.asarray(et)
+
+
+def _chain_diagnostics(theta, post, n_rec, valid, multi, cfg: am.AMConfig):
+    """(gr, rhat, ess_bulk, ess_tail, status) of profiles with >= 2 valid chains (NaN else).
+
+    ``status`` has bit 64 where a valid chain has fewer than 8 post-burn-in samples (no R-hat
+    or ESS: they need equal lengths, the last L post-burn-in samples of each chain).
+    """
+    n_p, n_par = theta.shape[0], theta.shape[3]
+    gr, rhat, ess_b, ess_t = (np.full((n_p, n_par), np.nan) for _ in range(4))
+    status = np.zeros(n_p, int)
+    for i in np.flatnonzero(multi):
+        chains = np.flatnonzero(valid[i])
+        # faithful: the driver's n = the last chain's total kept count (burn-in included)
+        n_last = int(n_rec[i, chains[-1]] if cfg.faithful else post[i, chains[-1]].sum())
+        gr[i] = gelman_rubin_proda(theta[i, chains], post[i, chains], n_last)
+        length = int(min(post[i, c].sum() for c in chains))
+        if length < 8:
+            status[i] |= 64
+            continue
+        draws = np.stack([theta[i, c, n_rec[i, c] - length : n_rec[i, c]] for c in chains])
+        rhat[i], ess_b[i], ess_t[i] = rank_diagnostics(draws)
+    return gr, rhat, ess_b, ess_t, status
+
+
+def profile_maxima(gr, rhat, r2, valid, multi, sampled):
+    """(gr_mean, rhat_max, r2_max) per profile: the mean GR where >= 2 valid chains (``multi``),
+    the max rank R-hat (NaN where any is missing), the max R2 of the valid chains where
+    ``sampled`` (NaN elsewhere)."""
+    gr_mean = np.where(multi, gr.mean(axis=1), np.nan)
+    rhat_max = rhat.max(axis=1)  # NaN where any parameter's R-hat is missing
+    r2_max = np.where(sampled, np.max(np.where(valid, r2, -np.inf), axis=1), np.nan)
+    return gr_mean, rhat_max, r2_max
 
 
 def non_finite_diagnostics(gr, rhat, ess_b, ess_t, status) -> np.ndarray:
