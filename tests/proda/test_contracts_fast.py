@@ -102,7 +102,7 @@ def test_end_to_end_train_resume_then_predict_on_a_tiny_world(world, tmp_path):
     assert header["holdout_profile_id"] == first["holdout_profile_id"]  # resumed, not redrawn
     assert (net / "summary.txt").exists() and (net / "training.nc").exists()
     args = ["predict", "--network", str(net), "--data", str(world), "--out", str(maps)]
-    assert main([*args, "--no-figures"]) == 0
+    assert main([*args, "--block", "16", "--no-figures"]) == 0  # the block of the test above
     totals = json.loads((maps / "totals.json").read_text())
     assert header["holdout_kind"] == "spatial"
     assert totals["heldout_nse"]["n_profiles"] == len(header["holdout_profile_id"]) >= 1
