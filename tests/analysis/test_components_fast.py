@@ -17,7 +17,9 @@ def test_components_batch_equals_single_profiles_in_padded_blocks():
     batch = Forcing(**{k: np.stack([a[k] for a in arrays]) for k in arrays[0]})
     rng = np.random.default_rng(6)
     space = clm5.PARAMETERS
-    P = np.stack([np.asarray(space.to_physical(rng.uniform(0.1, 0.9, len(space)))) for _ in forcings])
+    P = np.stack(
+        [np.asarray(space.to_physical(rng.uniform(0.1, 0.9, len(space)))) for _ in forcings]
+    )
     # three profiles in blocks of two (the second padded by repeating the last profile)
     comps, soc, ok = components_batch("clm5", P, batch, "proda", block=2, chunk=1)
     assert ok.sum() >= 2

@@ -122,9 +122,7 @@ def test_mala_and_chees_recover_a_gaussian_and_ignore_their_neighbour(sampler):
     import blackjax
 
     chains, warmup, draws = SIZES[sampler]
-    cfg = gradient.GradientConfig(
-        sampler=sampler, n_warmup=warmup, n_draws=draws, max_tree_depth=4
-    )
+    cfg = gradient.GradientConfig(sampler=sampler, n_warmup=warmup, n_draws=draws, max_tree_depth=4)
     keys = jnp.stack([jax.random.PRNGKey(1), jax.random.PRNGKey(2)])
     mus = jnp.asarray(np.stack([MU, MU + 3.0]))
     out = jax.tree.map(np.asarray, gradient.run_batch(keys, {"mu": mus}, gauss, D, chains, cfg))

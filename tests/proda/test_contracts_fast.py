@@ -7,7 +7,7 @@
 * ``soc-jax train --end-to-end``, ``--resume``, then ``predict`` (slow: test_proda_e2e_cli.py,
   60 sites).
 
-The two CLI tests share one tiny world (30-degree grid) and run in process.
+The two CLI runs share one tiny world (30-degree grid), run in process, in one test.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from jax.flatten_util import ravel_pytree
 
 from soc_jax.cli import main
@@ -60,15 +59,22 @@ def test_variational_gradient_matches_finite_differences():
     assert abs(float(fd) - float(ad)) <= 1e-6 * max(1.0, abs(float(ad))), (fd, ad)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    w = tmp_path_factory.mktemp("world") / "w"
+def _world(tmp_path):
+    w = tmp_path / "w"
     args = ["synth", "--n-sites", "40", "--grid-resolution", "30", "--seed", "3"]
     assert main([*args, "--out", str(w), "--no-figure"]) == 0
     return w
 
 
-def test_train_then_predict_on_a_tiny_world(world, tmp_path, capsys):
+def test_cli_train_predict_and_end_to_end_resume_predict_on_one_tiny_world(tmp_path, capsys):
+    # one test, so that pytest-xdist runs both on one worker: one world, one compiled predict
+    world = _world(tmp_path)
+    _train_then_predict(world, tmp_path, capsys)
+    _end_to_end_train_resume_then_predict(world, tmp_path)
+
+
+def _train_then_predict(world, tmp_path, capsys):
+    """``soc-jax train`` -> ``soc-jax predict`` (slow at scale: test_proda_cli.py)."""
     net, maps = tmp_path / "net", tmp_path / "maps"
     args = ["train", "--targets", str(world / "truth.nc"), "--data", str(world)]
     args += ["--out", str(net), "--ensemble", "1", "--bootstrap", "2", "--epochs", "4"]
@@ -89,7 +95,8 @@ def test_train_then_predict_on_a_tiny_world(world, tmp_path, capsys):
         assert (maps / f).exists(), f
 
 
-def test_end_to_end_train_resume_then_predict_on_a_tiny_world(world, tmp_path):
+def _end_to_end_train_resume_then_predict(world, tmp_path):
+    """``train --end-to-end``, ``--resume``, ``predict`` (slow at scale: test_proda_e2e_cli.py)."""
     net, maps = tmp_path / "n", tmp_path / "m"
     base = ["train", "--end-to-end", "--data", str(world), "--out", str(net)]
     base += ["--ensemble", "2", "--bootstrap", "1", "--hidden", "4", "--holdout", "0.2"]
@@ -102,7 +109,7 @@ def test_end_to_end_train_resume_then_predict_on_a_tiny_world(world, tmp_path):
     assert header["holdout_profile_id"] == first["holdout_profile_id"]  # resumed, not redrawn
     assert (net / "summary.txt").exists() and (net / "training.nc").exists()
     args = ["predict", "--network", str(net), "--data", str(world), "--out", str(maps)]
-    assert main([*args, "--block", "16", "--no-figures"]) == 0  # the block of the test above
+    assert main([*args, "--block", "16", "--no-figures"]) == 0  # the compiled block of above
     totals = json.loads((maps / "totals.json").read_text())
     assert header["holdout_kind"] == "spatial"
     assert totals["heldout_nse"]["n_profiles"] == len(header["holdout_profile_id"]) >= 1
