@@ -310,7 +310,9 @@ def test_structured_equals_dense():
         np.testing.assert_allclose(f[4:, layers], d[4:, layers], rtol=1e-10)
 
 
-@pytest.mark.parametrize("mode", ["proda", "documented"])
+# documented = the PRODA program with one rate constant from another parameter (see
+# test_modes_differ_only_in_the_enzyme_turnover): its second compile runs with the slow suite
+@pytest.mark.parametrize("mode", ["proda", pytest.param("documented", marks=pytest.mark.slow)])
 def test_gradient_equals_central_finite_differences(mode):
     forcing = branch_forcings(5, 21)[3]  # shallow bedrock
     params = _valid_draw(forcing, mode, seed=21)

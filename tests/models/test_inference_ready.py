@@ -17,7 +17,15 @@ from soc_jax.models import clm5, common, compas
 from tests.helpers import REGIMES, regime_forcings
 
 MODELS = {"clm5": clm5, "compas": compas}
-CASES = [("clm5", "proda"), ("clm5", "default"), ("compas", "proda"), ("compas", "documented")]
+# COMPAS's documented mode is its PRODA program with one rate constant taken from another
+# parameter (test_compas.py::test_modes_differ_only_in_the_enzyme_turnover, default suite): a
+# second compile that checks nothing new here, so it runs with the slow suite
+CASES = [
+    ("clm5", "proda"),
+    ("clm5", "default"),
+    ("compas", "proda"),
+    pytest.param("compas", "documented", marks=pytest.mark.slow),
+]
 N_PER_REGIME = 30  # x 6 regimes = 180 prior draws per model and mode, 720 in all
 OBS_DEPTH = jnp.array([0.05, 0.15, 0.3, 0.6, 1.0, 1.5])  # m
 
