@@ -51,7 +51,7 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_enable_x64", True)
     from soc_jax.data import covariate_bounds, make_world, minmax_scale
-    from soc_jax.data.covariates import _matrix
+    from soc_jax.data.covariates import covariate_matrix
     from soc_jax.grid import N_LAYERS, ZSOI
     from soc_jax.models import clm5
     from soc_jax.proda import end_to_end as e2e
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     world = make_world(args.n, seed=0, model="clm5", grid_resolution=15.0)
     t_world = time.perf_counter() - t0
     vmin, vmax = covariate_bounds(world.grid)
-    X = minmax_scale(_matrix(world.covariates), vmin, vmax)
+    X = minmax_scale(covariate_matrix(world.covariates), vmin, vmax)
     n = world.n_sites
     n_pad = -(-n // args.chunk) * args.chunk
     obs = world.observations(12)

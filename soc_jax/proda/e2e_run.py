@@ -27,7 +27,7 @@ from ..data import (
     pad_observations,
     read_profiles,
 )
-from ..data.covariates import _matrix
+from ..data.covariates import covariate_matrix
 from . import end_to_end as e2e
 from .outputs import add_heldout, epochs_text, member_dataset, write_recovery, write_summary
 from .steps import (
@@ -169,7 +169,7 @@ def _read_profiles(parser, args, paths) -> _Profiles:
     if list(f_ids) != list(ids) or list(c_ids) != list(ids):
         parser.error("--data: profiles, forcing and covariates must list the same profile_id")
     vmin, vmax = covariate_bounds(grid)
-    X_all = minmax_scale(_matrix(cov), vmin, vmax)
+    X_all = minmax_scale(covariate_matrix(cov), vmin, vmax)
     mask = prof["mask"].values.astype(bool)
     soc = np.where(mask, prof["soc"].values, 1.0)
     good = np.all(np.isfinite(X_all), 1) & (mask.sum(1) >= 1) & np.all(soc > 0, 1)

@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from ..data import dataset_to_forcing, minmax_scale, pad_observations, read_profiles
-from ..data.covariates import _matrix
+from ..data.covariates import covariate_matrix
 from .outputs import bootstrap_cells_line, write_summary
 from .predict import figures, global_prediction, heldout_nse, write_maps
 from .steps import read_dataset, select_members, usable_members
@@ -92,7 +92,7 @@ def _grid_cells(parser, grid_path: str, h: dict, notes: list[str]):
     grid = read_dataset(grid_path)
     if "i_lat" not in grid or "grid_lat" not in grid.coords:
         parser.error(f"--data: {grid_path} lacks the (i_lat, i_lon, grid_lat, grid_lon) layout")
-    X = minmax_scale(_matrix(grid), np.asarray(h["vmin"]), np.asarray(h["vmax"]))
+    X = minmax_scale(covariate_matrix(grid), np.asarray(h["vmin"]), np.asarray(h["vmax"]))
     good = np.all(np.isfinite(X), axis=1)
     if not good.all():
         _note(
@@ -161,7 +161,7 @@ def _heldout_lines(args, h, models, kinds, model, mode, totals) -> list[str]:
     res = heldout_nse(
         model,
         select_members(models, seeds),
-        minmax_scale(_matrix(cov)[rows], np.asarray(h["vmin"]), np.asarray(h["vmax"])),
+        minmax_scale(covariate_matrix(cov)[rows], np.asarray(h["vmin"]), np.asarray(h["vmax"])),
         dataset_to_forcing(frc.isel(profile=rows)),
         pad_observations(prof.isel(profile=rows)),
         mode=mode,

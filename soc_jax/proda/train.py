@@ -451,7 +451,7 @@ def training_data(
         `TrainingData`; rows are matched by ``profile_id``.
     """
     from ..data import covariate_bounds, minmax_scale
-    from ..data.covariates import _matrix
+    from ..data.covariates import covariate_matrix
     from .targets import select_targets, target_variable
 
     target_var = target_variable(targets, target_var)
@@ -464,7 +464,7 @@ def training_data(
     c_ids = np.asarray(covariates["profile_id"].values).astype(str)
     pos = {pid: i for i, pid in enumerate(c_ids)}
     vmin, vmax = covariate_bounds(grid)
-    X_all = minmax_scale(_matrix(covariates), vmin, vmax)
+    X_all = minmax_scale(covariate_matrix(covariates), vmin, vmax)
     X = np.full((len(t_ids), X_all.shape[1]), np.nan)
     has = np.array([pid in pos for pid in t_ids], dtype=bool)
     X[has] = X_all[[pos[pid] for pid in t_ids[has]]]

@@ -52,7 +52,7 @@ def small_world():
 
 def test_prediction_stocks_totals_and_failures(small_world, tmp_path):
     from soc_jax.data import covariate_bounds, minmax_scale
-    from soc_jax.data.covariates import _matrix
+    from soc_jax.data.covariates import covariate_matrix
     from soc_jax.forcing import Forcing
     from soc_jax.grid import stocks
     from soc_jax.models import clm5
@@ -61,7 +61,7 @@ def test_prediction_stocks_totals_and_failures(small_world, tmp_path):
     grid = small_world.grid
     n = grid.sizes["cell"]
     lo, hi = covariate_bounds(grid)
-    X = minmax_scale(_matrix(grid), lo, hi)
+    X = minmax_scale(covariate_matrix(grid), lo, hi)
     import equinox as eqx
 
     models = make_ensemble(jax.random.split(jax.random.key(0), 3), 60, 21, hidden=(8,))

@@ -139,11 +139,11 @@ def test_failing_profile_has_zero_value_and_gradient():
 
 def test_training_on_synthetic_world_lowers_heldout_error():
     from soc_jax.data import covariate_bounds, make_world, minmax_scale
-    from soc_jax.data.covariates import _matrix
+    from soc_jax.data.covariates import covariate_matrix
 
     world = make_world(60, seed=4, model="clm5", noise=0.05)
     vmin, vmax = covariate_bounds(world.grid)
-    X = minmax_scale(_matrix(world.covariates), vmin, vmax)
+    X = minmax_scale(covariate_matrix(world.covariates), vmin, vmax)
     data = e2e.make_data("clm5", X, world.forcing_batch(), world.observations(12))
     # three disjoint sets: a spatial held-out test set (the 12 southernmost sites), and the
     # training sites split into training and validation (early stopping, restore-best)
