@@ -44,13 +44,12 @@ import numpy as np
 
 
 def r2_table(pred, truth, names, varying):
-    rows = {}
-    for j, name in enumerate(names):
-        if not varying[j]:
-            continue
-        sst = np.sum((truth[:, j] - truth[:, j].mean()) ** 2)
-        rows[name] = float(1 - np.sum((pred[:, j] - truth[:, j]) ** 2) / sst)
-    return rows
+    """R2 of predicted vs true normalized parameters, per parameter with a varying truth
+    (`soc_jax.proda.train.recovery_table`)."""
+    from soc_jax.proda.train import recovery_table
+
+    rows = recovery_table(pred, truth, names)
+    return {r["parameter"]: r["r2"] for r, v in zip(rows, varying, strict=True) if v}
 
 
 def _parse(argv) -> argparse.Namespace:
