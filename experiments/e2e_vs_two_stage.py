@@ -70,13 +70,12 @@ def three_way_split(lat, lon, holdout: float, val: float, seed: int):
 
 
 def r2_per_parameter(pred, truth, names, varying) -> dict[str, float]:
-    """R2 of predicted vs true normalized parameters, per parameter with a varying truth."""
-    out = {}
-    for j, name in enumerate(names):
-        if varying[j]:
-            sst = np.sum((truth[:, j] - truth[:, j].mean()) ** 2)
-            out[name] = float(1 - np.sum((pred[:, j] - truth[:, j]) ** 2) / sst)
-    return out
+    """R2 of predicted vs true normalized parameters, per parameter with a varying truth
+    (`soc_jax.proda.train.recovery_table`)."""
+    from soc_jax.proda.train import recovery_table
+
+    rows = recovery_table(pred, truth, names)
+    return {r["parameter"]: r["r2"] for r, v in zip(rows, varying, strict=True) if v}
 
 
 # -- stage 1: ChEES calibration with the log-normal likelihood ---------------------------------
@@ -312,7 +311,7 @@ def grid_total(model, mode, models, world, Xg, fg) -> tuple[float, float, int]:
     return float(pred.totals["proda_best_guess"]["top_100cm"]), true, n_failed
 
 
-def main(argv=None) -> int:
+def _parse(argv) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", choices=("clm5", "compas"), default="clm5")
     ap.add_argument("--n-sites", type=int, default=150)
@@ -333,15 +332,15 @@ def main(argv=None) -> int:
     ap.add_argument("--hidden", default="128,128")
     ap.add_argument("--calibrate-only", action="store_true")
     ap.add_argument("--out", default="results/e2e_vs_two_stage")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def main(argv=None) -> int:
+    args = _parse(argv)
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import blackjax
-
-    from soc_jax.data import covariate_bounds, dataset_to_forcing, make_world, minmax_scale
-    from soc_jax.data.covariates import _matrix
+    from soc_jax.data import make_world
     from soc_jax.data.synthetic import truth_table
     from soc_jax.proda import end_to_end as e2e
 
@@ -351,19 +350,41 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     world = make_world(args.n_sites, seed=args.world_seed, model=args.model, noise=args.noise)
     times["world_s"] = time.perf_counter() - t0
-    mode = e2e.default_mode(args.model)
-    names = list(world.truth["parameter"].values.astype(str))
+    study = {"args": args, "world": world, "mode": e2e.default_mode(args.model), "times": times}
+    study["names"] = list(world.truth["parameter"].values.astype(str))
     table = truth_table(args.model)
-    varying = np.array([table[n][1] > 0 for n in names])
-    truth = world.true_params()
+    study["varying"] = np.array([table[n][1] > 0 for n in study["names"]])
+    study["truth"] = world.true_params()
 
     print(f"calibrating {world.n_sites} sites (ChEES {args.chains} x {args.warmup}+{args.draws})")
-    cal = calibrate_sites(world, args, out)
+    study["cal"] = cal = calibrate_sites(world, args, out)
     times["calibrate_s"] = cal["seconds"]
+    diag, study["converged"] = _calibration_diagnostics(study)
+    print("calibration:", json.dumps({k: v for k, v in diag.items() if "r2_post" not in k}))
+    results = _results_header(args, diag)
+    if args.calibrate_only:
+        _write(out, results, times)
+        return 0
+
+    study |= _network_inputs(world, args.model)
+    for s in range(args.seeds):
+        results["seeds"].append(_run_seed(study, s))
+        _write(out, results, times)
+    results["summary"] = _summary(results["seeds"])
+    _write(out, results, times)
+    print(_table(results))
+    return 0
+
+
+def _calibration_diagnostics(study: dict) -> tuple[dict, np.ndarray]:
+    """``(diagnostics, converged)``: R-hat / ESS shares and counts, and the converged sites
+    (max rank R-hat < ``--rhat-max``, no rescue, usable)."""
+    args, cal, world = study["args"], study["cal"], study["world"]
     rmax = cal["rhat"].max(1)
     rmean = cal["rhat"].mean(1)
     finite = np.all(np.isfinite(cal["rhat"]), axis=1)
     converged = finite & (rmax < args.rhat_max) & ~cal["rescued"] & cal["usable"]
+    r2 = r2_per_parameter(cal["mean"], study["truth"], study["names"], study["varying"])
     diag = {
         "n_sites": int(world.n_sites),
         "share_rhat_mean_lt_1.05": float(np.mean(finite & (rmean < 1.05))),
@@ -379,13 +400,20 @@ def main(argv=None) -> int:
         "converged_rule": f"max rank R-hat over all parameters < {args.rhat_max}, no rescue",
         "median_grad_evals_per_site": float(np.median(cal["n_grad_evals"])),
         "median_divergent_share": float(np.median(cal["divergent_share"])),
-        "r2_posterior_mean_all_sites": r2_per_parameter(cal["mean"], truth, names, varying),
+        "r2_posterior_mean_all_sites": r2,
     }
     diag["r2_posterior_mean_mean"] = float(
         np.mean(list(diag["r2_posterior_mean_all_sites"].values()))
     )
-    print("calibration:", json.dumps({k: v for k, v in diag.items() if "r2_post" not in k}))
-    results = {
+    return diag, converged
+
+
+def _results_header(args, diag: dict) -> dict:
+    """``results.json`` before the seeds: settings, versions, machine, calibration."""
+    import blackjax
+    import jax
+
+    return {
         "model": args.model,
         "settings": vars(args),
         "versions": {
@@ -397,86 +425,106 @@ def main(argv=None) -> int:
         "calibration": diag,
         "seeds": [],
     }
-    if args.calibrate_only:
-        _write(out, results, times)
-        return 0
+
+
+def _network_inputs(world, model: str) -> dict:
+    """Scaled covariates ``X`` of the sites, the end-to-end ``data``, the grid's ``Xg`` and
+    forcing ``fg`` (cells with NaN covariates dropped) and ``take`` (rows of obs, forcing)."""
+    from soc_jax.data import covariate_bounds, dataset_to_forcing, minmax_scale
+    from soc_jax.data.covariates import _matrix
+    from soc_jax.proda import end_to_end as e2e
 
     vmin, vmax = covariate_bounds(world.grid)
     X = minmax_scale(_matrix(world.covariates), vmin, vmax)
     forcing = world.forcing_batch()
     obs = world.observations(int(world.profiles.sizes["layer"]))
-    data = e2e.make_data(args.model, X, forcing, obs)
+    data = e2e.make_data(model, X, forcing, obs)
     keep = np.all(np.isfinite(minmax_scale(_matrix(world.grid), vmin, vmax)), axis=1)
     grid_cells = world.grid.isel(cell=np.flatnonzero(keep))
     Xg = minmax_scale(_matrix(grid_cells), vmin, vmax)
     fg = dataset_to_forcing(grid_cells, dim="cell")
     if (~keep).any():
         print(f"grid: dropped {int((~keep).sum())} cells with NaN covariates")
-    lrs = [float(v) for v in args.lrs.split(",")]
-    take = _take_rows(obs, forcing)
+    return {"X": X, "data": data, "Xg": Xg, "fg": fg, "take": _take_rows(obs, forcing)}
 
-    for s in range(args.seeds):
-        tr, va, te, n_regions = three_way_split(world.lat, world.lon, args.holdout, args.val, s)
-        rec = {
-            "seed": s,
-            "n_train": len(tr),
-            "n_val": len(va),
-            "n_test": len(te),
-            "test_regions": n_regions,
-        }
-        tr_c, va_c = tr[converged[tr]], va[converged[va]]
-        rec["two_stage_n_train_converged"] = len(tr_c)
-        rec["two_stage_n_val_converged"] = len(va_c)
-        rec["two_stage_n_train_dropped_unconverged"] = int(len(tr) - len(tr_c))
-        print(
-            f"seed {s}: train {len(tr)} (converged {len(tr_c)}), val {len(va)} "
-            f"(converged {len(va_c)}), test {len(te)} in {n_regions} blocks"
-        )
-        f_te, o_te = take(te)
-        arms = {}
-        t0 = time.perf_counter()
-        arms["two_stage"] = _pick(
-            [train_regression(X, cal["mean"], tr_c, va_c, lr, args, s) for lr in lrs], lrs
-        )
-        arms["two_stage_all_sites"] = _pick(
-            [train_regression(X, cal["mean"], tr, va, lr, args, s) for lr in lrs], lrs
-        )
-        arms["truth_upper_bound"] = _pick(
-            [train_regression(X, truth, tr, va, lr, args, s) for lr in lrs], lrs
-        )
-        times[f"two_stage_networks_s{s}"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        fits = [train_end_to_end(data, tr, va, lr, args, s) for lr in lrs]
-        arms["end_to_end"] = _pick([f[:3] for f in fits], lrs)
-        times[f"end_to_end_s{s}"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for name, arm in arms.items():
-            p = predict_p(arm["models"], X)
-            m = soc_metrics(args.model, mode, p[te], f_te, o_te)
-            r2 = r2_per_parameter(p[te], truth[te], names, varying)
-            pg, pg_true, n_fail = grid_total(args.model, mode, arm["models"], world, Xg, fg)
-            rec[name] = {
-                "lr": arm["lr"],
-                "val_loss_per_lr": arm["val_losses"],
-                "best_epoch": arm["epochs"],
-                "heldout_nse": m["nse"],
-                "heldout_nse_log": m["nse_log"],
-                "n_failed_heldout": m["n_failed"],
-                "r2_mean": float(np.mean(list(r2.values()))),
-                "r2_median": float(np.median(list(r2.values()))),
-                "r2": r2,
-                "pg_c_100cm": pg,
-                "pg_c_100cm_truth": pg_true,
-                "grid_failed_cells": n_fail,
-            }
-            print(s, name, json.dumps({k: v for k, v in rec[name].items() if k != "r2"}))
-        times[f"evaluate_s{s}"] = time.perf_counter() - t0
-        results["seeds"].append(rec)
-        _write(out, results, times)
-    results["summary"] = _summary(results["seeds"])
-    _write(out, results, times)
-    print(_table(results))
-    return 0
+
+def _run_seed(study: dict, s: int) -> dict:
+    """One seed: its three-way split, every arm trained (learning rate picked on validation)
+    and evaluated on the test sites."""
+    args, world = study["args"], study["world"]
+    converged = study["converged"]
+    tr, va, te, n_regions = three_way_split(world.lat, world.lon, args.holdout, args.val, s)
+    rec = {
+        "seed": s,
+        "n_train": len(tr),
+        "n_val": len(va),
+        "n_test": len(te),
+        "test_regions": n_regions,
+    }
+    tr_c, va_c = tr[converged[tr]], va[converged[va]]
+    rec["two_stage_n_train_converged"] = len(tr_c)
+    rec["two_stage_n_val_converged"] = len(va_c)
+    rec["two_stage_n_train_dropped_unconverged"] = int(len(tr) - len(tr_c))
+    print(
+        f"seed {s}: train {len(tr)} (converged {len(tr_c)}), val {len(va)} "
+        f"(converged {len(va_c)}), test {len(te)} in {n_regions} blocks"
+    )
+    f_te, o_te = study["take"](te)
+    arms = _train_arms(study, s, tr, va, tr_c, va_c)
+    t0 = time.perf_counter()
+    for name, arm in arms.items():
+        rec[name] = _evaluate_arm(study, arm, te, f_te, o_te)
+        print(s, name, json.dumps({k: v for k, v in rec[name].items() if k != "r2"}))
+    study["times"][f"evaluate_s{s}"] = time.perf_counter() - t0
+    return rec
+
+
+def _train_arms(study: dict, s: int, tr, va, tr_c, va_c) -> dict:
+    """The two-stage regressions (converged sites, all sites, the truth) and end-to-end."""
+    args, X, cal, times = study["args"], study["X"], study["cal"], study["times"]
+    lrs = [float(v) for v in args.lrs.split(",")]
+    arms = {}
+    t0 = time.perf_counter()
+    arms["two_stage"] = _pick(
+        [train_regression(X, cal["mean"], tr_c, va_c, lr, args, s) for lr in lrs], lrs
+    )
+    arms["two_stage_all_sites"] = _pick(
+        [train_regression(X, cal["mean"], tr, va, lr, args, s) for lr in lrs], lrs
+    )
+    arms["truth_upper_bound"] = _pick(
+        [train_regression(X, study["truth"], tr, va, lr, args, s) for lr in lrs], lrs
+    )
+    times[f"two_stage_networks_s{s}"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fits = [train_end_to_end(study["data"], tr, va, lr, args, s) for lr in lrs]
+    arms["end_to_end"] = _pick([f[:3] for f in fits], lrs)
+    times[f"end_to_end_s{s}"] = time.perf_counter() - t0
+    return arms
+
+
+def _evaluate_arm(study: dict, arm: dict, te, f_te, o_te) -> dict:
+    """An arm's test-site NSE, parameter R2 and 0-100 cm Pg C on the grid."""
+    model, mode, truth = study["args"].model, study["mode"], study["truth"]
+    p = predict_p(arm["models"], study["X"])
+    m = soc_metrics(model, mode, p[te], f_te, o_te)
+    r2 = r2_per_parameter(p[te], truth[te], study["names"], study["varying"])
+    pg, pg_true, n_fail = grid_total(
+        model, mode, arm["models"], study["world"], study["Xg"], study["fg"]
+    )
+    return {
+        "lr": arm["lr"],
+        "val_loss_per_lr": arm["val_losses"],
+        "best_epoch": arm["epochs"],
+        "heldout_nse": m["nse"],
+        "heldout_nse_log": m["nse_log"],
+        "n_failed_heldout": m["n_failed"],
+        "r2_mean": float(np.mean(list(r2.values()))),
+        "r2_median": float(np.median(list(r2.values()))),
+        "r2": r2,
+        "pg_c_100cm": pg,
+        "pg_c_100cm_truth": pg_true,
+        "grid_failed_cells": n_fail,
+    }
 
 
 def _take_rows(obs, forcing):

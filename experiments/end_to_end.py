@@ -44,16 +44,15 @@ import numpy as np
 
 
 def r2_table(pred, truth, names, varying):
-    rows = {}
-    for j, name in enumerate(names):
-        if not varying[j]:
-            continue
-        sst = np.sum((truth[:, j] - truth[:, j].mean()) ** 2)
-        rows[name] = float(1 - np.sum((pred[:, j] - truth[:, j]) ** 2) / sst)
-    return rows
+    """R2 of predicted vs true normalized parameters, per parameter with a varying truth
+    (`soc_jax.proda.train.recovery_table`)."""
+    from soc_jax.proda.train import recovery_table
+
+    rows = recovery_table(pred, truth, names)
+    return {r["parameter"]: r["r2"] for r, v in zip(rows, varying, strict=True) if v}
 
 
-def main(argv=None) -> int:
+def _parse(argv) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", choices=("clm5", "compas"), default="clm5")
     ap.add_argument("--n-sites", type=int, default=240)
@@ -74,23 +73,86 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--with-prior", action="store_true", help="also end-to-end with a pull toward AM posteriors"
     )
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def main(argv=None) -> int:
+    args = _parse(argv)
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import equinox as eqx
-    import jax.numpy as jnp
 
-    from soc_jax.calibration.driver import Settings, calibrate
+    s = _setup(args)
+    _two_stage(s)  # (a)
+    cfg = _e2e_config(args)
+    s.tr_e, s.va_e, kinds_e = _member_splits(s, len(s.train))
+    assert kinds_e == s.kinds
+    ens_b, pb = _e2e_arm(s, "end_to_end", cfg, s.data)  # (b)
+    _ensemble_coverage(s, ens_b, pb)
+    _e2e_from_two_stage(s, cfg)  # (c)
+    if args.with_prior:  # (b')
+        _e2e_with_prior(s, cfg)
+    v_mean, v_sd = _variational(s)  # (d)
+    s.results["times_s"] = s.times
+    with open(os.path.join(s.out, "results.json"), "w") as f:
+        json.dump(s.results, f, indent=1)
+    _figures(
+        s,
+        v_mean,
+        v_sd,
+        s.p_two[s.seeds_mask].mean(0),
+        pb[s.seeds_mask].mean(0),
+    )
+    return 0
+
+
+@dataclasses.dataclass
+class _Study:
+    """The world, its spatial split and what the arms share (filled in arm by arm)."""
+
+    args: argparse.Namespace
+    out: str
+    hidden: tuple[int, ...]
+    world: object
+    names: list
+    varying: np.ndarray
+    truth: np.ndarray
+    train: np.ndarray
+    hold: np.ndarray
+    X: np.ndarray
+    forcing: object
+    obs: object
+    data: object
+    hold_forcing: object
+    hold_obs: object
+    mode: str
+    results: dict
+    times: dict
+    # filled by the arms: (a)'s calibration and networks, (b)'s member splits
+    cal: dict | None = None
+    pm: np.ndarray | None = None  # AM posterior means (normalized), training sites
+    ps: np.ndarray | None = None  # and sds
+    valid: np.ndarray | None = None  # training sites with a posterior
+    rows: np.ndarray | None = None  # their rows in the world
+    tr: np.ndarray | None = None  # two-stage member splits over ``rows``
+    va: np.ndarray | None = None
+    kinds: list | None = None
+    tcfg: object = None
+    seeds_mask: np.ndarray | None = None
+    p_two: np.ndarray | None = None  # two-stage parameters, every member and site
+    tr_e: np.ndarray | None = None  # end-to-end member splits over ``train``
+    va_e: np.ndarray | None = None
+
+
+def _setup(args) -> _Study:
+    """The world, the spatial hold-out, the scaled covariates and the end-to-end data."""
+    import jax
+
     from soc_jax.data import covariate_bounds, make_world, minmax_scale
     from soc_jax.data.covariates import _matrix
     from soc_jax.data.synthetic import truth_table
-    from soc_jax.models import get_model
     from soc_jax.proda import end_to_end as e2e
     from soc_jax.proda.holdout import spatial_holdout
-    from soc_jax.proda.predict import heldout_nse
-    from soc_jax.proda.train import TrainConfig, member_splits, new_ensemble, train_ensemble
 
     out = os.path.join(args.out, args.model)
     os.makedirs(out, exist_ok=True)
@@ -112,7 +174,6 @@ def main(argv=None) -> int:
     data = e2e.make_data(args.model, X, forcing, obs)
     hold_forcing = jax.tree.map(lambda a: a[hold], forcing)
     hold_obs = jax.tree.map(lambda a: np.asarray(a)[hold], obs)
-    mode = e2e.default_mode(args.model)
     results: dict = {
         "model": args.model,
         "n_sites": world.n_sites,
@@ -123,58 +184,88 @@ def main(argv=None) -> int:
         "settings": vars(args),
     }
     print(f"{args.model}: {world.n_sites} sites, {len(train)} train, {len(hold)} held out")
+    return _Study(
+        args, out, hidden, world, names, varying, truth, train, hold, X, forcing, obs, data,
+        hold_forcing, hold_obs, e2e.default_mode(args.model), results, times,
+    )  # fmt: skip
+
+
+def _member_splits(s: _Study, n: int):
+    """Training / validation rows of the seed and bootstrap members over ``n`` rows."""
+    from soc_jax.proda.train import member_splits
+
+    return member_splits(n, s.args.seeds, s.args.bootstrap, seed=s.args.seed)
+
+
+def _log_nse(s: _Study, seed_models, link):
+    """NSE of log layer SOC and median |log m - log o| on held-out sites (mean over seed
+    members of the modelled profile; profiles where a member fails are left out)."""
+    import jax
+    import jax.numpy as jnp
 
     from soc_jax.calibration.likelihood import observe
+    from soc_jax.models import get_model
     from soc_jax.proda.predict import apply_link, predict_parameters, simulate_cells
 
-    space = get_model(args.model).PARAMETERS
-
-    def _log_nse(seed_models, link, member_kinds):
-        """NSE of log layer SOC and median |log m - log o| on held-out sites (mean over seed
-        members of the modelled profile; profiles where a member fails are left out)."""
-        praw = np.asarray(apply_link(predict_parameters(seed_models, X[hold]), link))
-        preds, oks = [], []
-        for mm in range(praw.shape[0]):
-            phys = np.asarray(space.to_physical(jnp.asarray(praw[mm], jnp.float64)))
-            soc, ok = simulate_cells(args.model, phys, hold_forcing, mode=mode, block=64)
-            preds.append(
-                np.asarray(
-                    jax.vmap(observe)(
-                        jnp.asarray(soc), jnp.asarray(hold_obs.depth), jnp.asarray(hold_obs.mask)
-                    )
+    space = get_model(s.args.model).PARAMETERS
+    hold_obs = s.hold_obs
+    praw = np.asarray(apply_link(predict_parameters(seed_models, s.X[s.hold]), link))
+    preds, oks = [], []
+    for mm in range(praw.shape[0]):
+        phys = np.asarray(space.to_physical(jnp.asarray(praw[mm], jnp.float64)))
+        soc, ok = simulate_cells(s.args.model, phys, s.hold_forcing, mode=s.mode, block=64)
+        preds.append(
+            np.asarray(
+                jax.vmap(observe)(
+                    jnp.asarray(soc), jnp.asarray(hold_obs.depth), jnp.asarray(hold_obs.mask)
                 )
             )
-            oks.append(ok)
-        pred = np.mean(preds, axis=0)
-        ok = np.all(oks, axis=0)
-        msk = np.asarray(hold_obs.mask) & ok[:, None]
-        lo = np.log(np.asarray(hold_obs.soc)[msk])
-        lm = np.log(np.maximum(pred[msk], 1e-6))
-        nse_log = 1 - np.sum((lm - lo) ** 2) / np.sum((lo - lo.mean()) ** 2)
-        return float(nse_log), float(np.median(np.abs(lm - lo)))
+        )
+        oks.append(ok)
+    pred = np.mean(preds, axis=0)
+    ok = np.all(oks, axis=0)
+    msk = np.asarray(hold_obs.mask) & ok[:, None]
+    lo = np.log(np.asarray(hold_obs.soc)[msk])
+    lm = np.log(np.maximum(pred[msk], 1e-6))
+    nse_log = 1 - np.sum((lm - lo) ** 2) / np.sum((lo - lo.mean()) ** 2)
+    return float(nse_log), float(np.median(np.abs(lm - lo)))
 
-    def evaluate(label, models, cfg_link, p_hold, member_kinds):
-        seeds = np.array([k == "seed" for k in member_kinds])
-        sm = jax.tree.map(lambda a: a[seeds] if eqx.is_array(a) else a, models)
-        nse = heldout_nse(args.model, sm, X[hold], hold_forcing, hold_obs, mode=mode, link=cfg_link)
-        r2 = r2_table(p_hold, truth[hold], names, varying)
-        log_nse, rel_err = _log_nse(sm, cfg_link, member_kinds)
-        results[label] = {
-            "heldout_nse": nse["nse"],
-            "heldout_nse_log": log_nse,
-            "heldout_median_abs_log_error": rel_err,
-            "n_failed_heldout": nse["n_failed_profiles"],
-            "r2_mean": float(np.mean(list(r2.values()))),
-            "r2": r2,
-        }
-        print(label, json.dumps(results[label]))
 
-    # (a) two-stage: calibrate the training sites, then the network on posterior means
+def _evaluate(s: _Study, label, models, cfg_link, p_hold, member_kinds):
+    """Held-out NSE (layer SOC and log SOC) and parameter R2 of one arm into ``s.results``."""
+    import equinox as eqx
+    import jax
+
+    from soc_jax.proda.predict import heldout_nse
+
+    seeds = np.array([k == "seed" for k in member_kinds])
+    sm = jax.tree.map(lambda a: a[seeds] if eqx.is_array(a) else a, models)
+    nse = heldout_nse(
+        s.args.model, sm, s.X[s.hold], s.hold_forcing, s.hold_obs, mode=s.mode, link=cfg_link
+    )
+    r2 = r2_table(p_hold, s.truth[s.hold], s.names, s.varying)
+    log_nse, rel_err = _log_nse(s, sm, cfg_link)
+    s.results[label] = {
+        "heldout_nse": nse["nse"],
+        "heldout_nse_log": log_nse,
+        "heldout_median_abs_log_error": rel_err,
+        "n_failed_heldout": nse["n_failed_profiles"],
+        "r2_mean": float(np.mean(list(r2.values()))),
+        "r2": r2,
+    }
+    print(label, json.dumps(s.results[label]))
+
+
+def _calibrate_training_sites(s: _Study) -> None:
+    """Short AM chains at the training sites: posterior means ``pm``, sds ``ps``, ``valid``."""
+    from soc_jax.calibration.driver import Settings, calibrate
+
+    args = s.args
     t0 = time.perf_counter()
-    cal_dir = os.path.join(out, "calibration")
+    cal_dir = os.path.join(s.out, "calibration")
     settings = Settings(
         model=args.model,
-        mode=mode,
+        mode=s.mode,
         n_test=args.n_test,
         n_formal=args.n_formal,
         thin=10,
@@ -182,137 +273,175 @@ def main(argv=None) -> int:
         seed=args.seed,
         chunk_size=64,
     )
-    prof_train = world.profiles.isel(profile=train)
+    prof_train = s.world.profiles.isel(profile=s.train)
     resume = os.path.exists(os.path.join(cal_dir, "settings.json"))
     cal = calibrate(
-        prof_train, world.forcing, cal_dir, settings, resume=resume, progress=True, log=print
+        prof_train, s.world.forcing, cal_dir, settings, resume=resume, progress=True, log=print
     )
-    times["calibrate_s"] = time.perf_counter() - t0
+    s.times["calibrate_s"] = time.perf_counter() - t0
     post = cal["posterior"]
-    pm = post["para_summary_mean"].transpose("profile", "parameter").values
-    ps = post["para_summary_std"].transpose("profile", "parameter").values
-    valid = (post["valid"].values > 0).any(axis=1) & (post["status"].values & 32 == 0)
-    results["calibration"] = {
-        "n_valid": int(valid.sum()),
-        "r2_train_sites_posterior_mean": r2_table(pm[valid], truth[train][valid], names, varying),
-        "seconds": times["calibrate_s"],
+    s.cal = cal
+    s.pm = post["para_summary_mean"].transpose("profile", "parameter").values
+    s.ps = post["para_summary_std"].transpose("profile", "parameter").values
+    s.valid = (post["valid"].values > 0).any(axis=1) & (post["status"].values & 32 == 0)
+    r2 = r2_table(s.pm[s.valid], s.truth[s.train][s.valid], s.names, s.varying)
+    s.results["calibration"] = {
+        "n_valid": int(s.valid.sum()),
+        "r2_train_sites_posterior_mean": r2,
+        "seconds": s.times["calibrate_s"],
     }
-    results["calibration"]["r2_mean"] = float(
-        np.mean(list(results["calibration"]["r2_train_sites_posterior_mean"].values()))
+    s.results["calibration"]["r2_mean"] = float(
+        np.mean(list(s.results["calibration"]["r2_train_sites_posterior_mean"].values()))
     )
-    rows = train[valid]  # training sites with a posterior
+    s.rows = s.train[s.valid]  # training sites with a posterior
+
+
+def _two_stage(s: _Study) -> None:
+    """(a) calibrate the training sites, then PRODA's network on the posterior means."""
+    from soc_jax.proda.predict import apply_link, predict_parameters
+    from soc_jax.proda.train import TrainConfig, new_ensemble, train_ensemble
+
+    _calibrate_training_sites(s)
+    args = s.args
     t0 = time.perf_counter()
-    tr, va, kinds = member_splits(len(rows), args.seeds, args.bootstrap, seed=args.seed)
-    tcfg = TrainConfig(
+    s.tr, s.va, s.kinds = _member_splits(s, len(s.rows))
+    s.tcfg = TrainConfig(
         loss="compas",
         learning_rate=1.0,
         max_epochs=args.epochs * 3,
         patience=args.patience * 2,
-        hidden=hidden,
+        hidden=s.hidden,
         dtype="float64",
         epochs_per_call=20,
     )
-    ens2 = new_ensemble(X.shape[1], pm.shape[1], tr, va, tcfg, seed=args.seed)
-    ens2 = train_ensemble(ens2, X[rows], pm[valid], tcfg, progress=True)
-    times["two_stage_network_s"] = time.perf_counter() - t0
-    seeds_mask = np.array([k == "seed" for k in kinds])
-    p2 = np.asarray(apply_link(predict_parameters(ens2.best_models, X), "clip"))
-    evaluate("two_stage", ens2.best_models, "clip", p2[seeds_mask].mean(0)[hold], kinds)
+    ens2 = new_ensemble(s.X.shape[1], s.pm.shape[1], s.tr, s.va, s.tcfg, seed=args.seed)
+    ens2 = train_ensemble(ens2, s.X[s.rows], s.pm[s.valid], s.tcfg, progress=True)
+    s.times["two_stage_network_s"] = time.perf_counter() - t0
+    s.seeds_mask = np.array([k == "seed" for k in s.kinds])
+    s.p_two = np.asarray(apply_link(predict_parameters(ens2.best_models, s.X), "clip"))
+    _evaluate(
+        s, "two_stage", ens2.best_models, "clip", s.p_two[s.seeds_mask].mean(0)[s.hold], s.kinds
+    )
 
-    # (b) end-to-end from scratch; validation rows are training sites (random 10 %)
-    cfg = e2e.E2EConfig(
+
+def _e2e_config(args, **variant):
+    """The end-to-end training settings (sigmoid link, Adam); ``variant`` overrides."""
+    from soc_jax.proda import end_to_end as e2e
+
+    return e2e.E2EConfig(
         model=args.model,
-        hidden=hidden,
+        hidden=tuple(int(h) for h in args.hidden.split(",")),
         batch_size=32,
         max_epochs=args.epochs,
         patience=args.patience,
         learning_rate=args.lr,
         epochs_per_call=5,
+        **variant,
     )
-    tr_e, va_e, kinds_e = member_splits(len(train), args.seeds, args.bootstrap, seed=args.seed)
-    assert kinds_e == kinds
-    t0 = time.perf_counter()
-    ens_b = e2e.new_e2e_ensemble(X.shape[1], train[tr_e], train[va_e], cfg, seed=args.seed)
-    ens_b = e2e.train_e2e(ens_b, data, cfg, progress=True)
-    times["end_to_end_s"] = time.perf_counter() - t0
-    pb, _ = e2e.predict_normalized(ens_b.best_models, X, cfg)
-    evaluate("end_to_end", ens_b.best_models, "sigmoid", pb[seeds_mask].mean(0)[hold], kinds)
-    results["end_to_end"]["epochs"] = np.asarray(ens_b.state.epoch).tolist()
-    # ensemble spread (seeds + bootstraps) as uncertainty: coverage of the truth, held out
-    lo, hi = np.quantile(pb[:, hold], [0.05, 0.95], axis=0)
-    cov_ens = ((truth[hold] >= lo) & (truth[hold] <= hi))[:, varying].mean()
-    results["end_to_end"]["ensemble_90_coverage_heldout"] = float(cov_ens)
 
-    # (c) end-to-end initialised from the two-stage recipe fitted on logit(posterior means)
-    t0 = time.perf_counter()
-    z_targets = np.log(np.clip(pm[valid], 0.01, 0.99) / (1 - np.clip(pm[valid], 0.01, 0.99)))
-    ens_z = new_ensemble(X.shape[1], pm.shape[1], tr, va, tcfg, seed=args.seed)
-    ens_z = train_ensemble(ens_z, X[rows], z_targets, tcfg, progress=True)
-    ens_c = e2e.new_e2e_ensemble(
-        X.shape[1], train[tr_e], train[va_e], cfg, seed=args.seed, init_models=ens_z.best_models
-    )
-    ens_c = e2e.train_e2e(ens_c, data, cfg, progress=True)
-    times["end_to_end_init_s"] = time.perf_counter() - t0
-    pc, _ = e2e.predict_normalized(ens_c.best_models, X, cfg)
-    evaluate("end_to_end_init", ens_c.best_models, "sigmoid", pc[seeds_mask].mean(0)[hold], kinds)
 
-    if args.with_prior:  # (b') end-to-end with a pull toward the AM posteriors (training sites)
-        prior_mean = np.full_like(truth, 0.5)
-        prior_sd = np.ones_like(truth)
-        prior_w = np.zeros(len(truth))
-        prior_mean[rows], prior_sd[rows], prior_w[rows] = pm[valid], ps[valid], 1.0
-        data_p = e2e.make_data(
-            args.model, X, forcing, obs, prior_mean=prior_mean, prior_sd=prior_sd, prior_w=prior_w
-        )
-        pcfg = dataclasses.replace(cfg, prior_weight=1.0)
-        t0 = time.perf_counter()
-        ens_p = e2e.new_e2e_ensemble(X.shape[1], train[tr_e], train[va_e], pcfg, seed=args.seed)
-        ens_p = e2e.train_e2e(ens_p, data_p, pcfg, progress=True)
-        times["end_to_end_prior_s"] = time.perf_counter() - t0
-        pp, _ = e2e.predict_normalized(ens_p.best_models, X, pcfg)
-        evaluate(
-            "end_to_end_prior", ens_p.best_models, "sigmoid", pp[seeds_mask].mean(0)[hold], kinds
-        )
+def _e2e_arm(s: _Study, label: str, cfg, data, init_models=None, t0=None):
+    """Train one end-to-end ensemble (validation rows: training sites) and evaluate it as
+    ``label``; its time (from ``t0``, default now) is ``times[label + "_s"]``."""
+    from soc_jax.proda import end_to_end as e2e
 
-    # (d) amortised posterior with PRODA's cost (the AM target density)
-    vcfg = e2e.E2EConfig(
-        model=args.model,
-        hidden=hidden,
-        batch_size=32,
-        max_epochs=args.epochs,
-        patience=args.patience,
-        learning_rate=args.lr,
-        epochs_per_call=5,
-        variational=True,
-        misfit="proda",
-        n_samples=4,
-    )
+    t0 = time.perf_counter() if t0 is None else t0
+    tr, va = s.train[s.tr_e], s.train[s.va_e]
+    ens = e2e.new_e2e_ensemble(s.X.shape[1], tr, va, cfg, seed=s.args.seed, init_models=init_models)
+    ens = e2e.train_e2e(ens, data, cfg, progress=True)
+    s.times[f"{label}_s"] = time.perf_counter() - t0
+    p, _ = e2e.predict_normalized(ens.best_models, s.X, cfg)
+    _evaluate(s, label, ens.best_models, "sigmoid", p[s.seeds_mask].mean(0)[s.hold], s.kinds)
+    return ens, p
+
+
+def _ensemble_coverage(s: _Study, ens_b, pb) -> None:
+    """Epochs of (b) and its ensemble spread (seeds + bootstraps) as uncertainty: coverage of
+    the truth on the held-out sites."""
+    s.results["end_to_end"]["epochs"] = np.asarray(ens_b.state.epoch).tolist()
+    lo, hi = np.quantile(pb[:, s.hold], [0.05, 0.95], axis=0)
+    t = s.truth[s.hold]
+    cov_ens = ((t >= lo) & (t <= hi))[:, s.varying].mean()
+    s.results["end_to_end"]["ensemble_90_coverage_heldout"] = float(cov_ens)
+
+
+def _e2e_from_two_stage(s: _Study, cfg) -> None:
+    """(c) end-to-end initialised from the two-stage recipe fitted on logit(posterior means)."""
+    from soc_jax.proda.train import new_ensemble, train_ensemble
+
     t0 = time.perf_counter()
-    ens_v = e2e.new_e2e_ensemble(X.shape[1], train[tr_e][:1], train[va_e][:1], vcfg, seed=args.seed)
-    ens_v = e2e.train_e2e(ens_v, data, vcfg, progress=True)
-    times["variational_s"] = time.perf_counter() - t0
-    member = jax.tree.map(lambda a: a[0] if eqx.is_array(a) else a, ens_v.best_models)
-    draws = e2e.posterior_samples(member, X, vcfg, 400, seed=1)  # (S, n, P)
-    v_mean, v_sd = draws.mean(0), draws.std(0)
+    pm = s.pm[s.valid]
+    z_targets = np.log(np.clip(pm, 0.01, 0.99) / (1 - np.clip(pm, 0.01, 0.99)))
+    ens_z = new_ensemble(s.X.shape[1], s.pm.shape[1], s.tr, s.va, s.tcfg, seed=s.args.seed)
+    ens_z = train_ensemble(ens_z, s.X[s.rows], z_targets, s.tcfg, progress=True)
+    _e2e_arm(s, "end_to_end_init", cfg, s.data, init_models=ens_z.best_models, t0=t0)
+
+
+def _e2e_with_prior(s: _Study, cfg) -> None:
+    """(b') end-to-end with a pull toward the AM posteriors of the training sites."""
+    from soc_jax.proda import end_to_end as e2e
+
+    rows, valid = s.rows, s.valid
+    prior_mean = np.full_like(s.truth, 0.5)
+    prior_sd = np.ones_like(s.truth)
+    prior_w = np.zeros(len(s.truth))
+    prior_mean[rows], prior_sd[rows], prior_w[rows] = s.pm[valid], s.ps[valid], 1.0
+    data_p = e2e.make_data(
+        s.args.model, s.X, s.forcing, s.obs,
+        prior_mean=prior_mean, prior_sd=prior_sd, prior_w=prior_w,
+    )  # fmt: skip
+    _e2e_arm(s, "end_to_end_prior", dataclasses.replace(cfg, prior_weight=1.0), data_p)
+
+
+def _variational(s: _Study):
+    """(d) amortised posterior with PRODA's cost (the AM target density); returns its mean and
+    sd (n, P) and compares them with the AM posteriors."""
+    import equinox as eqx
+    import jax
+
+    from soc_jax.proda import end_to_end as e2e
     from soc_jax.proda.train import load_checkpoint
 
-    e2e.export_network(os.path.join(out, "variational.eqx"), ens_v, vcfg)  # mean head
-    mean_head = load_checkpoint(os.path.join(out, "variational.eqx"))[0].best_models
-    evaluate("variational", mean_head, "sigmoid", np.median(draws, 0)[hold], ["seed"])
-    # vs AM at the training sites with a posterior
-    d = cal["draws"]
+    vcfg = _e2e_config(s.args, variational=True, misfit="proda", n_samples=4)
+    t0 = time.perf_counter()
+    tr, va = s.train[s.tr_e][:1], s.train[s.va_e][:1]
+    ens_v = e2e.new_e2e_ensemble(s.X.shape[1], tr, va, vcfg, seed=s.args.seed)
+    ens_v = e2e.train_e2e(ens_v, s.data, vcfg, progress=True)
+    s.times["variational_s"] = time.perf_counter() - t0
+    member = jax.tree.map(lambda a: a[0] if eqx.is_array(a) else a, ens_v.best_models)
+    draws = e2e.posterior_samples(member, s.X, vcfg, 400, seed=1)  # (S, n, P)
+    v_mean, v_sd = draws.mean(0), draws.std(0)
+    e2e.export_network(os.path.join(s.out, "variational.eqx"), ens_v, vcfg)  # mean head
+    mean_head = load_checkpoint(os.path.join(s.out, "variational.eqx"))[0].best_models
+    _evaluate(s, "variational", mean_head, "sigmoid", np.median(draws, 0)[s.hold], ["seed"])
+    comp = _vi_vs_am(s, draws, v_mean, v_sd)
+    s.results["variational"]["vs_mcmc"] = comp
+    print("VI vs AM", json.dumps(comp))
+    return v_mean, v_sd
+
+
+def _am_intervals(s: _Study):
+    """90 % intervals (5 %, 95 %) of the AM draws per training site (0 where none)."""
+    d = s.cal["draws"]
     nd = d["n_draws"].values  # (profile, chain)
     am_draws = d["p"].transpose("profile", "chain", "draw", "parameter").values
-    am_lo = np.zeros_like(pm)
-    am_hi = np.zeros_like(pm)
-    for i in range(len(train)):
-        s = np.concatenate([am_draws[i, c, : nd[i, c]] for c in range(nd.shape[1])])
-        if len(s):
-            am_lo[i], am_hi[i] = np.quantile(s, [0.05, 0.95], axis=0)
-    vt = train[valid]
+    am_lo = np.zeros_like(s.pm)
+    am_hi = np.zeros_like(s.pm)
+    for i in range(len(s.train)):
+        x = np.concatenate([am_draws[i, c, : nd[i, c]] for c in range(nd.shape[1])])
+        if len(x):
+            am_lo[i], am_hi[i] = np.quantile(x, [0.05, 0.95], axis=0)
+    return am_lo, am_hi
+
+
+def _vi_vs_am(s: _Study, draws, v_mean, v_sd) -> dict:
+    """The amortised posterior against the AM at the training sites with a posterior, and its
+    coverage of the truth (training and held-out sites)."""
+    am_lo, am_hi = _am_intervals(s)
+    truth, hold, valid, pm, ps, var = s.truth, s.hold, s.valid, s.pm, s.ps, s.varying
+    vt = s.train[valid]
     v_lo, v_hi = np.quantile(draws, [0.05, 0.95], axis=0)
-    var = varying
-    comp = {
+    return {
         "n_sites": int(valid.sum()),
         "corr_mean_vs_am": float(
             np.corrcoef(v_mean[vt][:, var].ravel(), pm[valid][:, var].ravel())[0, 1]
@@ -333,50 +462,12 @@ def main(argv=None) -> int:
             ((truth[hold] >= v_lo[hold]) & (truth[hold] <= v_hi[hold]))[:, var].mean()
         ),
     }
-    results["variational"]["vs_mcmc"] = comp
-    print("VI vs AM", json.dumps(comp))
-    results["times_s"] = times
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    _figures(
-        args,
-        out,
-        world,
-        train,
-        hold,
-        names,
-        varying,
-        truth,
-        pm,
-        ps,
-        valid,
-        v_mean,
-        v_sd,
-        p2[seeds_mask].mean(0),
-        pb[seeds_mask].mean(0),
-        results,
-    )
-    return 0
 
 
-def _figures(
-    args,
-    out,
-    world,
-    train,
-    hold,
-    names,
-    varying,
-    truth,
-    pm,
-    ps,
-    valid,
-    v_mean,
-    v_sd,
-    p_two,
-    p_e2e,
-    results,
-):
+def _figures(s: _Study, v_mean, v_sd, p_two, p_e2e):
+    """Held-out parameters (two-stage, end-to-end) and the amortised posterior vs the AM."""
+    args, out, train, hold, names = s.args, s.out, s.train, s.hold, s.names
+    varying, truth, pm, ps, valid, results = s.varying, s.truth, s.pm, s.ps, s.valid, s.results
     import matplotlib
 
     matplotlib.use("Agg")

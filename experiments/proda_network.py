@@ -35,7 +35,7 @@ import shutil
 import time
 
 
-def main(argv=None) -> int:
+def _parse(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n-sites", type=int, default=600)
     p.add_argument("--grid-resolution", type=float, default=4.0)
@@ -47,63 +47,83 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/proda_experiment")
     p.add_argument("--docs", action="store_true", help="copy figures to docs/figures/")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    from soc_jax.cli import main as cli
 
+def main(argv=None) -> int:
+    args = _parse(argv)
     world, net, maps = (os.path.join(args.out, d) for d in ("world", "network", "maps"))
     times = {}
-    t0 = time.perf_counter()
-    cli(
-        [
-            "synth",
-            "--n-sites",
-            str(args.n_sites),
-            "--grid-resolution",
-            str(args.grid_resolution),
-            "--seed",
-            str(args.seed),
-            "--out",
-            world,
-            "--no-figure",
-        ]
-    )
-    times["synth_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    cli(
-        [
-            "train",
-            "--targets",
-            os.path.join(world, "truth.nc"),
-            "--data",
-            world,
-            "--out",
-            net,
-            "--ensemble",
-            str(args.ensemble),
-            "--bootstrap",
-            str(args.bootstrap),
-            "--epochs",
-            str(args.epochs),
-            "--patience",
-            str(args.patience),
-            "--learning-rate",
-            str(args.learning_rate),
-            "--epochs-per-call",
-            "10",
-            "--seed",
-            str(args.seed),
-        ]
-    )
-    times["train_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    cli(["predict", "--network", net, "--data", world, "--out", maps])
-    times["predict_s"] = time.perf_counter() - t0
-
+    _timed(times, "synth_s", _synth_args(args, world))
+    _timed(times, "train_s", _train_args(args, world, net))
+    _timed(times, "predict_s", ["predict", "--network", net, "--data", world, "--out", maps])
     with open(os.path.join(net, "recovery.json")) as f:
         rec = json.load(f)
     with open(os.path.join(maps, "totals.json")) as f:
         tot = json.load(f)
+    text = "\n".join(_report_lines(args, rec, tot, times))
+    with open(os.path.join(args.out, "report.md"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+    if args.docs:
+        _copy_to_docs(net, maps)
+    return 0
+
+
+def _timed(times: dict, key: str, argv: list[str]) -> None:
+    """Run ``soc-jax <argv>``; its wall time (s) goes to ``times[key]``."""
+    from soc_jax.cli import main as cli
+
+    t0 = time.perf_counter()
+    cli(argv)
+    times[key] = time.perf_counter() - t0
+
+
+def _synth_args(args, world: str) -> list[str]:
+    """``soc-jax synth``: the CLM5 world."""
+    return [
+        "synth",
+        "--n-sites",
+        str(args.n_sites),
+        "--grid-resolution",
+        str(args.grid_resolution),
+        "--seed",
+        str(args.seed),
+        "--out",
+        world,
+        "--no-figure",
+    ]
+
+
+def _train_args(args, world: str, net: str) -> list[str]:
+    """``soc-jax train`` on the world's TRUE parameters (``truth.nc``)."""
+    return [
+        "train",
+        "--targets",
+        os.path.join(world, "truth.nc"),
+        "--data",
+        world,
+        "--out",
+        net,
+        "--ensemble",
+        str(args.ensemble),
+        "--bootstrap",
+        str(args.bootstrap),
+        "--epochs",
+        str(args.epochs),
+        "--patience",
+        str(args.patience),
+        "--learning-rate",
+        str(args.learning_rate),
+        "--epochs-per-call",
+        "10",
+        "--seed",
+        str(args.seed),
+    ]
+
+
+def _report_lines(args, rec: list, tot: dict, times: dict) -> list[str]:
+    """``report.md``: held-out R2 per parameter, the totals against the world's truth."""
     lines = [
         "UPPER BOUND: network trained on the TRUE parameters (truth.nc), not on calibrated "
         "posterior means.",
@@ -118,8 +138,19 @@ def main(argv=None) -> int:
     for r in rec:
         r2 = "constant" if r["r2"] is None else f"{r['r2']:.3f}"
         lines.append(f"| {r['parameter']} | {r2} | {r['rmse']:.4f} |")
+    lines += _totals_lines(tot)
+    return lines + [
+        "",
+        f"Failed steady states: {json.dumps(tot['failed'])}",
+        "",
+        "Wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()),
+    ]
+
+
+def _totals_lines(tot: dict) -> list[str]:
+    """The 0-100 cm totals (Pg C) and the held-out NSE of ``totals.json``."""
     b = tot["proda_best_guess"]["top_100cm"]
-    lines += [
+    lines = [
         "",
         "| 0-100 cm SOC (Pg C) | value |",
         "|---|---|",
@@ -142,22 +173,14 @@ def main(argv=None) -> int:
             f"Held-out pooled NSE of layer SOC: {h['nse']:.3f} ({h['n_profiles']} "
             f"profiles, {h['n_layers']} layers, {h['n_failed_profiles']} failed).",
         ]
-    lines += [
-        "",
-        f"Failed steady states: {json.dumps(tot['failed'])}",
-        "",
-        "Wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()),
-    ]
-    text = "\n".join(lines)
-    with open(os.path.join(args.out, "report.md"), "w") as f:
-        f.write(text + "\n")
-    print(text)
-    if args.docs:
-        os.makedirs("docs/figures", exist_ok=True)
-        for src in ("stock_maps", "parameter_maps", "latitude_profile", "parameters_vs_truth"):
-            shutil.copy(os.path.join(maps, f"{src}.png"), f"docs/figures/proda_{src}.png")
-        shutil.copy(os.path.join(net, "recovery.png"), "docs/figures/proda_recovery.png")
-    return 0
+    return lines
+
+
+def _copy_to_docs(net: str, maps: str) -> None:
+    os.makedirs("docs/figures", exist_ok=True)
+    for src in ("stock_maps", "parameter_maps", "latitude_profile", "parameters_vs_truth"):
+        shutil.copy(os.path.join(maps, f"{src}.png"), f"docs/figures/proda_{src}.png")
+    shutil.copy(os.path.join(net, "recovery.png"), "docs/figures/proda_recovery.png")
 
 
 if __name__ == "__main__":

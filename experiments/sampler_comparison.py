@@ -115,11 +115,67 @@ def coverage(p: np.ndarray, n: np.ndarray, truth: np.ndarray, am: bool, level=0.
 
 
 def run_sampler(world, sampler: str, args, ratio: float) -> dict:
-    model = args.model
+    """Calibrate every site with ``sampler``; its cost, convergence and recovery of the truth
+    (written to ``--out/comparison_<sampler>.json``)."""
+    settings = _settings(sampler, args)
+    res, chunk_s = _calibrate_timed(world, settings, os.path.join(args.out, f"run_{sampler}"))
+    post, draws = res["posterior"], res["draws"]
+    done = (post["status"].values & 32) == 0
+    n_sites = int(done.sum())
+    truth = world.true_params()[done]
+    conv = _convergence(post, done)
+    evals, grads = _evaluations(post, done, sampler, settings, ratio)
+    # wall per profile without compilation: chunks after the first (all chunks if only one)
+    steady = chunk_s[1:] if len(chunk_s) > 1 else chunk_s
+    per_profile_s = float(np.sum(steady) / (len(steady) * args.chunk_size)) if steady else np.nan
+    cov = coverage(
+        draws["p"].values[done], draws["n_draws"].values[done], truth, sampler == "proda-am"
+    )
+    est = post["para_summary_mean"].values[done]
+    rec = _recovery(list(post["parameter"].values), truth, est, cov, conv["ident"])
+    summary = {
+        "sampler": sampler,
+        "sites": n_sites,
+        "chains": settings.n_chains,
+        "settings": settings.record(),
+        "wall_s": float(sum(chunk_s)),
+        "chunk_s": chunk_s,
+        "per_profile_s_no_compile": per_profile_s,
+        "grad_ratio_used": ratio if sampler != "proda-am" else None,
+        "median_evals_per_profile": float(np.median(evals)),
+        "median_grads_per_profile": float(np.median(grads)),
+        "protocol_evals_per_profile": PRODA_PROTOCOL_EVALS,
+    }
+    summary |= _convergence_summary(conv, evals, per_profile_s)
+    summary["median_r2_fit"] = float(np.median(post["r2_max"].values[done]))
+    summary["mean_coverage90_all"] = float(cov.mean())
+    summary["recovery"] = rec
+    summary["per_profile"] = {
+        "max_rhat_ident": conv["rhat_ident"].tolist(),
+        "min_ess_bulk_ident": np.nan_to_num(conv["ess_ident"], nan=-1).tolist(),
+        "evals": evals.tolist(),
+    }
+    if sampler != "proda-am":
+        _gradient_sampler_summary(summary, post, draws, done, sampler, settings, args)
+        cost_computed = evals + (ratio * grads) * (
+            1 / max(1 - summary["lockstep_wasted_fraction"], 1e-9) - 1
+        )
+        summary["median_ess_per_1000_computed_evals"] = float(
+            np.nanmedian(1000 * conv["ess_ident"] / cost_computed)
+        )
+    with open(os.path.join(args.out, f"comparison_{sampler}.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+_BIG = 1e9  # "no identifiable parameter": the minimum ESS over none
+
+
+def _settings(sampler: str, args) -> "driver.Settings":
     n_chains = {"proda-am": 3, "nuts": args.chains, "mala": args.chains, "chees": args.chees_chains}
-    settings = driver.Settings(
-        model=model,
-        mode=MODEL_MODES[model],
+    return driver.Settings(
+        model=args.model,
+        mode=MODEL_MODES[args.model],
         sampler=sampler,
         n_test=args.steps_test,
         n_formal=args.steps_formal,
@@ -131,7 +187,11 @@ def run_sampler(world, sampler: str, args, ratio: float) -> dict:
         n_draws=args.draws,
         max_tree_depth=args.max_tree_depth,
     )
-    out = os.path.join(args.out, f"run_{sampler}")
+
+
+def _calibrate_timed(world, settings, out: str):
+    """``(result, chunk_s)``: `driver.calibrate` (resumed) and the wall time of each chunk (a
+    resumed run keeps the first run's timings, from ``chunk_seconds.json``)."""
     stamps = [time.perf_counter()]
     res = driver.calibrate(
         world.profiles,
@@ -150,37 +210,41 @@ def run_sampler(world, sampler: str, args, ratio: float) -> dict:
     elif os.path.exists(timing_path):
         with open(timing_path) as f:
             chunk_s = json.load(f)["chunk_s"]
-    post, draws = res["posterior"], res["draws"]
-    done = (post["status"].values & 32) == 0
-    n_sites = int(done.sum())
-    truth = world.true_params()[done]
+    return res, chunk_s
+
+
+def _convergence(post, done) -> dict:
+    """R-hat and ESS per site, over all parameters and over the identifiable ones (posterior
+    sd < 0.8 prior sd)."""
     rhat = post["rhat"].values[done]
     ess = post["ess_bulk"].values[done]
-    ess_tail = post["ess_tail"].values[done]
     psd = post["para_summary_std"].values[done]
     ident = psd < 0.8 * PRIOR_SD
-    big = 1e9
-    rhat_ident = np.where(ident, rhat, 0.0).max(axis=1)
-    ess_ident = np.where(ident, ess, big).min(axis=1)
-    ess_ident = np.where(ess_ident >= big, np.nan, ess_ident)
+    ess_ident = np.where(ident, ess, _BIG).min(axis=1)
+    return {
+        "rhat": rhat,
+        "ess": ess,
+        "ess_tail": post["ess_tail"].values[done],
+        "ident": ident,
+        "rhat_ident": np.where(ident, rhat, 0.0).max(axis=1),
+        "ess_ident": np.where(ess_ident >= _BIG, np.nan, ess_ident),
+    }
+
+
+def _evaluations(post, done, sampler: str, settings, ratio: float):
+    """``(evals, grads)`` per site: forward-equivalent evaluations (a gradient costs
+    ``ratio``) and gradient evaluations."""
     n_evals_fwd = post["n_evals"].values[done].sum(axis=1).astype(float)
     if sampler == "proda-am":
-        evals = n_evals_fwd
-        grads = np.zeros(n_sites)
-    else:
-        grads = post["n_grad_evals"].values[done].sum(axis=1).astype(float)
-        init = post["n_init_evals"].values[done].sum(axis=1).astype(float)
-        predictive = float(settings.n_chains * settings.n_draws)
-        evals = init + predictive + ratio * grads
-    # wall per profile without compilation: chunks after the first (all chunks if only one)
-    steady = chunk_s[1:] if len(chunk_s) > 1 else chunk_s
-    per_profile_s = float(np.sum(steady) / (len(steady) * args.chunk_size)) if steady else np.nan
-    ess_min_all = ess.min(axis=1)
-    p = draws["p"].values[done]
-    nd = draws["n_draws"].values[done]
-    cov = coverage(p, nd, truth, sampler == "proda-am")
-    est = post["para_summary_mean"].values[done]
-    names = list(post["parameter"].values)
+        return n_evals_fwd, np.zeros(int(done.sum()))
+    grads = post["n_grad_evals"].values[done].sum(axis=1).astype(float)
+    init = post["n_init_evals"].values[done].sum(axis=1).astype(float)
+    predictive = float(settings.n_chains * settings.n_draws)
+    return init + predictive + ratio * grads, grads
+
+
+def _recovery(names, truth, est, cov, ident) -> list[dict]:
+    """Per parameter: R2 and correlation of the posterior means with the truth, coverage."""
     rec = []
     for k, name in enumerate(names):
         t, e = truth[:, k], est[:, k]
@@ -196,82 +260,71 @@ def run_sampler(world, sampler: str, args, ratio: float) -> dict:
                 "identifiable_share": float(ident[:, k].mean()),
             }
         )
-    goal = (rhat_ident < 1.01) & (np.nan_to_num(ess_ident, nan=big) >= 400)
-    summary = {
-        "sampler": sampler,
-        "sites": n_sites,
-        "chains": settings.n_chains,
-        "settings": settings.record(),
-        "wall_s": float(sum(chunk_s)),
-        "chunk_s": chunk_s,
-        "per_profile_s_no_compile": per_profile_s,
-        "grad_ratio_used": ratio if sampler != "proda-am" else None,
-        "median_evals_per_profile": float(np.median(evals)),
-        "median_grads_per_profile": float(np.median(grads)),
-        "protocol_evals_per_profile": PRODA_PROTOCOL_EVALS,
+    return rec
+
+
+def _convergence_summary(conv: dict, evals, per_profile_s: float) -> dict:
+    """Medians and shares of R-hat and ESS, and ESS per evaluation and per second."""
+    rhat, rhat_ident, ess_ident = conv["rhat"], conv["rhat_ident"], conv["ess_ident"]
+    ess_min_all = conv["ess"].min(axis=1)
+    goal = (rhat_ident < 1.01) & (np.nan_to_num(ess_ident, nan=_BIG) >= 400)
+    return {
         "median_max_rhat_all": float(np.median(rhat.max(axis=1))),
         "median_max_rhat_ident": float(np.median(rhat_ident)),
         "median_min_ess_bulk_all": float(np.median(ess_min_all)),
         "median_min_ess_bulk_ident": float(np.nanmedian(ess_ident)),
-        "median_min_ess_tail_all": float(np.median(ess_tail.min(axis=1))),
+        "median_min_ess_tail_all": float(np.median(conv["ess_tail"].min(axis=1))),
         "share_rhat_lt_1.01_ident": float(np.mean(rhat_ident < 1.01)),
-        "share_ess_ge_400_ident": float(np.mean(np.nan_to_num(ess_ident, nan=big) >= 400)),
+        "share_ess_ge_400_ident": float(np.mean(np.nan_to_num(ess_ident, nan=_BIG) >= 400)),
         "share_goal": float(goal.mean()),
-        "median_identifiable_params": float(np.median(ident.sum(axis=1))),
+        "median_identifiable_params": float(np.median(conv["ident"].sum(axis=1))),
         "median_ess_per_1000_evals": float(np.nanmedian(1000 * ess_ident / evals)),
         "median_ess_per_1000_evals_all": float(np.median(1000 * ess_min_all / evals)),
         "median_ess_per_s": float(np.nanmedian(ess_ident / per_profile_s)),
-        "median_r2_fit": float(np.median(post["r2_max"].values[done])),
-        "mean_coverage90_all": float(cov.mean()),
-        "recovery": rec,
-        "per_profile": {
-            "max_rhat_ident": rhat_ident.tolist(),
-            "min_ess_bulk_ident": np.nan_to_num(ess_ident, nan=-1).tolist(),
-            "evals": evals.tolist(),
-        },
     }
-    if sampler != "proda-am":
-        summary["divergences_per_profile_median"] = float(
-            np.median(post["divergences"].values[done].sum(axis=1))
-        )
-        summary["median_step_size"] = float(np.median(post["step_size"].values[done]))
-        summary["mean_tree_depth"] = float(np.mean(post["mean_tree_depth"].values[done]))
-        steps = draws["n_steps"].values[done]  # (P, C, D)
-        wsteps = draws["warmup_n_steps"].values[done]
-        waste = []
-        for c0 in range(0, n_sites, args.chunk_size):
-            s = steps[c0 : c0 + args.chunk_size]
-            w = wsteps[c0 : c0 + args.chunk_size]
-            both = np.concatenate([w, s], axis=2)
-            waste.append(gradient.lockstep_waste(both.reshape(-1, both.shape[-1])))
-        summary["lockstep_chunk"] = waste
-        summary["lockstep_wasted_fraction"] = float(
-            1 - sum(x["useful"] for x in waste) / sum(x["computed"] for x in waste)
-        )
-        rng = np.random.default_rng(0)
-        flat = np.concatenate([wsteps, steps], axis=2).reshape(-1, steps.shape[2] + wsteps.shape[2])
-        boot = {}
-        for n_prof in (10, 100, 1000):
-            b = n_prof * settings.n_chains
-            if sampler == "chees":  # chains of a profile share their steps: resample profiles
-                prof = np.concatenate([wsteps, steps], axis=2)
-                pick = rng.integers(0, prof.shape[0], n_prof)
-                batch = prof[pick].reshape(-1, prof.shape[-1])
-            else:
-                # each iteration draws its chains independently from the recorded ones
-                cols = rng.integers(0, flat.shape[0], (b, flat.shape[1]))
-                batch = flat[cols, np.arange(flat.shape[1])[None, :]]
-            boot[str(n_prof)] = gradient.lockstep_waste(batch)["wasted_fraction"]
-        summary["lockstep_wasted_fraction_bootstrap"] = boot
-        cost_computed = evals + (ratio * grads) * (
-            1 / max(1 - summary["lockstep_wasted_fraction"], 1e-9) - 1
-        )
-        summary["median_ess_per_1000_computed_evals"] = float(
-            np.nanmedian(1000 * ess_ident / cost_computed)
-        )
-    with open(os.path.join(args.out, f"comparison_{sampler}.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    return summary
+
+
+def _gradient_sampler_summary(summary, post, draws, done, sampler, settings, args) -> None:
+    """Divergences, step sizes, tree depths and the lock-step waste of a gradient sampler."""
+    summary["divergences_per_profile_median"] = float(
+        np.median(post["divergences"].values[done].sum(axis=1))
+    )
+    summary["median_step_size"] = float(np.median(post["step_size"].values[done]))
+    summary["mean_tree_depth"] = float(np.mean(post["mean_tree_depth"].values[done]))
+    steps = draws["n_steps"].values[done]  # (P, C, D)
+    wsteps = draws["warmup_n_steps"].values[done]
+    waste = []
+    for c0 in range(0, int(done.sum()), args.chunk_size):
+        s = steps[c0 : c0 + args.chunk_size]
+        w = wsteps[c0 : c0 + args.chunk_size]
+        both = np.concatenate([w, s], axis=2)
+        waste.append(gradient.lockstep_waste(both.reshape(-1, both.shape[-1])))
+    summary["lockstep_chunk"] = waste
+    summary["lockstep_wasted_fraction"] = float(
+        1 - sum(x["useful"] for x in waste) / sum(x["computed"] for x in waste)
+    )
+    summary["lockstep_wasted_fraction_bootstrap"] = _lockstep_bootstrap(
+        steps, wsteps, sampler, settings.n_chains
+    )
+
+
+def _lockstep_bootstrap(steps, wsteps, sampler: str, n_chains: int) -> dict:
+    """Lock-step waste of batches of 10, 100, 1000 profiles resampled from the recorded ones."""
+    rng = np.random.default_rng(0)
+    flat = np.concatenate([wsteps, steps], axis=2).reshape(-1, steps.shape[2] + wsteps.shape[2])
+    boot = {}
+    for n_prof in (10, 100, 1000):
+        b = n_prof * n_chains
+        if sampler == "chees":  # chains of a profile share their steps: resample profiles
+            prof = np.concatenate([wsteps, steps], axis=2)
+            pick = rng.integers(0, prof.shape[0], n_prof)
+            batch = prof[pick].reshape(-1, prof.shape[-1])
+        else:
+            # each iteration draws its chains independently from the recorded ones
+            cols = rng.integers(0, flat.shape[0], (b, flat.shape[1]))
+            batch = flat[cols, np.arange(flat.shape[1])[None, :]]
+        boot[str(n_prof)] = gradient.lockstep_waste(batch)["wasted_fraction"]
+    return boot
 
 
 def table(results: list[dict], ratio: dict) -> str:

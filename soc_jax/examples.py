@@ -32,13 +32,28 @@ def example_forcing(n_profiles: int, seed: int = 0) -> tuple[Forcing, np.ndarray
     """
     if n_profiles < 1:
         raise ValueError(f"n_profiles must be >= 1, got {n_profiles}")
-    rng = np.random.default_rng(seed)
-    n = n_profiles
-    lat = rng.uniform(-55.0, 78.0, n)
-    months = np.arange(12)
-    z = ZSOI[:N_LAYERS]
+    rng = np.random.default_rng(seed)  # draws in a fixed order: the helpers run in this order
+    lat = rng.uniform(-55.0, 78.0, n_profiles)
+    t_mean, t_soil, frozen_site = _soil_temperature(rng, lat)
+    fields = {"tsoi": t_soil + 273.15}  # K
+    fields |= _active_layer(rng, t_soil)
+    fields["nbedrock"] = _bedrock(rng, n_profiles)
+    wetness, moisture = _moisture_and_soil(rng, n_profiles)
+    fields |= moisture
+    fields |= _litter_inputs(rng, t_mean, t_soil, wetness, frozen_site)
+    forcing = Forcing(**fields)
+    return forcing, lat
 
-    # Temperature (deg C): warm tropics, cold high latitudes, seasonal wave damped with depth.
+
+_MONTHS = np.arange(12)
+_Z = ZSOI[:N_LAYERS]  # node depths, m
+
+
+def _soil_temperature(rng, lat: np.ndarray):
+    """``(t_mean, t_soil, frozen_site)``: mean annual temperature (n,), soil temperature
+    (n, 12, 20) in deg C: warm tropics, cold high latitudes, a seasonal wave damped with depth;
+    a few sites ice-covered (frozen all year)."""
+    n, months, z = lat.size, _MONTHS, _Z
     t_mean = 27.0 - 0.62 * np.clip(np.abs(lat) - 12.0, 0.0, None) + rng.normal(0, 2.0, n)
     amplitude = 1.0 + 0.32 * np.abs(lat) * rng.uniform(0.7, 1.2, n)
     phase = np.where(lat >= 0, 6.5, 0.5)  # warmest month: July (north), January (south)
@@ -48,23 +63,34 @@ def example_forcing(n_profiles: int, seed: int = 0) -> tuple[Forcing, np.ndarray
     t_soil = t_mean[:, None, None] + amplitude[:, None, None] * np.exp(-z / damping) * wave
     frozen_site = rng.uniform(size=n) < 0.03  # ice-covered: frozen all year
     t_soil[frozen_site] = np.minimum(t_soil[frozen_site], -2.0)
-    tsoi = t_soil + 273.15
+    return t_mean, t_soil, frozen_site
 
-    # Active layer: deepest interface whose layer thaws in some month (0 = frozen all year).
+
+def _active_layer(rng, t_soil: np.ndarray):
+    """``altmax`` and ``altmax_lastyear`` (n, 12), m, as `Forcing` keywords: the deepest
+    interface whose layer thaws in some month (0 = frozen all year); in some permafrost sites
+    last year's active layer was not yet diagnosed in early months."""
+    n = t_soil.shape[0]
     thawed = (t_soil > 0.0).any(axis=1)  # (n, 20)
     depth_thawed = np.where(thawed, ZISOI[:N_LAYERS][None, :], 0.0).max(axis=1)
     altmax = np.repeat(depth_thawed[:, None], 12, axis=1)
     altmax_lastyear = altmax.copy()
-    # In some permafrost sites last year's active layer was not yet diagnosed in early months.
     permafrost = (depth_thawed > 0) & (depth_thawed <= 2.0)
     late = permafrost & (rng.uniform(size=n) < 0.4)
     altmax_lastyear[late, :4] = 0.0
+    return {"altmax": altmax, "altmax_lastyear": altmax_lastyear}
 
-    # Bedrock: most profiles reach layer 20, a quarter are shallower.
+
+def _bedrock(rng, n: int) -> np.ndarray:
+    """Bedrock layer (n, 12): most profiles reach layer 20, a quarter are shallower."""
     nbedrock = np.where(rng.uniform(size=n) < 0.25, rng.integers(5, 20, n), N_LAYERS).astype(float)
-    nbedrock = np.repeat(nbedrock[:, None], 12, axis=1)
+    return np.repeat(nbedrock[:, None], 12, axis=1)
 
-    # Moisture, oxygen, nitrogen scalars and sand.
+
+def _moisture_and_soil(rng, n: int):
+    """``(wetness (n,), fields)``: the moisture, oxygen and nitrogen scalars and sand (%),
+    each (n, 12, 20), as `Forcing` keywords."""
+    months, z = _MONTHS, _Z
     wetness = rng.uniform(0.15, 1.0, n)
     w_scalar = np.clip(
         wetness[:, None, None] * (0.85 + 0.15 * np.sin(2 * np.pi * months / 12.0))[None, :, None]
@@ -74,8 +100,15 @@ def example_forcing(n_profiles: int, seed: int = 0) -> tuple[Forcing, np.ndarray
     fpi = np.clip(rng.uniform(0.45, 1.0, n)[:, None, None] + np.zeros((1, 12, N_LAYERS)), 0, 1)
     sand = np.clip(rng.uniform(5, 85, n)[:, None, None] + 3 * np.tanh(z - 1.0), 0, 100)
     sand = np.broadcast_to(sand, (n, 12, N_LAYERS)).copy()
+    return wetness, {"w_scalar": w_scalar, "o_scalar": o_scalar, "fpi": fpi, "sand": sand}
 
-    # NPP (gC m-2 yr-1) from temperature and moisture; inputs follow a growing season.
+
+def _litter_inputs(rng, t_mean, t_soil, wetness, frozen_site):
+    """``litter_input`` (n, 4, 12, 20) gC m-3 per month and ``npp`` (n, 12) gC m-2 s-1 as
+    `Forcing` keywords: an NPP
+    (gC m-2 yr-1) from temperature and moisture, over a growing season, split into CWD,
+    metabolic, cellulose and lignin litter and spread over depth by a root profile."""
+    n = t_mean.size
     npp_annual = 1100.0 / (1.0 + np.exp(-(t_mean - 8.0) / 6.0)) * wetness**0.6 + 30.0
     npp_annual[frozen_site] = 5.0
     growth = np.clip(t_soil[:, :, 0] + 2.0, 0.1, None)
@@ -96,17 +129,4 @@ def example_forcing(n_profiles: int, seed: int = 0) -> tuple[Forcing, np.ndarray
         / DZ[:N_LAYERS][None, None, None, :]
     )  # gC m-3 per month
     npp = npp_annual[:, None] * season / (DAYS_IN_MONTH[None, :] * 86400.0)
-
-    forcing = Forcing(
-        tsoi=tsoi,
-        w_scalar=w_scalar,
-        o_scalar=o_scalar,
-        fpi=fpi,
-        sand=sand,
-        nbedrock=nbedrock,
-        altmax=altmax,
-        altmax_lastyear=altmax_lastyear,
-        litter_input=litter_input,
-        npp=npp,
-    )
-    return forcing, lat
+    return {"litter_input": litter_input, "npp": npp}

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli_args import HelpFormatter, nonneg_int, output_dir, positive_int
+from ._cli_args import add_command, add_run_options, positive_int
 
 __all__ = ["FAILURES", "failure_codes", "quickstart", "register", "run"]
 
@@ -53,18 +53,15 @@ _FLAG_WORDS = {
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "quickstart",
+        run,
         help="steady-state SOC with CLM5 and COMPAS on the embedded synthetic world",
         description=__doc__,
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--n-sites", type=positive_int, default=300, help="number of synthetic sites")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the synthetic world")
-    p.add_argument(
-        "--out", type=output_dir, default=Path("results/quickstart"), help="output folder"
-    )
-    p.set_defaults(func=run)
+    add_run_options(p, out="results/quickstart", seed="seed of the synthetic world")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,11 +139,9 @@ def quickstart(n_sites: int = 300, seed: int = 0, out: Path | str = "results/qui
         valid counts, failure counts per reason and the wall time in s.
     """
     import jax
-    import jax.numpy as jnp
 
     from .data import make_world
-    from .grid import stocks
-    from .models import clm5, compas
+    from .data.netcdf import write_netcdf
 
     if not jax.config.jax_enable_x64:
         raise RuntimeError("quickstart needs float64: jax.config.update('jax_enable_x64', True)")
@@ -159,21 +154,67 @@ def quickstart(n_sites: int = 300, seed: int = 0, out: Path | str = "results/qui
 
     step(f"building the synthetic world ({n_sites} sites, seed {seed})")
     world = make_world(n_sites, seed=seed, progress=True)
-    forcing = jax.tree.map(jnp.asarray, world.forcing_batch())
+    configs = _configurations()
+    results, codes = _steady_states(world, configs, step)
 
-    configs: dict[str, tuple] = {
+    step("writing steady_states.nc")
+    stock_values = _stocks_kg(results)
+    ds = _dataset(world, configs, results, codes, stock_values, seed)
+    write_netcdf(ds, out / "steady_states.nc")
+
+    step("drawing profiles.png and clm5_vs_compas.png")
+    _draw_figures(results, stock_values, world.lat, out)
+
+    elapsed = time.perf_counter() - t0
+    summary, lines = _summary(n_sites, elapsed, results, codes, stock_values)
+    lines = [
+        f"soc_jax quickstart: {n_sites} synthetic sites (seed {seed}), outputs in {out}/",
+        *lines,
+    ]
+    lines += _failure_lines(results, summary, world.lat)
+    lines += _deep_carbon_note(stock_values, configs)
+    lines.append(f"  total time {elapsed:.1f} s")
+    text = "\n".join(
+        textwrap.fill(line, 100, subsequent_indent="    ") if len(line) > 100 else line
+        for line in lines
+    )
+    print("\n" + text)
+    (out / "summary.txt").write_text(text + "\n")
+    return summary
+
+
+def _configurations() -> dict[str, tuple]:
+    """The uncalibrated configurations: name -> (model module, physical parameters, mode)."""
+    from .models import clm5, compas
+
+    return {
         "clm5_default": (clm5, np.asarray(clm5.default_parameters()), "default"),
         "clm5_proda_midpoint": (clm5, np.asarray(clm5.PARAMETERS.midpoint()), "proda"),
         "compas_midpoint": (compas, np.asarray(compas.PARAMETERS.midpoint()), "proda"),
     }
+
+
+def _steady_states(world, configs: dict, step) -> tuple[dict, dict]:
+    """``(results, codes)``: each configuration's steady states at every site (numpy leaves)
+    and its failure codes (`failure_codes`)."""
+    import jax
+    import jax.numpy as jnp
+
+    forcing = jax.tree.map(jnp.asarray, world.forcing_batch())
     results, codes = {}, {}
     for name, (model, params, mode) in configs.items():
         step(f"steady states: {name} (mode={mode}; first call compiles)")
         fn = jax.jit(jax.vmap(lambda f, m=model, p=params, md=mode: m.steady_state(p, f, mode=md)))
         results[name] = jax.tree.map(np.asarray, fn(forcing))
         codes[name] = failure_codes(model, results[name], params, forcing, mode)
+    return results, codes
 
-    step("writing steady_states.nc")
+
+def _stocks_kg(results: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Stocks 0-30/100/200 cm and of the whole column (kgC m-2, NaN where failed) per
+    configuration."""
+    from .grid import stocks
+
     stock_values = {}
     for name, res in results.items():
         st = stocks(np.where(res.ok[:, None], res.soc, np.nan))
@@ -181,28 +222,28 @@ def quickstart(n_sites: int = 300, seed: int = 0, out: Path | str = "results/qui
             label: np.asarray(value) / 1000.0
             for label, value in zip(("0_30cm", "0_100cm", "0_200cm", "total"), st, strict=True)
         }
-    ds = _dataset(world, configs, results, codes, stock_values, seed)
-    from .data.netcdf import write_netcdf
+    return stock_values
 
-    write_netcdf(ds, out / "steady_states.nc")
 
-    step("drawing profiles.png and clm5_vs_compas.png")
+def _draw_figures(results: dict, stock_values: dict, lat: np.ndarray, out: Path) -> None:
+    """``profiles.png`` and ``clm5_vs_compas.png`` into ``out``."""
     from . import plots
 
-    plots.save(profiles_figure(results, world.lat), out / "profiles.png")
+    plots.save(profiles_figure(results, lat), out / "profiles.png")
     plots.save(
         comparison_figure(
             stock_values["clm5_proda_midpoint"]["0_100cm"],
             stock_values["compas_midpoint"]["0_100cm"],
-            world.lat,
+            lat,
         ),
         out / "clm5_vs_compas.png",
     )
 
-    elapsed = time.perf_counter() - t0
+
+def _summary(n_sites: int, elapsed: float, results, codes, stock_values) -> tuple[dict, list]:
+    """``(summary, lines)``: the numbers `quickstart` returns and the table of mean stocks."""
     summary: dict = {"n_sites": n_sites, "seconds": elapsed}
     lines = [
-        f"soc_jax quickstart: {n_sites} synthetic sites (seed {seed}), outputs in {out}/",
         "uncalibrated configurations; mean stocks over the valid sites, kgC m-2:",
         f"  {'configuration':22s} {'valid':>9s} {'0-100 cm':>9s} {'0-8.6 m':>9s}",
     ]
@@ -215,23 +256,21 @@ def quickstart(n_sites: int = 300, seed: int = 0, out: Path | str = "results/qui
         counts = {c: int((codes[name] == c).sum()) for c in FAILURES if c}
         summary[f"{name}_failures"] = {FAILURES[c]: k for c, k in counts.items() if k}
         lines.append(f"  {name:22s} {int(res.ok.sum()):5d}/{n_sites:<3d} {s100:9.2f} {stot:9.2f}")
+    return summary, lines
+
+
+def _failure_lines(results: dict, summary: dict, lat: np.ndarray) -> list[str]:
+    """One line per configuration with failures: their reasons and where they are."""
+    lines = []
     for name, res in results.items():
         failed = ~res.ok
         if failed.any():
             reasons = "; ".join(f"{k} x {v}" for v, k in summary[f"{name}_failures"].items())
             lines.append(
                 f"  {name} failed at {int(failed.sum())} sites: {reasons}. Where: "
-                f"{_where(world.lat, failed)}."
+                f"{_where(lat, failed)}."
             )
-    lines += _deep_carbon_note(stock_values, configs)
-    lines.append(f"  total time {elapsed:.1f} s")
-    text = "\n".join(
-        textwrap.fill(line, 100, subsequent_indent="    ") if len(line) > 100 else line
-        for line in lines
-    )
-    print("\n" + text)
-    (out / "summary.txt").write_text(text + "\n")
-    return summary
+    return lines
 
 
 def _deep_carbon_note(stock_values: dict, configs: dict) -> list[str]:
@@ -265,7 +304,7 @@ def _dataset(world, configs, results, codes, stock_values, seed):
     """The steady_states.nc Dataset (CF attributes completed by `write_netcdf`)."""
     import xarray as xr
 
-    from .data.netcdf import depth_coords, flag_attrs
+    from .data.netcdf import depth_coords
 
     n = world.lat.size
     data_vars: dict = {}
@@ -276,6 +315,24 @@ def _dataset(world, configs, results, codes, stock_values, seed):
         "lat": ("profile", world.lat),
         "lon": ("profile", world.lon),
     }
+    coords |= _parameter_coords(configs)
+    for name, res in results.items():
+        data_vars |= _configuration_vars(name, res, configs[name], codes[name], stock_values[name])
+    return xr.Dataset(
+        data_vars,
+        coords=coords,
+        attrs={
+            "title": "soc_jax quickstart: steady-state SOC of uncalibrated CLM5 and COMPAS "
+            "configurations on the synthetic world",
+            "source": f"soc_jax synthetic world, seed {seed}, {n} sites",
+            "world_seed": seed,
+        },
+    )
+
+
+def _parameter_coords(configs: dict) -> dict:
+    """The coordinates ``<model>_parameter`` (names) and ``<model>_parameter_unit``."""
+    coords: dict = {}
     for model_name, model in {"clm5": configs["clm5_default"][0], "compas": None}.items():
         model = model if model is not None else configs["compas_midpoint"][0]
         space = model.PARAMETERS
@@ -289,59 +346,64 @@ def _dataset(world, configs, results, codes, stock_values, seed):
             np.asarray([s.unit for s in space.specs], dtype=object),
             {"long_name": f"unit of the {model_name.upper()} parameter"},
         )
-    label_words = {"0_30cm": "0-30 cm", "0_100cm": "0-100 cm", "0_200cm": "0-200 cm"}
-    label_words["total"] = "0-8.6 m (the whole model column)"
-    for name, res in results.items():
-        model, params, mode = configs[name]
-        model_name = model.__name__.rsplit(".", 1)[-1]
-        data_vars[f"soc_{name}"] = (
-            ("profile", "layer"),
-            res.soc,
-            {"units": "gC m-3", "long_name": f"soil organic carbon density, {name}"},
-        )
-        data_vars[f"ok_{name}"] = (
-            ("profile",),
-            res.ok.astype(np.int8),
-            flag_attrs({0: "failed", 1: "valid"}, f"valid steady state, {name}"),
-        )
-        data_vars[f"failure_{name}"] = (
-            ("profile",),
-            codes[name],
-            {
-                **flag_attrs(_FLAG_WORDS, f"why the steady state failed, {name}"),
-                "comment": "; ".join(f"{k}: {v}" for k, v in FAILURES.items()),
-            },
-        )
-        for label, value in stock_values[name].items():
-            data_vars[f"stock_{label}_{name}"] = (
-                ("profile",),
-                value,
-                {
-                    "units": "kgC m-2",
-                    "long_name": f"SOC stock {label_words[label]}, {name}",
-                    "comment": "NaN where the steady state failed",
-                },
-            )
-        data_vars[f"parameters_{name}"] = (
-            (f"{model_name}_parameter",),
-            np.asarray(params, dtype=float),
-            {
-                "long_name": f"parameter values of {name} (physical units)",
-                "units": f"see {model_name}_parameter_unit",
-                "model": model_name,
-                "mode": mode,
-            },
-        )
-    return xr.Dataset(
-        data_vars,
-        coords=coords,
-        attrs={
-            "title": "soc_jax quickstart: steady-state SOC of uncalibrated CLM5 and COMPAS "
-            "configurations on the synthetic world",
-            "source": f"soc_jax synthetic world, seed {seed}, {n} sites",
-            "world_seed": seed,
+    return coords
+
+
+_LABEL_WORDS = {
+    "0_30cm": "0-30 cm",
+    "0_100cm": "0-100 cm",
+    "0_200cm": "0-200 cm",
+    "total": "0-8.6 m (the whole model column)",
+}
+
+
+def _configuration_vars(name: str, res, config: tuple, codes, stock_values: dict) -> dict:
+    """The variables of configuration ``name``: layer SOC, validity, failure reason, stocks
+    and parameter values."""
+    from .data.netcdf import flag_attrs
+
+    model, params, mode = config
+    model_name = model.__name__.rsplit(".", 1)[-1]
+    data_vars: dict = {}
+    data_vars[f"soc_{name}"] = (
+        ("profile", "layer"),
+        res.soc,
+        {"units": "gC m-3", "long_name": f"soil organic carbon density, {name}"},
+    )
+    data_vars[f"ok_{name}"] = (
+        ("profile",),
+        res.ok.astype(np.int8),
+        flag_attrs({0: "failed", 1: "valid"}, f"valid steady state, {name}"),
+    )
+    data_vars[f"failure_{name}"] = (
+        ("profile",),
+        codes,
+        {
+            **flag_attrs(_FLAG_WORDS, f"why the steady state failed, {name}"),
+            "comment": "; ".join(f"{k}: {v}" for k, v in FAILURES.items()),
         },
     )
+    for label, value in stock_values.items():
+        data_vars[f"stock_{label}_{name}"] = (
+            ("profile",),
+            value,
+            {
+                "units": "kgC m-2",
+                "long_name": f"SOC stock {_LABEL_WORDS[label]}, {name}",
+                "comment": "NaN where the steady state failed",
+            },
+        )
+    data_vars[f"parameters_{name}"] = (
+        (f"{model_name}_parameter",),
+        np.asarray(params, dtype=float),
+        {
+            "long_name": f"parameter values of {name} (physical units)",
+            "units": f"see {model_name}_parameter_unit",
+            "model": model_name,
+            "mode": mode,
+        },
+    )
+    return data_vars
 
 
 def profiles_figure(results: dict, lat: np.ndarray):

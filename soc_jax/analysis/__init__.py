@@ -7,7 +7,8 @@
 - `attribution`: component control (one process group at the global constant) and marginal
   sensitivity (a group scaled by 1 + delta), summarised over the bootstrap ensemble;
 - `pipeline`: ``soc-jax reproduce``, the whole study (world -> calibration -> networks ->
-  prediction -> components -> attribution -> convergence), resumable stage by stage;
+  prediction -> components -> attribution -> convergence), resumable stage by stage; its
+  stages live in `stages`, their bookkeeping (configuration, atomic stage folders) in `runner`;
 - `figures`: the paper's kinds of figures.
 
 See docs/analysis.md. Sub-modules load on first use (``soc-jax --help`` does not import JAX).

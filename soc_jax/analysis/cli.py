@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from .._cli_args import HelpFormatter, nonneg_int, positive_float, positive_int
+from .._cli_args import add_command, add_run_options, nonneg_int, positive_float, positive_int
 
 __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "reproduce",
+        run,
         help="the whole PRODA convergence study (worlds -> calibration -> networks -> components "
         "-> attribution -> convergence) into --out, resumable",
         description=(
@@ -22,40 +24,39 @@ def register(subparsers) -> None:
             "between the models. Writes report.md, figures (PNG), NetCDF/JSON tables into --out. "
             "Rerunning with the same --out resumes: finished stages are not redone."
         ),
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--n-sites", type=positive_int, default=200, help="sites per world (>= 10)")
-    p.add_argument("--out", required=True, help="output folder")
+    add_run_options(p, out=None, seed="seed of worlds, chains and networks")
     p.add_argument("--grid-resolution", type=positive_float, default=6.0, help="degrees")
     p.add_argument("--worlds", default="clm5,compas", help="models generating a world")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--sampler",
         choices=("proda-am", "chees", "nuts", "mala"),
         default="proda-am",
         help="site-level sampler (gradient samplers: --warmup/--draws per chain)",
     )
-    p.add_argument("--warmup", type=positive_int, default=500, help="gradient-sampler warm-up")
-    p.add_argument("--draws", type=positive_int, default=500, help="gradient-sampler draws")
     p.add_argument(
         "--site-filter",
         action="store_true",
         help="train the networks only on sites passing the site filter (converged chains)",
     )
-    p.add_argument("--steps-test", type=positive_int, default=400, help="AM test-run steps")
-    p.add_argument("--steps-formal", type=positive_int, default=1000, help="AM formal steps")
-    p.add_argument("--chains", type=positive_int, default=2, help="AM chains per site")
-    p.add_argument("--seeds", type=positive_int, default=3, help="best-guess networks")
-    p.add_argument("--bootstrap", type=nonneg_int, default=5, help="bootstrap networks (>= 0)")
-    p.add_argument("--epochs", type=positive_int, default=150, help="max training epochs")
-    p.add_argument(
-        "--attribution-members",
-        type=nonneg_int,
-        default=8,
-        help="bootstrap networks in attribution",
-    )
+    for flag, kind, default, text in _SIZES:
+        p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+
+
+# (flag, type, default, help) of the sizes of a run: samplers, networks, attribution
+_SIZES = (
+    ("--warmup", positive_int, 500, "gradient-sampler warm-up"),
+    ("--draws", positive_int, 500, "gradient-sampler draws"),
+    ("--steps-test", positive_int, 400, "AM test-run steps"),
+    ("--steps-formal", positive_int, 1000, "AM formal steps"),
+    ("--chains", positive_int, 2, "AM chains per site"),
+    ("--seeds", positive_int, 3, "best-guess networks"),
+    ("--bootstrap", nonneg_int, 5, "bootstrap networks (>= 0)"),
+    ("--epochs", positive_int, 150, "max training epochs"),
+    ("--attribution-members", nonneg_int, 8, "bootstrap networks in attribution"),
+)
 
 
 def run(args: argparse.Namespace) -> int:

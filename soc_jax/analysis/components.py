@@ -261,60 +261,16 @@ def compas_components(
     x = jnp.asarray(pools)
     m = compas.matrices(params, forcing, mode)
     md = mode if mode is not None else getattr(forcing, "mode", "proda")
-    names = compas.PARAMETERS.names
-
-    def P(n):
-        return params[names.index(n)]
-
+    p = _compas_constants(params, md)
     xi = m.xi
-    dz = _dz()
+    rates, rate_doc = _compas_rates(p, xi, x)
+    K = _compas_K(p, xi, x)
+    A, E = _compas_efficiencies(p, xi, x, rate_doc)
     cwd, l1, l2, l3, doc, mic, enz, som = x
-    tau_cwd, tau_l1, tau_l2 = P("tau4cwd"), P("tau4l1"), P("tau4l2")
-    tau_s1, tau_d, tau_e, tau_s4 = P("tau4s1"), P("tau4s2_death"), P("tau4s2_enz"), P("tau4s4")
-    tau_s3 = compas.enzyme_turnover_time(params, md)
-    ka, kd = P("mm_const_assim"), P("mm_const_decom")
-    pl1, pl2, pl3 = P("pl1s1"), P("pl2s1"), P("pl3s4")
-    c1, c2, eps, pdeath = P("l1_cue"), P("l2l3_cue"), P("mic_cue"), P("pdeath2soc")
-
-    ones = jnp.ones(N_LAYERS)
-    rate_doc = (xi / tau_s1) * _ratio(mic, ka * xi + doc)
-    rate_soc = (xi / tau_s4) * _ratio(enz, kd * xi + som)
-    rates = jnp.stack(
-        [
-            xi / tau_cwd,
-            xi / tau_l1,
-            xi / tau_l2,
-            xi / tau_l2,
-            rate_doc,
-            (1.0 / tau_d + 1.0 / tau_e) * xi,
-            ones / tau_s3,
-            rate_soc,
-        ]
-    )
-
-    stock = x @ dz  # (8,)
-    deriv = (1.0 / tau_s4) * enz * kd * 2.0 * som * xi * _ratio(ones, (kd * xi + som) ** 3)
-    base = jnp.stack(
-        [1.0 / tau_cwd, pl1 / tau_l1, pl2 / tau_l2, pl3 / tau_l2, 1.0 / tau_d + 1.0 / tau_e]
-        + [1.0 / tau_s3]
-    )
-    w_stock = jnp.stack([stock[0], stock[1], stock[2], stock[3], stock[5], stock[6]])
-    K = _ratio(jnp.sum(base * w_stock) + jnp.sum(deriv * som * dz), jnp.sum(w_stock) + stock[7])
-
-    F1 = jnp.sum(xi * l1 * dz) / tau_l1
-    F2 = jnp.sum(xi * l2 * dz) / tau_l2
-    F3 = jnp.sum(xi * l3 * dz) / tau_l2
-    U = jnp.sum(rate_doc * doc * dz)
-    flows = jnp.stack([(1.0 - pl1) * F1, (1.0 - pl2) * F2, (1.0 - pl3) * F3, U])
-    cues = jnp.stack([c1, c2, c2, eps])
-    A = _ratio(jnp.sum(cues * flows), jnp.sum(flows))
-    death = jnp.sum(xi * mic * dz) / tau_d
-    e_flows = jnp.stack([F1, F2, F3, death])
-    E = _ratio(jnp.sum(jnp.stack([pl1, pl2, pl3, pdeath]) * e_flows), jnp.sum(e_flows))
-
     soil_c = doc + mic + enz + som
     Xi = _weighted(xi, soil_c)
     V = _weighted(DAYS_PER_YEAR * m.operator.transport.diag, l1 + l2 + l3)
+    ka, kd = p["ka"], p["kd"]
     return COMPASComponents(
         B=apparent_beta(m.input_profile),
         K=K,
@@ -331,6 +287,87 @@ def compas_components(
         soc_substrate=som,
         doc_substrate=doc,
     )
+
+
+def _compas_constants(params: Array, mode: str) -> dict[str, Array]:
+    """The turnover times (yr), Michaelis-Menten constants, transfer fractions and CUEs."""
+    from ..models import compas
+
+    names = compas.PARAMETERS.names
+
+    def P(n):
+        return params[names.index(n)]
+
+    c = {"tau_cwd": P("tau4cwd"), "tau_l1": P("tau4l1"), "tau_l2": P("tau4l2")}
+    c |= {"tau_s1": P("tau4s1"), "tau_d": P("tau4s2_death"), "tau_e": P("tau4s2_enz")}
+    c["tau_s4"] = P("tau4s4")
+    c["tau_s3"] = compas.enzyme_turnover_time(params, mode)
+    c |= {"ka": P("mm_const_assim"), "kd": P("mm_const_decom")}
+    c |= {"pl1": P("pl1s1"), "pl2": P("pl2s1"), "pl3": P("pl3s4")}
+    c |= {"c1": P("l1_cue"), "c2": P("l2l3_cue"), "eps": P("mic_cue"), "pdeath": P("pdeath2soc")}
+    return c
+
+
+def _compas_rates(p: dict, xi: Array, x: Array) -> tuple[Array, Array]:
+    """``(rates (8, 20), DOC's apparent rate (20,))``, yr-1 (see the module docstring)."""
+    cwd, l1, l2, l3, doc, mic, enz, som = x
+    ones = jnp.ones(N_LAYERS)
+    rate_doc = (xi / p["tau_s1"]) * _ratio(mic, p["ka"] * xi + doc)
+    rate_soc = (xi / p["tau_s4"]) * _ratio(enz, p["kd"] * xi + som)
+    rates = jnp.stack(
+        [
+            xi / p["tau_cwd"],
+            xi / p["tau_l1"],
+            xi / p["tau_l2"],
+            xi / p["tau_l2"],
+            rate_doc,
+            (1.0 / p["tau_d"] + 1.0 / p["tau_e"]) * xi,
+            ones / p["tau_s3"],
+            rate_soc,
+        ]
+    )
+    return rates, rate_doc
+
+
+def _compas_K(p: dict, xi: Array, x: Array) -> Array:
+    """Stock-weighted baseline rate, with the Michaelis-Menten SOC derivative, yr-1."""
+    dz = _dz()
+    cwd, l1, l2, l3, doc, mic, enz, som = x
+    ones = jnp.ones(N_LAYERS)
+    tau_l1, tau_l2, tau_d, tau_e, tau_s3 = (
+        p["tau_l1"],
+        p["tau_l2"],
+        p["tau_d"],
+        p["tau_e"],
+        p["tau_s3"],
+    )
+    kd = p["kd"]
+    stock = x @ dz  # (8,)
+    deriv = (1.0 / p["tau_s4"]) * enz * kd * 2.0 * som * xi * _ratio(ones, (kd * xi + som) ** 3)
+    base = jnp.stack(
+        [1.0 / p["tau_cwd"], p["pl1"] / tau_l1, p["pl2"] / tau_l2, p["pl3"] / tau_l2]
+        + [1.0 / tau_d + 1.0 / tau_e, 1.0 / tau_s3]
+    )
+    w_stock = jnp.stack([stock[0], stock[1], stock[2], stock[3], stock[5], stock[6]])
+    return _ratio(jnp.sum(base * w_stock) + jnp.sum(deriv * som * dz), jnp.sum(w_stock) + stock[7])
+
+
+def _compas_efficiencies(p: dict, xi: Array, x: Array, rate_doc: Array) -> tuple[Array, Array]:
+    """``(A, E)``: carbon transfer efficiency and litter/necromass fate efficiency, 1."""
+    dz = _dz()
+    cwd, l1, l2, l3, doc, mic, enz, som = x
+    pl1, pl2, pl3 = p["pl1"], p["pl2"], p["pl3"]
+    F1 = jnp.sum(xi * l1 * dz) / p["tau_l1"]
+    F2 = jnp.sum(xi * l2 * dz) / p["tau_l2"]
+    F3 = jnp.sum(xi * l3 * dz) / p["tau_l2"]
+    U = jnp.sum(rate_doc * doc * dz)
+    flows = jnp.stack([(1.0 - pl1) * F1, (1.0 - pl2) * F2, (1.0 - pl3) * F3, U])
+    cues = jnp.stack([p["c1"], p["c2"], p["c2"], p["eps"]])
+    A = _ratio(jnp.sum(cues * flows), jnp.sum(flows))
+    death = jnp.sum(xi * mic * dz) / p["tau_d"]
+    e_flows = jnp.stack([F1, F2, F3, death])
+    E = _ratio(jnp.sum(jnp.stack([pl1, pl2, pl3, p["pdeath"]]) * e_flows), jnp.sum(e_flows))
+    return A, E
 
 
 def system_xi_compas_paper(params, prepared) -> Array:

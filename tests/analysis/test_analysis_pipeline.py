@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from soc_jax.analysis.pipeline import ConfigMismatch, PipelineConfig, _Runner, run_pipeline
+from soc_jax.analysis.pipeline import ConfigMismatch, PipelineConfig, run_pipeline
+from soc_jax.analysis.runner import _Runner
 
 
 class Boom(RuntimeError):
@@ -147,7 +148,7 @@ def _posterior(path, status, filter_pass, mean):
 
 @pytest.mark.parametrize("site_filter, expected", [(False, [1, 1, 0, 0]), (True, [1, 0, 0, 0])])
 def test_network_targets_are_results_only_and_filtered_on_request(tmp_path, site_filter, expected):
-    from soc_jax.analysis.pipeline import _targets
+    from soc_jax.analysis.stages import _targets
 
     cfg = PipelineConfig(site_filter=site_filter)
     r = _Runner(str(tmp_path), cfg, None, None, print)
@@ -162,7 +163,7 @@ def test_network_targets_are_results_only_and_filtered_on_request(tmp_path, site
 
 def test_calibration_stage_passes_the_sampler_settings(tmp_path, monkeypatch):
     import soc_jax.calibration as cal
-    from soc_jax.analysis.pipeline import _calibrate
+    from soc_jax.analysis.stages import _calibrate
 
     seen = {}
 
