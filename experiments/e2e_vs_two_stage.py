@@ -431,17 +431,17 @@ def _network_inputs(world, model: str) -> dict:
     """Scaled covariates ``X`` of the sites, the end-to-end ``data``, the grid's ``Xg`` and
     forcing ``fg`` (cells with NaN covariates dropped) and ``take`` (rows of obs, forcing)."""
     from soc_jax.data import covariate_bounds, dataset_to_forcing, minmax_scale
-    from soc_jax.data.covariates import _matrix
+    from soc_jax.data.covariates import covariate_matrix
     from soc_jax.proda import end_to_end as e2e
 
     vmin, vmax = covariate_bounds(world.grid)
-    X = minmax_scale(_matrix(world.covariates), vmin, vmax)
+    X = minmax_scale(covariate_matrix(world.covariates), vmin, vmax)
     forcing = world.forcing_batch()
     obs = world.observations(int(world.profiles.sizes["layer"]))
     data = e2e.make_data(model, X, forcing, obs)
-    keep = np.all(np.isfinite(minmax_scale(_matrix(world.grid), vmin, vmax)), axis=1)
+    keep = np.all(np.isfinite(minmax_scale(covariate_matrix(world.grid), vmin, vmax)), axis=1)
     grid_cells = world.grid.isel(cell=np.flatnonzero(keep))
-    Xg = minmax_scale(_matrix(grid_cells), vmin, vmax)
+    Xg = minmax_scale(covariate_matrix(grid_cells), vmin, vmax)
     fg = dataset_to_forcing(grid_cells, dim="cell")
     if (~keep).any():
         print(f"grid: dropped {int((~keep).sum())} cells with NaN covariates")

@@ -149,7 +149,7 @@ def _setup(args) -> _Study:
     import jax
 
     from soc_jax.data import covariate_bounds, make_world, minmax_scale
-    from soc_jax.data.covariates import _matrix
+    from soc_jax.data.covariates import covariate_matrix
     from soc_jax.data.synthetic import truth_table
     from soc_jax.proda import end_to_end as e2e
     from soc_jax.proda.holdout import spatial_holdout
@@ -167,7 +167,7 @@ def _setup(args) -> _Study:
     truth = world.true_params()
     train, hold, region = spatial_holdout(world.lat, world.lon, args.holdout, args.seed)
     vmin, vmax = covariate_bounds(world.grid)
-    X = minmax_scale(_matrix(world.covariates), vmin, vmax)
+    X = minmax_scale(covariate_matrix(world.covariates), vmin, vmax)
     width = int(world.profiles.sizes["layer"])
     obs = world.observations(width)
     forcing = world.forcing_batch()

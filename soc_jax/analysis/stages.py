@@ -204,13 +204,13 @@ def _scaled_X(cov_matrix: np.ndarray, vmin, vmax) -> np.ndarray:
 def _predict(r: _Runner, w: str, m: str, world: dict):
     def fn(d):
         from ..data import dataset_to_forcing
-        from ..data.covariates import _matrix
+        from ..data.covariates import covariate_matrix
         from ..proda.predict import clip_parameters, global_prediction, predict_parameters
 
         ens, tr = _load_network(r, w, m)
         kinds = [str(k) for k in tr["kinds"]]
         grid = world["grid"]
-        Xg = _scaled_X(_matrix(grid), tr["vmin"], tr["vmax"])
+        Xg = _scaled_X(covariate_matrix(grid), tr["vmin"], tr["vmax"])
         good = np.all(np.isfinite(Xg), axis=1)
         if not good.all():
             raise ValueError(f"{int((~good).sum())} grid cells have NaN covariates")
@@ -227,7 +227,7 @@ def _predict(r: _Runner, w: str, m: str, world: dict):
             homogeneous=tr["constant"],
             default=(m == "clm5"),
         )
-        Xs = _scaled_X(_matrix(world["covariates"]), tr["vmin"], tr["vmax"])
+        Xs = _scaled_X(covariate_matrix(world["covariates"]), tr["vmin"], tr["vmax"])
         ps = np.asarray(clip_parameters(predict_parameters(ens.best_models, Xs)))
         extra = {f"{k}_stocks": v[0] for k, v in pred.extra.items()}
         extra.update({f"{k}_ok": v[1] for k, v in pred.extra.items()})

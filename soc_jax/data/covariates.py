@@ -156,7 +156,6 @@ def covariate_matrix(cov: xr.Dataset | ArrayLike) -> np.ndarray:
     return np.asarray(cov, dtype=float)
 
 
-_matrix = covariate_matrix  # the old private name, still imported by proda and analysis
 
 
 def covariate_bounds(grid: xr.Dataset | ArrayLike) -> tuple[np.ndarray, np.ndarray]:
