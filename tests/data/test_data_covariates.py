@@ -60,9 +60,6 @@ def test_covariate_matrix_orders_the_columns_as_covariate_names():
     np.testing.assert_array_equal(covariate_matrix(values.tolist()), values)
     with pytest.raises(ValueError, match=r"covariates missing: \['Lon'\]"):
         covariate_matrix(ds.isel(covariate=slice(1, None)))
-    from soc_jax.data import covariates
-
-    assert covariates._matrix is covariate_matrix  # old private name, kept for its importers
 
 
 def test_nearest_cell_separately_in_lat_and_lon_first_index_on_ties():
