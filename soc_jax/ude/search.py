@@ -30,9 +30,8 @@ program:
   others. If the shared solve itself fails (step budget), every member gets the penalty for
   that iteration.
 
-References:
-    Raju G.V.V. S. et al. (2025). A study of universal ODE approaches to predicting soil organic
-    carbon. Preprint (seed ``002_b37d5f09a3b95671``), Sec 2.2 and Tables 1-8.
+The search settings follow Raju et al. (2025), Sec 2.2 and Tables 1-8 (full reference in
+`soc_jax.ude.synthetic`).
 """
 
 from __future__ import annotations
