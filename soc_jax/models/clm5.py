@@ -343,8 +343,9 @@ def steady_state(
 ) -> SteadyState:
     """Steady state of one profile: solve ``(V - A K) X = I``, clip ``X < 0`` to 0 (SPEC 1.9).
 
-    Pure and jit/vmap/grad-able; bad input raises ``ValueError`` outside ``jit`` and is flagged
-    inside (`soc_jax.models.common.Skeleton.checked_inputs`).
+    Pure and jit/vmap/grad-able. Bad input raises ``ValueError`` naming the field or parameter
+    outside ``jit`` and comes back as a flag inside, with finite pools and exactly zero gradient
+    for a masked loss (`soc_jax.models.common.Skeleton.checked_inputs`).
 
     Args:
         params: physical parameter values in `PARAMETERS` order, shape (21,).
