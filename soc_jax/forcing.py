@@ -66,6 +66,10 @@ _FIELDS: dict[str, tuple[tuple[int, ...], str, str]] = {
 }
 
 
+MonthByLayer = Float[Array, "*batch 12 20"]  # a field per month and layer
+Monthly = Float[Array, "*batch 12"]  # a column field per month
+
+
 class Forcing(eqx.Module):
     """Monthly forcing of one profile (a batch if every field has the same leading axes).
 
@@ -82,16 +86,16 @@ class Forcing(eqx.Module):
         npp: net primary production, (12,), gC m-2 s-1 (diagnostics only).
     """
 
-    tsoi: Float[Array, "*batch 12 20"]
-    w_scalar: Float[Array, "*batch 12 20"]
-    o_scalar: Float[Array, "*batch 12 20"]
-    fpi: Float[Array, "*batch 12 20"]
-    sand: Float[Array, "*batch 12 20"]
-    nbedrock: Float[Array, "*batch 12"]
-    altmax: Float[Array, "*batch 12"]
-    altmax_lastyear: Float[Array, "*batch 12"]
+    tsoi: MonthByLayer
+    w_scalar: MonthByLayer
+    o_scalar: MonthByLayer
+    fpi: MonthByLayer
+    sand: MonthByLayer
+    nbedrock: Monthly
+    altmax: Monthly
+    altmax_lastyear: Monthly
     litter_input: Float[Array, "*batch 4 12 20"]
-    npp: Float[Array, "*batch 12"]
+    npp: Monthly
 
     @staticmethod
     def field_info() -> dict[str, tuple[tuple[int, ...], str, str]]:

@@ -40,34 +40,19 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float
 
-from .. import grid
-from .._checks import require_x64, validate_profile_inputs
-from ..forcing import (
-    DAYS_PER_YEAR,
-    Forcing,
-    beta_profile,
-    depth_scalar,
-    input_totals,
-    temperature_exponent,
-    water_scalar,
-    where_valid,
-)
+from .._checks import require_x64
+from ..forcing import DAYS_PER_YEAR, Forcing, depth_scalar, water_scalar
 from ..grid import DZ, N_LAYERS, ZSOI
 from ..linalg import CompartmentalOperator
 from ..linalg import steady_state as _solve_steady
 from ..parameters import ParameterSpace, ParameterSpec
-from ..transport import TransportBasis, transport_basis
+from . import common
 from .common import RCOND_MIN as RCOND_MIN
-from .common import (
-    as_prepared,
-    finish,
-    parameters_ok,
-    prepare_batch,
-    solve_guarded,
-    stand_in_parameters,
-)
+from .common import Method
+from .common import decay_rate as _rate
+from .common import stocks as stocks
 
 __all__ = [
     "POOLS",
@@ -87,6 +72,9 @@ __all__ = [
 ]
 
 Mode = Literal["proda", "default"]
+Params = Float[ArrayLike, "21"]  # physical parameter values in `PARAMETERS` order
+Pools = Float[ArrayLike, "7 20"]  # gC m-3, `POOLS` by layer
+Rates = Float[Array, "7 20"]  # gC m-3 day-1, `POOLS` by layer
 
 POOLS: tuple[str, ...] = ("cwd", "litter1", "litter2", "litter3", "soil1", "soil2", "soil3")
 N_POOLS = len(POOLS)
@@ -137,40 +125,31 @@ def default_parameters() -> np.ndarray:
     return PARAMETERS.default()
 
 
-class Prepared(eqx.Module):
+class Prepared(common.PreparedProfile):
     """Forcing-only work of one CLM5 profile, done once by `prepare` (SPEC 1.4-1.8).
 
-    In data assimilation a profile's forcing is fixed while its parameters change hundreds of
-    thousands of times; `steady_state` and `matrices` accept a `Prepared` in place of the
-    `Forcing` and return the same result.
+    `steady_state` and `matrices` accept a `Prepared` in place of the `Forcing` and return the
+    same result. The fields shared with COMPAS are those of
+    `soc_jax.models.common.PreparedProfile` (transport basis, temperature exponent, W_SCALAR,
+    input totals, thaw rule, validity); CLM5 adds:
 
     Attributes:
-        transport: the 12 monthly Patankar operators reduced to a `TransportBasis`.
-        temperature_exponent: ``e`` of ``xi_T = q10**e``, (12, 20).
-        w_scalar: W_SCALAR, (12, 20).
         o_scalar: O_SCALAR, (12, 20).
         fpi: FPI, (12, 20).
-        input_totals: annual column inputs to CWD, LITR1-3, (4,), gC m-2 yr-1.
-        thawed: ALTMAX_LASTYEAR > 0 in all months (the beta input profile applies).
         sand: mean sand content per layer, (20,), % (mode ``"default"``).
         annual_inputs: CESM2's own annual inputs per layer, (4, 20), gC m-3 yr-1
             (mode ``"default"``).
-        valid: the forcing obeys its rules; if not, every field above is the
-            `soc_jax.forcing.reference_forcing`'s and results carry the ``INPUT`` flag.
         mode: the mode it was prepared for.
     """
 
-    transport: TransportBasis
-    temperature_exponent: Float[Array, "12 20"]
-    w_scalar: Float[Array, "12 20"]
     o_scalar: Float[Array, "12 20"]
     fpi: Float[Array, "12 20"]
-    input_totals: Float[Array, "4"]
-    thawed: Bool[Array, ""]
     sand: Float[Array, "20"]
     annual_inputs: Float[Array, "4 20"]
-    valid: Bool[Array, ""]
     mode: str = eqx.field(static=True, default="proda")
+
+
+Profile = Forcing | Prepared  # one profile's forcing, raw or prepared
 
 
 def prepare(forcing: Forcing, mode: Mode = "proda") -> Prepared:
@@ -189,41 +168,30 @@ def prepare(forcing: Forcing, mode: Mode = "proda") -> Prepared:
         ValueError: outside ``jit``, for a single profile whose forcing breaks a rule (a batch,
             or a traced forcing, is flagged per profile instead).
     """
-    _check_mode(mode)
-    return prepare_batch(_prepare, forcing, mode)
+    return _MODEL.prepare(forcing, mode)
 
 
 def _prepare(forcing: Forcing, mode: str) -> Prepared:
-    forcing, valid = where_valid(forcing)
+    forcing, shared = common.prepare_shared(forcing)
     dz = jnp.asarray(DZ[:N_LAYERS])
     return Prepared(
-        transport=transport_basis(forcing.nbedrock, forcing.altmax, forcing.altmax_lastyear),
-        temperature_exponent=temperature_exponent(forcing.tsoi),
-        w_scalar=forcing.w_scalar,
+        **shared,
         o_scalar=forcing.o_scalar,
         fpi=forcing.fpi,
-        input_totals=input_totals(forcing.litter_input),
-        thawed=jnp.all(forcing.altmax_lastyear > 0),
         sand=jnp.clip(jnp.mean(forcing.sand, axis=0), 0.0, 100.0),
         annual_inputs=jnp.sum(forcing.litter_input, axis=1) * jnp.ones_like(dz),
-        valid=valid,
         mode=mode,
     )
 
 
-def _as_prepared(forcing: Forcing | Prepared, mode: str | None) -> tuple[Prepared, str]:
-    return as_prepared(forcing, mode, Prepared, _prepare, _check_mode)
+class CLM5Matrices(common.MatrixForm):
+    """The matrix form of one profile and its environmental modifiers.
 
-
-class CLM5Matrices(eqx.Module):
-    """The matrix form of one profile.
+    The fields of `soc_jax.models.common.MatrixForm` (``S = V - A K``; inputs (7, 20)
+    gC m-3 day-1, zero for soil pools; input profile, CESM2's own profile of total input in
+    mode='default'; input totals) and:
 
     Attributes:
-        operator: ``S = V - A K`` (`soc_jax.linalg.CompartmentalOperator`), rates in day-1.
-        inputs: input rates I, shape (7, 20), gC m-3 day-1 (zero for soil pools).
-        input_profile: vertical distribution of inputs (fractions of column input per layer,
-            shape (20,)); CESM2's own profile of total input in mode='default'.
-        input_totals: annual column inputs to CWD, LITR1, LITR2, LITR3, shape (4,), gC m-2 yr-1.
         rate_modifier: the environmental factor of the soil decomposition rates,
             ``mean_m(xi_T xi_W xi_O) exp(-z/efolding)`` per layer (mean of monthly products,
             with oxygen; SPEC 1.5), shape (20,).
@@ -232,42 +200,20 @@ class CLM5Matrices(eqx.Module):
             means without oxygen, shape (20,). Not the same as ``rate_modifier``.
     """
 
-    operator: CompartmentalOperator
-    inputs: Float[Array, "7 20"]
-    input_profile: Float[Array, "20"]
-    input_totals: Float[Array, "4"]
     rate_modifier: Float[Array, "20"]
     system_xi: Float[Array, "20"]
 
 
-class SteadyState(eqx.Module):
-    """Steady state of one profile.
+class SteadyState(common.SteadyStateCore):
+    """Steady state of one profile (`soc_jax.models.common.SteadyStateCore`).
 
-    Attributes:
-        pools: carbon density per pool (CWD, l1, l2, l3, s1, s2, s3) and layer, (7, 20), gC m-3.
-            Always finite: zero where nothing could be computed (see ``flags``).
-        soc: soil organic carbon s1 + s2 + s3 per layer, (20,), gC m-3.
-        ok: no flag set.
-        flags: why not ok, a bit set of `soc_jax.models.common` flags (``INPUT``, ``PRIOR``,
-            ``SINGULAR``, ``NONFINITE``); `soc_jax.models.common.describe_flags` says it in words.
-        rcond: reciprocal 1-norm condition number of the system matrix (0 if not solvable).
+    ``pools`` (7, 20) gC m-3 are CWD, l1, l2, l3, s1, s2, s3; ``soc`` (20,) gC m-3 is
+    s1 + s2 + s3; ``flags`` can be ``INPUT``, ``PRIOR``, ``SINGULAR`` and ``NONFINITE``
+    (`soc_jax.models.common`).
     """
 
-    pools: Float[Array, "7 20"]
-    soc: Float[Array, "20"]
-    ok: Bool[Array, ""]
-    flags: Int[Array, ""]
-    rcond: Float[Array, ""]
 
-
-def _check_mode(mode: str) -> None:
-    if mode not in ("proda", "default"):
-        raise ValueError(f"mode must be 'proda' or 'default', got {mode!r}")
-
-
-def matrices(
-    params: Float[ArrayLike, "21"], forcing: Forcing | Prepared, mode: Mode | None = None
-) -> CLM5Matrices:
+def matrices(params: Params, forcing: Profile, mode: Mode | None = None) -> CLM5Matrices:
     """Build ``S = V - A K`` and the inputs of one profile (SPEC 1.3-1.8).
 
     Args:
@@ -279,21 +225,10 @@ def matrices(
     Returns:
         `CLM5Matrices`.
     """
-    require_x64("CLM5 matrices")
-    prepared, mode = _as_prepared(forcing, mode)
-    return _matrices(jnp.asarray(params), prepared, mode)
+    return _MODEL.matrices(params, forcing, mode)
 
 
 _TURNOVER = ("taucwd", "taul1", "taul2", "tau4s1", "tau4s2", "tau4s3")
-
-
-def _rate(tau: Array) -> Array:
-    """Decay rate ``1/(365 tau)`` day-1 of turnover times ``tau`` (yr); ``inf`` at tau = 0.
-
-    The double ``where`` keeps the gradient finite (zero) at tau = 0.
-    """
-    pos = tau > 0
-    return jnp.where(pos, 1.0 / (DAYS_PER_YEAR * jnp.where(pos, tau, 1.0)), jnp.inf)
 
 
 def _depth(efolding: Array) -> Array:
@@ -310,13 +245,31 @@ def _rates_defined(params: Array) -> Bool[Array, ""]:
 def _matrices(params: Array, prep: Prepared, mode: str) -> CLM5Matrices:
     P = {name: params[i] for name, i in _IX.items()}
     proda = mode == "proda"
+    xit, xiw, depth, xi_soil, decay = _decay(P, prep, proda)
+    V = prep.transport(P["diffus"], P["cryo"])  # SPEC 1.7: shared by every pool but CWD
+    op = CompartmentalOperator(
+        decay=decay,
+        fractions=_fractions(P, prep, proda, decay.dtype),
+        transport=V,
+        transported=(False, True, True, True, True, True, True),
+        groups=((CWD,), (L1, L2, L3), (S1, S2, S3)),
+        coupled=(False, False, True),
+    )
+    inputs, profile = _inputs(P, prep, proda)
+    system_xi = jnp.mean(xit, axis=0) * jnp.mean(xiw, axis=0) * depth
+    return CLM5Matrices(op, inputs, profile, prep.input_totals, xi_soil, system_xi)
 
-    # Environmental scalars (SPEC 1.4), per month and layer.
+
+def _decay(P: dict[str, Array], prep: Prepared, proda: bool) -> tuple[Array, ...]:
+    """Environmental scalars (SPEC 1.4) and the decay rates K (SPEC 1.5), (7, 20) day-1.
+
+    Returns ``(xi_T, xi_W, depth scalar, soil modifier, decay)``.
+    """
     xit = P["q10"] ** prep.temperature_exponent
     xiw = water_scalar(prep.w_scalar, P["w_scaling"], capped=True) if proda else prep.w_scalar
     xi_tw = xit * xiw * prep.o_scalar
     depth = _depth(P["efolding"])
-    # K (SPEC 1.5): mean over months of the monthly rates (mean of products).
+    # K: mean over months of the monthly rates (mean of products).
     xi_soil = jnp.mean(xi_tw, axis=0) * depth
     xi_litter = jnp.mean(xi_tw * prep.fpi, axis=0) * depth
     tau = jnp.stack(
@@ -324,9 +277,11 @@ def _matrices(params: Array, prep: Prepared, mode: str) -> CLM5Matrices:
     )
     base = _rate(tau)  # day-1
     modifier = jnp.stack([xi_soil, xi_litter, xi_litter, xi_litter, xi_soil, xi_soil, xi_soil])
-    decay = base[:, None] * modifier
+    return xit, xiw, depth, xi_soil, base[:, None] * modifier
 
-    # A (SPEC 1.6): fractions[layer, receiver, donor].
+
+def _fractions(P: dict[str, Array], prep: Prepared, proda: bool, dtype: jnp.dtype) -> Array:
+    """A (SPEC 1.6) as fractions[layer, receiver, donor], (20, 7, 7)."""
     if proda:
         fs1s2 = jnp.full(N_LAYERS, P["fs1s2"])
         fs1s3 = jnp.full(N_LAYERS, P["fs1s3"])
@@ -348,8 +303,8 @@ def _matrices(params: Array, prep: Prepared, mode: str) -> CLM5Matrices:
         (S3, S2): P["fs2s3"] * ones,
     }
     # F[l, q, p] assembled by stacking (data movement only: no scatter, no arithmetic)
-    zero = jnp.zeros(N_LAYERS, decay.dtype)
-    F = jnp.stack(
+    zero = jnp.zeros(N_LAYERS, dtype)
+    return jnp.stack(
         [
             jnp.stack([entries.get((q, p), zero) for p in range(N_POOLS)], -1)
             for q in range(N_POOLS)
@@ -357,43 +312,40 @@ def _matrices(params: Array, prep: Prepared, mode: str) -> CLM5Matrices:
         -2,
     )
 
-    # V (SPEC 1.7): one tridiagonal shared by every pool but CWD, from the prepared basis.
-    V = prep.transport(P["diffus"], P["cryo"])
-    op = CompartmentalOperator(
-        decay=decay,
-        fractions=F,
-        transport=V,
-        transported=(False, True, True, True, True, True, True),
-        groups=((CWD,), (L1, L2, L3), (S1, S2, S3)),
-        coupled=(False, False, True),
-    )
 
-    # I (SPEC 1.8).
-    totals = prep.input_totals  # gC m-2 yr-1
-    dz = jnp.asarray(DZ[:N_LAYERS])
+def _inputs(P: dict[str, Array], prep: Prepared, proda: bool) -> tuple[Array, Array]:
+    """I (SPEC 1.8), (7, 20) gC m-3 day-1, and the input profile (20,)."""
     if proda:
-        profile = beta_profile(P["beta"], prep.thawed)
-        litter_rates = totals[:, None] * profile[None, :] / (dz * DAYS_PER_YEAR)
+        profile, litter_rates = common.beta_inputs(P["beta"], prep)
     else:
+        dz = jnp.asarray(DZ[:N_LAYERS])
         litter_rates = prep.annual_inputs / DAYS_PER_YEAR
         column = jnp.sum(prep.annual_inputs * dz, axis=0)
         profile = column / jnp.sum(column)
     inputs = jnp.concatenate([litter_rates, jnp.zeros((3, N_LAYERS), litter_rates.dtype)])
-    system_xi = jnp.mean(xit, axis=0) * jnp.mean(xiw, axis=0) * depth
-    return CLM5Matrices(op, inputs, profile, totals, xi_soil, system_xi)
+    return inputs, profile
+
+
+_MODEL = common.Skeleton(
+    name="CLM5",
+    space=PARAMETERS,
+    modes=("proda", "default"),
+    prior_modes=("proda",),
+    prepared_type=Prepared,
+    prepare_one=_prepare,
+    build=_matrices,
+    rates_defined=_rates_defined,
+)
 
 
 def steady_state(
-    params: Float[ArrayLike, "21"],
-    forcing: Forcing | Prepared,
-    mode: Mode | None = None,
-    method: Literal["structured", "dense"] = "structured",
+    params: Params, forcing: Profile, mode: Mode | None = None, method: Method = "structured"
 ) -> SteadyState:
     """Steady state of one profile: solve ``(V - A K) X = I``, clip ``X < 0`` to 0 (SPEC 1.9).
 
-    Pure and jit/vmap/grad-able. Outside ``jit`` bad input raises ``ValueError`` naming the
-    field or parameter; inside ``jit``/``vmap`` it comes back as a flag (``ok = False``), with
-    finite pools and exactly zero gradient for a masked loss (`soc_jax.models.common`).
+    Pure and jit/vmap/grad-able. Bad input raises ``ValueError`` naming the field or parameter
+    outside ``jit`` and comes back as a flag inside, with finite pools and exactly zero gradient
+    for a masked loss (`soc_jax.models.common.Skeleton.checked_inputs`).
 
     Args:
         params: physical parameter values in `PARAMETERS` order, shape (21,).
@@ -414,41 +366,20 @@ def steady_state(
         >>> prepared = clm5.prepare(forcing_batch)  # once per profile  # doctest: +SKIP
         >>> batch = jax.vmap(clm5.steady_state)(params_batch, prepared)  # doctest: +SKIP
     """
-    require_x64("CLM5 steady state")
-    if not isinstance(forcing, Prepared):
-        _check_mode("proda" if mode is None else mode)
-    mode = forcing.mode if isinstance(forcing, Prepared) and mode is None else mode
-    mode = "proda" if mode is None else mode
-    validate_profile_inputs(PARAMETERS, params, forcing, within_prior=(mode == "proda"))
-    return _steady_state(jnp.asarray(params, dtype=jnp.float64), forcing, mode, method)
+    params, mode = _MODEL.checked_inputs(params, forcing, mode)
+    return _steady_state(params, forcing, mode, method)
 
 
 @functools.partial(jax.jit, static_argnames=("mode", "method"))
-def _steady_state(
-    params: Array, forcing: Forcing | Prepared, mode: str, method: str
-) -> SteadyState:
-    prep, mode = _as_prepared(forcing, mode)
-    params_ok = parameters_ok(PARAMETERS, params, within_prior=(mode == "proda"))
-    # a zero turnover time or e-folding depth has no steady state (flagged NONFINITE, pools 0);
-    # the stand-in parameters keep its gradient finite (zero), as for a flagged profile
-    defined = _rates_defined(params)
-    params = stand_in_parameters(PARAMETERS, params, params_ok & defined)
-    m = _matrices(params, prep, mode)
-    x, rcond, usable = solve_guarded(m.operator, m.inputs, method)
-    x = jnp.where(x < 0, 0.0, x)
-    x = jnp.where(defined, x, jnp.nan)
-    rcond = jnp.where(defined, rcond, 0.0)
-    flags, pools = finish(prep.valid, params_ok, rcond, usable, x)
+def _steady_state(params: Array, forcing: Profile, mode: str, method: str) -> SteadyState:
+    solved = _MODEL.solve(params, forcing, mode, method)
+    x = jnp.where(solved.defined, solved.x, jnp.nan)
+    flags, pools = solved.finish(x)
     soc = pools[S1] + pools[S2] + pools[S3]
-    return SteadyState(pools=pools, soc=soc, ok=flags == 0, flags=flags, rcond=rcond)
+    return SteadyState(pools=pools, soc=soc, ok=flags == 0, flags=flags, rcond=solved.rcond)
 
 
-def tendency(
-    pools: Float[ArrayLike, "7 20"],
-    params: Float[ArrayLike, "21"],
-    forcing: Forcing | Prepared,
-    mode: Mode | None = None,
-) -> Float[Array, "7 20"]:
+def tendency(pools: Pools, params: Params, forcing: Profile, mode: Mode | None = None) -> Rates:
     """Rate of change ``dX/dt = I - (V - A K) X`` (annual-mean operator), gC m-3 day-1.
 
     Args:
@@ -462,10 +393,7 @@ def tendency(
 
 
 def respiration(
-    pools: Float[ArrayLike, "7 20"],
-    params: Float[ArrayLike, "21"],
-    forcing: Forcing | Prepared,
-    mode: Mode | None = None,
+    pools: Pools, params: Params, forcing: Profile, mode: Mode | None = None
 ) -> Float[Array, "20"]:
     """Heterotrophic respiration per layer, gC m-3 day-1.
 
@@ -495,13 +423,11 @@ class ResidenceTime(eqx.Module):
     water_scalar: Float[Array, "20"]
 
 
-def residence_time(
-    params: Float[ArrayLike, "21"], forcing: Forcing | Prepared, mode: Mode | None = None
-) -> ResidenceTime:
+def residence_time(params: Params, forcing: Profile, mode: Mode | None = None) -> ResidenceTime:
     """Residence times per unit input (SPEC 1.12, ``fun_var_decom.m``)."""
     require_x64("CLM5 residence time")
     params = jnp.asarray(params, dtype=jnp.float64)
-    prep, mode = _as_prepared(forcing, mode)
+    prep, mode = _MODEL.as_prepared(forcing, mode)
     m = _matrices(params, prep, mode)
     dz = jnp.asarray(DZ[:N_LAYERS])
     share = m.input_totals / jnp.sum(m.input_totals)
@@ -522,8 +448,3 @@ def residence_time(
         temperature_scalar=jnp.mean(xit, axis=0),
         water_scalar=jnp.mean(xiw, axis=0),
     )
-
-
-def stocks(soc: Float[ArrayLike, "... 20"]) -> grid.Stocks:
-    """Column stocks 0-30, 0-100, 0-200 cm and total of layer SOC (gC m-3) -> gC m-2."""
-    return grid.stocks(soc)

@@ -31,16 +31,31 @@ them, as MATLAB did; a gradient sampler may accept ``SINGULAR`` (`ok_ignoring`).
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from .. import grid
+from .._checks import is_concrete, require_x64, validate_profile_inputs
+from ..forcing import (
+    DAYS_PER_YEAR,
+    Forcing,
+    beta_profile,
+    input_totals,
+    temperature_exponent,
+    where_valid,
+)
+from ..grid import DZ, N_LAYERS
 from ..linalg import CompartmentalOperator, condition, guarded_steady_state
 from ..linalg import steady_state as _solve
 from ..parameters import ParameterSpace
+from ..transport import TransportBasis, transport_basis
 
 __all__ = [
     "INPUT",
@@ -56,6 +71,8 @@ __all__ = [
     "SteadyStateModel",
     "RCOND_MIN",
 ]
+
+Method = Literal["structured", "dense"]  # the solver of `solve_guarded`
 
 RCOND_MIN: float = float(np.finfo(np.float64).eps)  # MATLAB warns below eps: a failed simulation
 
@@ -208,8 +225,6 @@ def prepare_batch(prepare_one: Any, forcing: Any, mode: str) -> Any:
     Outside ``jit`` a single profile whose forcing breaks a rule raises ``ValueError`` naming the
     field; a batch (or a traced forcing) is flagged per profile instead.
     """
-    from .._checks import is_concrete
-
     if is_concrete(forcing) and forcing.batch_shape == ():
         forcing.validate()
     fn = lambda f: prepare_one(f, mode)  # noqa: E731
@@ -218,25 +233,235 @@ def prepare_batch(prepare_one: Any, forcing: Any, mode: str) -> Any:
     return fn(forcing)
 
 
-def as_prepared(
-    forcing: Any, mode: str | None, prepared_type: type, prepare_one: Any, check_mode: Any
-) -> tuple[Any, str]:
-    """The prepared profile and the mode to use (a prepared profile fixes its mode).
+# -- what both models' prepared profiles, matrix forms and steady states hold ------------------
+class PreparedProfile(eqx.Module):
+    """Forcing-only work every model does once per profile (SPEC 1.4, 1.7-1.8).
 
-    Args:
-        forcing: a `Forcing` (prepared here, traceably) or an instance of ``prepared_type``.
-        mode: the mode asked for, or None for the prepared profile's (else ``"proda"``).
-        prepared_type: the model's ``Prepared`` class.
-        prepare_one: the model's one-profile prepare function ``(forcing, mode)``.
-        check_mode: the model's mode check (raises ``ValueError``).
+    In data assimilation a profile's forcing is fixed while its parameters change hundreds of
+    thousands of times; a model's ``steady_state`` and ``matrices`` accept its ``Prepared``
+    (a subclass holding also the model's own fields and the ``mode`` it was prepared for) in
+    place of the `Forcing` and return the same result.
+
+    Attributes:
+        transport: the 12 monthly Patankar operators reduced to a `TransportBasis`.
+        temperature_exponent: ``e`` of ``xi_T = q10**e``, (12, 20).
+        w_scalar: W_SCALAR, (12, 20).
+        input_totals: annual column inputs to CWD, LITR1-3, (4,), gC m-2 yr-1.
+        thawed: ALTMAX_LASTYEAR > 0 in all months (the beta input profile applies).
+        valid: the forcing obeys its rules; if not, every field is the
+            `soc_jax.forcing.reference_forcing`'s and results carry the ``INPUT`` flag.
     """
-    if isinstance(forcing, prepared_type):
-        if mode is not None and mode != forcing.mode:
-            raise ValueError(
-                f"profile was prepared for mode={forcing.mode!r}, not {mode!r}: call "
-                f"prepare(forcing, mode={mode!r})"
-            )
-        return forcing, forcing.mode
-    mode = "proda" if mode is None else mode
-    check_mode(mode)
-    return prepare_one(forcing, mode), mode
+
+    transport: TransportBasis
+    temperature_exponent: Float[Array, "12 20"]
+    w_scalar: Float[Array, "12 20"]
+    input_totals: Float[Array, "4"]
+    thawed: Bool[Array, ""]
+    valid: Bool[Array, ""]
+
+
+def prepare_shared(forcing: Forcing) -> tuple[Forcing, dict[str, Any]]:
+    """The forcing to use (the reference forcing where it breaks a rule) and the
+    `PreparedProfile` fields of one profile, as keyword arguments."""
+    forcing, valid = where_valid(forcing)
+    return forcing, dict(
+        transport=transport_basis(forcing.nbedrock, forcing.altmax, forcing.altmax_lastyear),
+        temperature_exponent=temperature_exponent(forcing.tsoi),
+        w_scalar=forcing.w_scalar,
+        input_totals=input_totals(forcing.litter_input),
+        thawed=jnp.all(forcing.altmax_lastyear > 0),
+        valid=valid,
+    )
+
+
+class MatrixForm(eqx.Module):
+    """The linear system ``S X = I`` of one profile (a model's matrices extend it).
+
+    Attributes:
+        operator: ``S = V - A K`` (`soc_jax.linalg.CompartmentalOperator`), rates in day-1.
+        inputs: input rates I, (pools, 20), gC m-3 day-1.
+        input_profile: vertical distribution of inputs (fraction of column input per layer),
+            shape (20,).
+        input_totals: annual column inputs to CWD, LITR1, LITR2, LITR3, shape (4,), gC m-2 yr-1.
+    """
+
+    operator: CompartmentalOperator
+    inputs: Float[Array, "pools 20"]
+    input_profile: Float[Array, "20"]
+    input_totals: Float[Array, "4"]
+
+
+class SteadyStateCore(eqx.Module):
+    """The fields of every model's steady state of one profile.
+
+    Attributes:
+        pools: carbon density per pool and layer, (pools, 20), gC m-3. Always finite: zero
+            where nothing could be computed (see ``flags``).
+        soc: modelled soil organic carbon per layer, (20,), gC m-3.
+        ok: no flag set.
+        flags: why not ok, a bit set of the flags of this module; `describe_flags` says it in
+            words.
+        rcond: reciprocal 1-norm condition number of the system matrix (0 if not solvable).
+    """
+
+    pools: Float[Array, "pools 20"]
+    soc: Float[Array, "20"]
+    ok: Bool[Array, ""]
+    flags: Int[Array, ""]
+    rcond: Float[Array, ""]
+
+
+# -- science both models share -----------------------------------------------------------------
+def decay_rate(tau: Array) -> Array:
+    """Decay rate ``1/(365 tau)`` day-1 of turnover times ``tau`` (yr); ``inf`` at tau = 0.
+
+    The double ``where`` keeps the gradient finite (zero) at tau = 0.
+    """
+    pos = tau > 0
+    return jnp.where(pos, 1.0 / (DAYS_PER_YEAR * jnp.where(pos, tau, 1.0)), jnp.inf)
+
+
+def beta_inputs(beta: Array, prep: PreparedProfile) -> tuple[Array, Array]:
+    """PRODA's litter inputs: ``(profile (20,), rates (4, 20) gC m-3 day-1)`` (SPEC 1.8).
+
+    The column inputs are spread over depth by Jackson's beta profile with the all-months
+    ``ALTMAX_LASTYEAR > 0`` rule.
+    """
+    profile = beta_profile(beta, prep.thawed)
+    dz = jnp.asarray(DZ[:N_LAYERS])
+    return profile, prep.input_totals[:, None] * profile[None, :] / (dz * DAYS_PER_YEAR)
+
+
+def stocks(soc: Float[ArrayLike, "... 20"]) -> grid.Stocks:
+    """Column stocks 0-30, 0-100, 0-200 cm and total of layer SOC (gC m-3) -> gC m-2."""
+    return grid.stocks(soc)
+
+
+# -- the plumbing a model plugs its matrices and solve into -------------------------------------
+class Solved(NamedTuple):
+    """A guarded solve of a model's linear system (`Skeleton.solve`).
+
+    Attributes:
+        prepared: the prepared profile.
+        mode: the mode used.
+        params_ok: `parameters_ok`.
+        defined: every rate is defined (else no steady state exists).
+        matrices: the model's matrices at the (stand-in where flagged) parameters.
+        x: the solution with negative entries clipped to 0 (PRODA's clip).
+        rcond: reciprocal condition number, 0 where not ``defined``.
+        usable: the system could be solved.
+    """
+
+    prepared: Any
+    mode: str
+    params_ok: Bool[Array, ""]
+    defined: Bool[Array, ""]
+    matrices: Any
+    x: Array
+    rcond: Array
+    usable: Bool[Array, ""]
+
+    def finish(
+        self, x: Array, extra: tuple[tuple[int, Bool[ArrayLike, ""]], ...] = ()
+    ) -> tuple[Int[Array, ""], Array]:
+        """`finish` of ``x`` (pools, NaN where not ``defined``): ``(flags, pools)``."""
+        return finish(self.prepared.valid, self.params_ok, self.rcond, self.usable, x, extra)
+
+
+@dataclasses.dataclass(frozen=True)
+class Skeleton:
+    """The steady-state plumbing shared by the models: modes, prepared profiles, checks, solve.
+
+    A model module builds one and plugs in its science: its ``Prepared`` type and one-profile
+    prepare, its matrix assembly and the rule that its rates are defined.
+
+    Attributes:
+        name: the model's name in messages (``"CLM5"``).
+        space: the model's `ParameterSpace`.
+        modes: the modes it knows; the first (``"proda"``) is the default.
+        prior_modes: the modes whose parameters must lie in the prior box (in the others they
+            must be finite and >= 0).
+        prepared_type: the model's ``Prepared`` class.
+        prepare_one: one-profile prepare ``(forcing, mode) -> Prepared``.
+        build: matrix assembly ``(params, prepared, mode) -> matrices`` with ``operator`` and
+            ``inputs``.
+        rates_defined: ``params -> bool``, every rate the solve needs is defined.
+    """
+
+    name: str
+    space: ParameterSpace
+    modes: tuple[str, ...]
+    prior_modes: tuple[str, ...]
+    prepared_type: type
+    prepare_one: Callable[[Any, str], Any]
+    build: Callable[[Array, Any, str], Any]
+    rates_defined: Callable[[Array], Bool[Array, ""]]
+
+    def check_mode(self, mode: str) -> None:
+        """Raise ``ValueError`` unless ``mode`` is one of `modes`."""
+        if mode not in self.modes:
+            raise ValueError(f"mode must be {' or '.join(map(repr, self.modes))}, got {mode!r}")
+
+    def prepare(self, forcing: Any, mode: str) -> Any:
+        """The model's ``prepare``: `prepare_batch` of `prepare_one` after checking ``mode``."""
+        self.check_mode(mode)
+        return prepare_batch(self.prepare_one, forcing, mode)
+
+    def as_prepared(self, forcing: Any, mode: str | None) -> tuple[Any, str]:
+        """The prepared profile and the mode to use (a prepared profile fixes its mode).
+
+        Args:
+            forcing: a `Forcing` (prepared here, traceably) or the model's ``Prepared``.
+            mode: the mode asked for, or None for the prepared profile's (else ``"proda"``).
+        """
+        if isinstance(forcing, self.prepared_type):
+            if mode is not None and mode != forcing.mode:
+                raise ValueError(
+                    f"profile was prepared for mode={forcing.mode!r}, not {mode!r}: call "
+                    f"prepare(forcing, mode={mode!r})"
+                )
+            return forcing, forcing.mode
+        mode = self.modes[0] if mode is None else mode
+        self.check_mode(mode)
+        return self.prepare_one(forcing, mode), mode
+
+    def matrices(self, params: ArrayLike, forcing: Any, mode: str | None) -> Any:
+        """The model's ``matrices``: `build` on the prepared profile."""
+        require_x64(f"{self.name} matrices")
+        prepared, mode = self.as_prepared(forcing, mode)
+        return self.build(jnp.asarray(params), prepared, mode)
+
+    def checked_inputs(
+        self, params: ArrayLike, forcing: Any, mode: str | None
+    ) -> tuple[Array, str]:
+        """Entry checks of a model's ``steady_state``: ``(float64 params, mode)``.
+
+        Pure and jit/vmap/grad-able: outside ``jit`` bad input raises ``ValueError`` naming the
+        field or parameter; inside ``jit``/``vmap`` it comes back as a flag (``ok = False``),
+        with finite pools and exactly zero gradient for a masked loss.
+        """
+        require_x64(f"{self.name} steady state")
+        prepared = isinstance(forcing, self.prepared_type)
+        if not prepared:
+            self.check_mode(self.modes[0] if mode is None else mode)
+        mode = forcing.mode if prepared and mode is None else mode
+        mode = self.modes[0] if mode is None else mode
+        validate_profile_inputs(self.space, params, forcing, within_prior=mode in self.prior_modes)
+        return jnp.asarray(params, dtype=jnp.float64), mode
+
+    def solve(self, params: Array, forcing: Any, mode: str, method: str) -> Solved:
+        """Flag the parameters, build the matrices at safe parameters and solve ``S x = I``.
+
+        A zero turnover time (or another undefined rate) has no steady state (flagged
+        ``NONFINITE`` by `Solved.finish`, pools 0); the stand-in parameters keep its gradient
+        finite (zero), as for a flagged profile.
+        """
+        prepared, mode = self.as_prepared(forcing, mode)
+        params_ok = parameters_ok(self.space, params, within_prior=mode in self.prior_modes)
+        defined = self.rates_defined(params)
+        params = stand_in_parameters(self.space, params, params_ok & defined)
+        m = self.build(params, prepared, mode)
+        x, rcond, usable = solve_guarded(m.operator, m.inputs, method)
+        x = jnp.where(x < 0, 0.0, x)
+        rcond = jnp.where(defined, rcond, 0.0)
+        return Solved(prepared, mode, params_ok, defined, m, x, rcond, usable)

@@ -64,19 +64,9 @@ and the ``MIC_RATIO`` flag for the DA check in mode ``"proda"`` only (it is a DA
 not part of the documented model); ``mic_ratio`` is returned in both modes. Flags are those of
 `soc_jax.models.common`.
 
-**Layers with almost no litter.** MIC* and ENZ* scale with a layer's litter flux while SOC*
-and DOC* depend only on its composition (the closed form is homogeneous of degree one and zero),
-so any positive flux, however small, gives O(K_d) SOC and O(K_a) DOC, as in the authors' code.
-At frozen sites all input enters layer 1 and litter reaches deeper layers only through the 1e-30
-diffusivity floor, ~1e-25 times less per layer, down to ~1e-300 gC m-3. soc_jax evaluates the
-closed form scale-safely: each layer's inputs are divided by a power of two near their total
-(exact in binary arithmetic, held out of the gradient) and MIC* and ENZ* are scaled back, so
-values and gradients are those of the exact formula for every positive flux, and continuous in
-the parameters. Only where the flux is exactly zero (the authors' code returns 0/0 there) do the
-soil pools get zero carbon, the steady state reached from zero carbon. XLA flushes subnormal
-numbers (below 2.2e-308) to zero where NumPy and MATLAB keep them, so in a layer whose litter
-flux is subnormal the platforms can differ (zero vs O(K_d) carbon); such a flux is 1e-290 times
-that of the surface layer.
+**Layers with almost no litter** are evaluated scale-safely (`soc_jax.models.compas_soil`): the
+closed form is exact for every positive litter flux, with finite gradients, and gives zero soil
+carbon only where the flux is exactly zero.
 
 Units: pools in gC m-3, rates in day-1, inputs and fluxes in gC m-3 day-1, stocks in gC m-2.
 
@@ -84,8 +74,8 @@ References:
     Tao et al. (2024), Global Change Biology 30:e17297 (CLM5 vs COMPAS after PRODA DA).
     Tao et al. (2023), Nature 618, 981-985 (PRODA); public code phxtao/PRODA_MIC,
     ``SRC_DA/src_cesm2_clm5_mic_vr_v22``.
-    Allison, Wallenstein & Bradford (2010), Nature Geoscience 3, 336-340 (microbial-enzyme model).
     Jackson et al. (1996), Oecologia 108, 389-411 (beta root profile).
+    Allison, Wallenstein & Bradford (2010), Nature Geoscience 3, 336-340 (microbial-enzyme model).
 """
 
 from __future__ import annotations
@@ -97,34 +87,21 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from .. import grid
-from .._checks import require_x64, validate_profile_inputs
-from ..forcing import (
-    DAYS_PER_YEAR,
-    Forcing,
-    beta_profile,
-    input_totals,
-    temperature_exponent,
-    water_scalar,
-    where_valid,
-)
+from ..forcing import DAYS_PER_YEAR, Forcing, water_scalar
 from ..grid import DZ, N_LAYERS, ZSOI
 from ..linalg import CompartmentalOperator
 from ..parameters import ParameterSpace, ParameterSpec
-from ..transport import TransportBasis, transport_basis
-from .common import (
-    MIC_RATIO,
-    NEGATIVE,
-    as_prepared,
-    finish,
-    parameters_ok,
-    prepare_batch,
-    solve_guarded,
-    stand_in_parameters,
-)
+from . import common
 from .common import RCOND_MIN as RCOND_MIN
+from .common import Method
+from .common import decay_rate as _rate
+from .common import stocks as stocks
+from .compas_soil import Kinetics as Kinetics
+from .compas_soil import ratio_or_inf, soil_pools, soil_tendency, uptake
+from .compas_soil import soil_steady_state as soil_steady_state
 
 __all__ = [
     "POOLS",
@@ -151,22 +128,23 @@ __all__ = [
     "stocks",
 ]
 
-Mode = Literal["proda", "documented"]
 
 POOLS: tuple[str, ...] = ("cwd", "litter1", "litter2", "litter3", "doc", "mic", "enz", "soc")
 N_POOLS = len(POOLS)
 CWD, L1, L2, L3, DOC, MIC, ENZ, SOC = range(N_POOLS)
 N_LITTER = 4
+Mode = Literal["proda", "documented"]
+Pools = Float[ArrayLike, "8 20"]  # gC m-3, `POOLS` by layer
+Params = Float[ArrayLike, "23"]  # physical parameter values in `PARAMETERS` order
+PerLayer = Float[Array, "20"]  # one value per layer
 EFOLDING: float = 0.5  # m, fixed e-folding depth of COMPAS (SPEC 3.2, not a parameter)
 _DEPTH = np.exp(-ZSOI[:N_LAYERS] / EFOLDING)  # the depth scalar, fixed
 MIC_RATIO_MIN: float = 10.0  # DA check of matrix_fun.m: total soil C stock / MIC stock >= 10
-# A layer "receives no litter" when F_l1, F_l2, F_l3 are all below this (gC m-3 day-1): physically
-# nothing, and far above the underflow band (< 1e-292) where float64 results depend on the platform
-# (XLA flushes subnormals to zero, NumPy/MATLAB underflow gradually). See the module docstring.
 
 TAU4S3_LOG_RANGE: tuple[float, float] = (-3.0, 0.0)  # tau4s3 = 10**(3 p - 3) yr (matrix_fun.m)
 
 _S = ParameterSpec
+_NO_VALUE = "no value in the code; prior midpoint"  # note of a customary value
 # SPEC 3.2 (Table S2 equivalent). Bounds from PRODA_MIC matrix_fun.m; customary values are the
 # values in the code comments where there is one (GCB-2024's own customary set, the mean of the
 # site posteriors, is not public), else the prior midpoint.
@@ -196,17 +174,17 @@ PARAMETERS = ParameterSpace(
         _S("fcwdl2", 0.5, 1.0, "-", "fraction of CWD -> cellulose litter (rest -> lignin)", "E",
            0.75),
         _S("pl1s1", 0.0, 0.1, "-", "share of metabolic litter decomposition -> DOC", "E", 0.05,
-           "no value in the code; prior midpoint"),
+           _NO_VALUE),
         _S("pl2s1", 0.05, 0.3, "-", "share of cellulose litter decomposition -> DOC", "E", 0.175,
-           "no value in the code; prior midpoint"),
+           _NO_VALUE),
         _S("pl3s4", 0.6, 0.95, "-", "share of lignin litter decomposition -> SOC", "E", 0.775,
-           "no value in the code; prior midpoint"),
+           _NO_VALUE),
         _S("l1_cue", 0.4, 0.9, "-", "CUE of direct metabolic litter -> MIC uptake", "A", 0.65,
-           "no value in the code; prior midpoint"),
+           _NO_VALUE),
         _S("l2l3_cue", 0.0, 0.4, "-", "CUE of direct cellulose/lignin litter -> MIC uptake", "A",
-           0.2, "no value in the code; prior midpoint"),
+           0.2, _NO_VALUE),
         _S("mic_cue", 0.01, 0.7, "-", "microbial CUE of DOC uptake", "A", 0.355,
-           "no value in the code; prior midpoint"),
+           _NO_VALUE),
         _S("pdeath2soc", 0.0, 1.0, "-", "share of dead microbes -> SOC (rest -> DOC)", "E", 0.5),
         _S("beta", 0.5, 0.9999, "-", "Jackson beta of the vertical input profile", "I", 0.95),
     ]
@@ -219,72 +197,24 @@ def default_parameters() -> np.ndarray:
     return PARAMETERS.default()
 
 
-class Kinetics(eqx.Module):
-    """Soil-subsystem constants of one parameter vector (scalars unless stated).
-
-    Attributes:
-        death: microbial death rate k_d, day-1.
-        enzyme_production: enzyme production rate k_e, day-1.
-        enzyme_turnover: enzyme decay rate k_z, day-1 (mode-dependent, see module docstring).
-        vmax_assim: maximum DOC uptake rate V_d per unit MIC, day-1.
-        vmax_decom: maximum SOC decomposition rate V_s per unit ENZ, day-1.
-        km_assim: half-saturation K_a of DOC uptake, gC m-3 (multiplied by xi in the model).
-        km_decom: half-saturation K_d of SOC decomposition, gC m-3 (multiplied by xi).
-        mic_cue: microbial carbon-use efficiency of DOC uptake (epsilon).
-        pdeath2soc: share of dead microbes that becomes SOC (p).
-        to_doc: share of the l1, l2, l3 decomposition fluxes -> DOC, shape (3,).
-        to_mic: share of the l1, l2, l3 decomposition fluxes -> MIC (after CUE), shape (3,).
-        to_soc: share of the l1, l2, l3 decomposition fluxes -> SOC, shape (3,).
-    """
-
-    death: Float[Array, ""]
-    enzyme_production: Float[Array, ""]
-    enzyme_turnover: Float[Array, ""]
-    vmax_assim: Float[Array, ""]
-    vmax_decom: Float[Array, ""]
-    km_assim: Float[Array, ""]
-    km_decom: Float[Array, ""]
-    mic_cue: Float[Array, ""]
-    pdeath2soc: Float[Array, ""]
-    to_doc: Float[Array, "3"]
-    to_mic: Float[Array, "3"]
-    to_soc: Float[Array, "3"]
-
-    @property
-    def litter_respired(self) -> Float[Array, "3"]:
-        """Respired share of the l1, l2, l3 decomposition fluxes, shape (3,)."""
-        return 1.0 - self.to_doc - self.to_mic - self.to_soc
-
-
-class Prepared(eqx.Module):
+class Prepared(common.PreparedProfile):
     """Forcing-only work of one COMPAS profile, done once by `prepare` (SPEC 3.3-3.4, 1.7-1.8).
 
+    The fields of `soc_jax.models.common.PreparedProfile` and COMPAS's own:
+
     Attributes:
-        transport: the 12 monthly Patankar operators reduced to a `TransportBasis`.
-        temperature_exponent: ``e`` of ``xi_T = q10**e``, (12, 20).
-        w_scalar: W_SCALAR, (12, 20).
         o_mean: mean over months of O_SCALAR, (20,).
         xi_n: nitrogen scalar ``mean(FPI)``, (20,).
-        input_totals: annual column inputs to CWD, LITR1-3, (4,), gC m-2 yr-1.
-        thawed: ALTMAX_LASTYEAR > 0 in all months (the beta input profile applies).
-        valid: the forcing obeys its rules (else the fields are the reference forcing's and
-            results carry the ``INPUT`` flag).
         mode: the mode it was prepared for.
     """
 
-    transport: TransportBasis
-    temperature_exponent: Float[Array, "12 20"]
-    w_scalar: Float[Array, "12 20"]
     o_mean: Float[Array, "20"]
     xi_n: Float[Array, "20"]
-    input_totals: Float[Array, "4"]
-    thawed: Bool[Array, ""]
-    valid: Bool[Array, ""]
     mode: str = eqx.field(static=True, default="proda")
 
 
 def prepare(forcing: Forcing, mode: Mode = "proda") -> Prepared:
-    """Do the forcing-only work of a profile once (transport basis, scalars, inputs).
+    """Do the forcing-only work of a COMPAS profile once (transport basis, scalars, inputs).
 
     Args:
         forcing: one profile's `Forcing`, or a batch (fields keep the leading axes).
@@ -297,83 +227,55 @@ def prepare(forcing: Forcing, mode: Mode = "proda") -> Prepared:
     Raises:
         ValueError: outside ``jit``, for a single profile whose forcing breaks a rule.
     """
-    _check_mode(mode)
-    return prepare_batch(_prepare, forcing, mode)
+    return _MODEL.prepare(forcing, mode)
 
 
 def _prepare(forcing: Forcing, mode: str) -> Prepared:
-    forcing, valid = where_valid(forcing)
-    return Prepared(
-        transport=transport_basis(forcing.nbedrock, forcing.altmax, forcing.altmax_lastyear),
-        temperature_exponent=temperature_exponent(forcing.tsoi),
-        w_scalar=forcing.w_scalar,
-        o_mean=jnp.mean(forcing.o_scalar, axis=0),
-        xi_n=jnp.mean(forcing.fpi, axis=0),
-        input_totals=input_totals(forcing.litter_input),
-        thawed=jnp.all(forcing.altmax_lastyear > 0),
-        valid=valid,
-        mode=mode,
-    )
+    forcing, shared = common.prepare_shared(forcing)
+    o_mean = jnp.mean(forcing.o_scalar, axis=0)
+    return Prepared(**shared, o_mean=o_mean, xi_n=jnp.mean(forcing.fpi, axis=0), mode=mode)
 
 
-def _as_prepared(forcing: Forcing | Prepared, mode: str | None) -> tuple[Prepared, str]:
-    return as_prepared(forcing, mode, Prepared, _prepare, _check_mode)
+Profile = Forcing | Prepared  # one profile's forcing, raw or prepared
 
 
-class COMPASMatrices(eqx.Module):
+class COMPASMatrices(common.MatrixForm):
     """The litter matrix system and soil constants of one profile.
 
+    The fields of `soc_jax.models.common.MatrixForm` (the litter operator
+    ``S4 = V4 - A4 K4``, 4 pools x 20 layers, day-1; litter inputs (4, 20) gC m-3 day-1; input
+    profile; input totals) and:
+
     Attributes:
-        operator: litter operator ``S4 = V4 - A4 K4`` (4 pools x 20 layers), day-1.
-        inputs: litter input rates I, shape (4, 20), gC m-3 day-1.
-        input_profile: fraction of column input per layer, shape (20,).
-        input_totals: annual column inputs to CWD, LITR1, LITR2, LITR3, shape (4,), gC m-2 yr-1.
         xi: environmental scalar ``mean(xi_T) mean(xi_W) mean(xi_O) exp(-z/0.5)``, shape (20,).
         xi_n: nitrogen scalar ``mean(FPI)`` (litter only), shape (20,).
         kinetics: `Kinetics` of the soil subsystem.
     """
 
-    operator: CompartmentalOperator
-    inputs: Float[Array, "4 20"]
-    input_profile: Float[Array, "20"]
-    input_totals: Float[Array, "4"]
     xi: Float[Array, "20"]
     xi_n: Float[Array, "20"]
     kinetics: Kinetics
 
 
-class SteadyState(eqx.Module):
-    """Steady state of one profile (same core fields as `soc_jax.models.clm5.SteadyState`).
+class SteadyState(common.SteadyStateCore):
+    """Steady state of one profile (`soc_jax.models.common.SteadyStateCore`).
+
+    ``pools`` (8, 20) gC m-3 are CWD, l1, l2, l3, DOC, MIC, ENZ, SOC (zero soil pools in layers
+    without any litter); ``soc`` (20,) gC m-3 is DOC + MIC + ENZ + SOC; ``flags`` can be
+    ``INPUT``, ``PRIOR``, ``SINGULAR``, ``NONFINITE``, ``NEGATIVE`` and, in mode='proda',
+    ``MIC_RATIO``; ``rcond`` is that of the litter system matrix. COMPAS adds:
 
     Attributes:
-        pools: carbon density per pool (CWD, l1, l2, l3, DOC, MIC, ENZ, SOC) and layer, (8, 20),
-            gC m-3. Always finite (zero where nothing could be computed, see ``flags``); zero
-            soil pools in layers without any litter.
-        soc: modelled soil carbon DOC + MIC + ENZ + SOC per layer, (20,), gC m-3.
-        ok: no flag set.
-        flags: why not ok: ``INPUT``, ``PRIOR``, ``SINGULAR``, ``NONFINITE``, ``NEGATIVE`` and,
-            in mode='proda', ``MIC_RATIO`` (`soc_jax.models.common`).
-        rcond: reciprocal 1-norm condition number of the litter system matrix.
         negative: some pool of the closed-form steady state is < 0 (where PRODA negates the
             output).
         mic_ratio: column stock of DOC+MIC+ENZ+SOC over the MIC stock (inf without MIC).
     """
 
-    pools: Float[Array, "8 20"]
-    soc: Float[Array, "20"]
-    ok: Bool[Array, ""]
-    flags: Int[Array, ""]
-    rcond: Float[Array, ""]
     negative: Bool[Array, ""]
     mic_ratio: Float[Array, ""]
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in ("proda", "documented"):
-        raise ValueError(f"mode must be 'proda' or 'documented', got {mode!r}")
-
-
-def enzyme_turnover_time(params: Float[ArrayLike, "23"], mode: Mode = "proda") -> Float[Array, ""]:
+def enzyme_turnover_time(params: Params, mode: Mode = "proda") -> Float[Array, ""]:
     """Enzyme turnover time ``tau4s3 = 10**(3 p - 3)`` yr (SPEC 3.2, 3.6.1).
 
     Args:
@@ -385,7 +287,7 @@ def enzyme_turnover_time(params: Float[ArrayLike, "23"], mode: Mode = "proda") -
     Returns:
         tau4s3 in yr, in [1e-3, 1] for parameters within the prior.
     """
-    _check_mode(mode)
+    _MODEL.check_mode(mode)
     params = jnp.asarray(params)
     if mode == "documented":
         return params[_IX["tau4s3"]]
@@ -397,12 +299,6 @@ def enzyme_turnover_time(params: Float[ArrayLike, "23"], mode: Mode = "proda") -
 _TURNOVER = (
     "tau4cwd", "tau4l1", "tau4l2", "tau4s1", "tau4s2_death", "tau4s2_enz", "tau4s3", "tau4s4"
 )  # fmt: skip
-
-
-def _rate(tau: Array) -> Array:
-    """Rate ``1/(365 tau)`` day-1 of a time ``tau`` (yr); ``inf`` at tau = 0, finite gradient."""
-    pos = tau > 0
-    return jnp.where(pos, 1.0 / (DAYS_PER_YEAR * jnp.where(pos, tau, 1.0)), jnp.inf)
 
 
 def _rates_defined(params: Array) -> Bool[Array, ""]:
@@ -438,9 +334,7 @@ def _kinetics(params: Array, mode: str) -> Kinetics:
     )
 
 
-def matrices(
-    params: Float[ArrayLike, "23"], forcing: Forcing | Prepared, mode: Mode | None = None
-) -> COMPASMatrices:
+def matrices(params: Params, forcing: Profile, mode: Mode | None = None) -> COMPASMatrices:
     """Build the litter system ``S4 = V4 - A4 K4``, its inputs and the soil constants.
 
     Args:
@@ -452,9 +346,7 @@ def matrices(
     Returns:
         `COMPASMatrices`.
     """
-    require_x64("COMPAS matrices")
-    prepared, mode = _as_prepared(forcing, mode)
-    return _matrices(jnp.asarray(params), prepared, mode)
+    return _MODEL.matrices(params, forcing, mode)
 
 
 def _matrices(params: Array, prep: Prepared, mode: str) -> COMPASMatrices:
@@ -485,11 +377,21 @@ def _matrices(params: Array, prep: Prepared, mode: str) -> COMPASMatrices:
     )
 
     # I (SPEC 1.8, beta profile with the all-months ALTMAX_LASTYEAR > 0 rule).
-    totals = prep.input_totals  # gC m-2 yr-1
-    profile = beta_profile(P["beta"], prep.thawed)
-    dz = jnp.asarray(DZ[:N_LAYERS])
-    inputs = totals[:, None] * profile[None, :] / (dz * DAYS_PER_YEAR)
-    return COMPASMatrices(op, inputs, profile, totals, xi, xi_n, _kinetics(params, mode))
+    profile, inputs = common.beta_inputs(P["beta"], prep)
+    kinetics = _kinetics(params, mode)
+    return COMPASMatrices(op, inputs, profile, prep.input_totals, xi, xi_n, kinetics)
+
+
+_MODEL = common.Skeleton(
+    name="COMPAS",
+    space=PARAMETERS,
+    modes=("proda", "documented"),
+    prior_modes=("proda", "documented"),
+    prepared_type=Prepared,
+    prepare_one=_prepare,
+    build=_matrices,
+    rates_defined=_rates_defined,
+)
 
 
 def litter_fluxes(m: COMPASMatrices, litter: Float[ArrayLike, "4 20"]) -> Float[Array, "3 20"]:
@@ -516,98 +418,13 @@ def soil_inputs(
     return k.to_doc @ flux, k.to_mic @ flux, k.to_soc @ flux
 
 
-def _closed_form_ratio(num: Array, den: Array) -> Array:
-    """num / den of the closed form: +-inf where den == 0 (flagged later), finite gradients."""
-    nz = den != 0
-    return jnp.where(nz, num / jnp.where(nz, den, 1.0), jnp.inf)
-
-
-def soil_steady_state(
-    kinetics: Kinetics,
-    xi: Float[ArrayLike, " n"],
-    in_doc: Float[ArrayLike, " n"],
-    in_mic: Float[ArrayLike, " n"],
-    in_soc: Float[ArrayLike, " n"],
-) -> Float[Array, "4 n"]:
-    """Closed-form steady state of DOC, MIC, ENZ, SOC per layer (SPEC 3.5), scale-safe.
-
-    Each layer's inputs are divided by a power of two near their total ``T`` (exact, held out of
-    the gradient), the closed form is evaluated on O(1) numbers and MIC and ENZ are scaled back
-    (see the module docstring): exact for every positive flux, with finite gradients. Layers
-    whose inputs are exactly zero get zeros. Negative DOC or SOC (a negative denominator) are
-    returned as computed; a zero denominator gives inf. `steady_state` flags both.
-
-    Args:
-        kinetics: `Kinetics`.
-        xi: environmental scalar per layer, (n,).
-        in_doc, in_mic, in_soc: inputs per layer, (n,), gC m-3 day-1, >= 0.
-
-    Returns:
-        (4, n) DOC, MIC, ENZ, SOC in gC m-3.
-    """
-    k = kinetics
-    xi = jnp.asarray(xi)
-    eps = k.mic_cue
-    in_doc, in_mic, in_soc = (jnp.asarray(x) for x in (in_doc, in_mic, in_soc))
-    total = in_mic + eps * (in_doc + in_soc)  # T
-    empty = total <= 0
-    # scale = 2**-e with T = m 2**e, m in [0.5, 1): multiplying by it is exact and keeps T scale
-    # in [0.5, 1); it is held out of the gradient (the closed form is homogeneous)
-    scale, unscale, _ = _power_of_two_scale(jnp.where(empty, 1.0, total))
-    a_doc, a_mic, a_soc = (jnp.where(empty, 0.0, x * scale) for x in (in_doc, in_mic, in_soc))
-    a_mic = jnp.where(empty, 1.0, a_mic)  # a harmless composition where nothing arrives
-    turnover = (k.death + k.enzyme_production) * xi
-    mic = (a_mic + eps * (a_doc + a_soc)) / ((1.0 - eps) * turnover)  # MIC* scale
-    enz = k.enzyme_production / k.enzyme_turnover * mic
-    r = a_soc + k.pdeath2soc * k.death * xi * mic
-    soc = _closed_form_ratio(r * k.km_decom * xi, k.vmax_decom * xi * enz - r)
-    q = (turnover * mic - a_mic) / eps
-    doc = _closed_form_ratio(q * k.km_assim * xi, k.vmax_assim * xi * mic - q)
-    out = jnp.stack([doc, mic * unscale, enz * unscale, soc])
-    return jnp.where(empty, 0.0, out)
-
-
-def _power_of_two_scale(x: Array) -> tuple[Array, Array, Array]:
-    """``(2**-e, 2**e, e)`` with ``x = m 2**e``, m in [0.5, 1), for positive normal x; no gradient.
-
-    Both factors are normal floats for any normal x, and multiplying by them is exact.
-    """
-    _, e = jnp.frexp(jax.lax.stop_gradient(x))
-    one = jnp.ones_like(x)
-    return jax.lax.stop_gradient(jnp.ldexp(one, -e)), jax.lax.stop_gradient(jnp.ldexp(one, e)), e
-
-
-# Litter below 2**-600 (~2e-181 gC m-3; it reaches a layer only through the 1e-30 diffusivity
-# floor of a frozen column) keeps its value but not the gradient of the soil pools through its
-# composition: that gradient is ~SOC / litter, and carried back through the litter solve it
-# would leave float64's range (~1e308). See the module docstring.
-_DEEP_LITTER_EXPONENT = -600
-
-
-def _soil_pools(m: COMPASMatrices, litter: Array) -> Array:
-    """Soil closed form of every layer from the litter pools, scale-safe (module docstring)."""
-    lit = litter[L1:N_LITTER]  # (3, 20)
-    largest = jnp.max(lit, axis=0)
-    scale, unscale, e = _power_of_two_scale(jnp.where(largest > 0, largest, 1.0))
-    scaled = lit * scale  # each layer's largest litter pool in [0.5, 1): no flux underflows
-    scaled = jnp.where(e < _DEEP_LITTER_EXPONENT, jax.lax.stop_gradient(scaled), scaled)
-    flux = m.operator.decay[L1:] * scaled
-    k = m.kinetics
-    soil = soil_steady_state(k, m.xi, k.to_doc @ flux, k.to_mic @ flux, k.to_soc @ flux)
-    return soil * jnp.stack([jnp.ones_like(unscale), unscale, unscale, jnp.ones_like(unscale)])
-
-
 def steady_state(
-    params: Float[ArrayLike, "23"],
-    forcing: Forcing | Prepared,
-    mode: Mode | None = None,
-    method: Literal["structured", "dense"] = "structured",
+    params: Params, forcing: Profile, mode: Mode | None = None, method: Method = "structured"
 ) -> SteadyState:
     """Steady state of one profile: litter matrix solve, then the soil closed form (SPEC 3.4-3.5).
 
-    Pure and jit/vmap/grad-able. Outside ``jit`` bad input raises ``ValueError`` naming the
-    field or parameter; inside ``jit``/``vmap`` it comes back as a flag (``ok = False``), with
-    finite pools and exactly zero gradient for a masked loss (`soc_jax.models.common`).
+    Pure and jit/vmap/grad-able, with bad input raised or flagged as in CLM5
+    (`soc_jax.models.common.Skeleton.checked_inputs`).
 
     Args:
         params: physical parameter values in `PARAMETERS` order, shape (23,).
@@ -622,72 +439,51 @@ def steady_state(
         `SteadyState` with pools (8, 20) and soc (20,) in gC m-3.
 
     Example:
-        >>> import jax; jax.config.update("jax_enable_x64", True)
         >>> from soc_jax.models import compas
-        >>> result = compas.steady_state(compas.PARAMETERS.midpoint(), forcing)  # doctest: +SKIP
+        >>> import jax; jax.config.update("jax_enable_x64", True)
         >>> prepared = compas.prepare(forcing_batch)  # doctest: +SKIP
         >>> batch = jax.vmap(compas.steady_state)(params_batch, prepared)  # doctest: +SKIP
+        >>> result = compas.steady_state(compas.PARAMETERS.midpoint(), forcing)  # doctest: +SKIP
     """
-    require_x64("COMPAS steady state")
-    if not isinstance(forcing, Prepared):
-        _check_mode("proda" if mode is None else mode)
-    validate_profile_inputs(PARAMETERS, params, forcing, within_prior=True)
-    return _steady_state(jnp.asarray(params, dtype=jnp.float64), forcing, mode, method)
+    params, mode = _MODEL.checked_inputs(params, forcing, mode)
+    return _steady_state(params, forcing, mode, method)
 
 
 @functools.partial(jax.jit, static_argnames=("mode", "method"))
-def _steady_state(
-    params: Array, forcing: Forcing | Prepared, mode: str | None, method: str
-) -> SteadyState:
-    prep, mode = _as_prepared(forcing, mode)
-    params_ok = parameters_ok(PARAMETERS, params, within_prior=True)
-    # a zero turnover time or water scaling has no steady state (flagged NONFINITE, pools 0);
-    # the stand-in parameters keep its gradient finite (zero), as for a flagged profile
-    defined = _rates_defined(params)
-    params = stand_in_parameters(PARAMETERS, params, params_ok & defined)
-    m = _matrices(params, prep, mode)
-    litter, rcond, usable = solve_guarded(m.operator, m.inputs, method)
-    litter = jnp.where(litter < 0, 0.0, litter)
-    soil = _soil_pools(m, litter)
-    x = jnp.where(defined, jnp.concatenate([litter, soil]), jnp.nan)
-    rcond = jnp.where(defined, rcond, 0.0)
+def _steady_state(params: Array, forcing: Profile, mode: str, method: str) -> SteadyState:
+    solved = _MODEL.solve(params, forcing, mode, method)
+    m, litter = solved.matrices, solved.x
+    soil = soil_pools(m.kinetics, m.xi, m.operator.decay[L1:], litter[L1:N_LITTER])
+    x = jnp.where(solved.defined, jnp.concatenate([litter, soil]), jnp.nan)
     negative = jnp.any(x < 0)
-    finite_soil = jnp.where(jnp.isfinite(soil), soil, 0.0)
-    soil_stocks = finite_soil @ jnp.asarray(DZ[:N_LAYERS])  # (4,) gC m-2
-    mic_stock = soil_stocks[MIC - DOC]
-    mic_ratio = jnp.where(
-        mic_stock > 0, jnp.sum(soil_stocks) / jnp.where(mic_stock > 0, mic_stock, 1.0), jnp.inf
-    )
-    extra = [(NEGATIVE, negative)]
-    if mode == "proda":
-        extra.append((MIC_RATIO, mic_ratio < MIC_RATIO_MIN))
-    flags, pools = finish(prep.valid, params_ok, rcond, usable, x, tuple(extra))
+    mic_ratio = _mic_ratio(soil)
+    extra = [(common.NEGATIVE, negative)]
+    if solved.mode == "proda":
+        extra.append((common.MIC_RATIO, mic_ratio < MIC_RATIO_MIN))
+    flags, pools = solved.finish(x, tuple(extra))
     return SteadyState(
         pools=pools,
         soc=jnp.sum(pools[DOC:], axis=0),
         ok=flags == 0,
         flags=flags,
-        rcond=rcond,
+        rcond=solved.rcond,
         negative=negative,
         mic_ratio=mic_ratio,
     )
 
 
-def _uptake(k: Kinetics, xi: Array, doc: Array, mic: Array) -> Array:
-    """U_DOC = V_d xi MIC DOC / (K_a xi + DOC), gC m-3 day-1."""
-    return k.vmax_assim * xi * mic * doc / (k.km_assim * xi + doc)
-
-
-def _decomposition(k: Kinetics, xi: Array, enz: Array, soc: Array) -> Array:
-    """U_SOC = V_s xi ENZ SOC / (K_d xi + SOC), gC m-3 day-1."""
-    return k.vmax_decom * xi * enz * soc / (k.km_decom * xi + soc)
+def _mic_ratio(soil: Array) -> Array:
+    """Column stock of DOC+MIC+ENZ+SOC over the MIC stock (inf without MIC); NaN soil counts 0."""
+    finite_soil = jnp.where(jnp.isfinite(soil), soil, 0.0)
+    soil_stocks = finite_soil @ jnp.asarray(DZ[:N_LAYERS])  # (4,) gC m-2
+    mic_stock = soil_stocks[MIC - DOC]
+    return jnp.where(
+        mic_stock > 0, jnp.sum(soil_stocks) / jnp.where(mic_stock > 0, mic_stock, 1.0), jnp.inf
+    )
 
 
 def tendency(
-    pools: Float[ArrayLike, "8 20"],
-    params: Float[ArrayLike, "23"],
-    forcing: Forcing | Prepared,
-    mode: Mode | None = None,
+    pools: Pools, params: Params, forcing: Profile, mode: Mode | None = None
 ) -> Float[Array, "8 20"]:
     """Rate of change of all 160 states, gC m-3 day-1 (time in days).
 
@@ -706,26 +502,14 @@ def tendency(
 
 
 def _tendency(m: COMPASMatrices, x: Array) -> Array:
-    k, xi = m.kinetics, m.xi
     litter = x[:N_LITTER]
-    doc, mic, enz, soc = x[DOC], x[MIC], x[ENZ], x[SOC]
-    in_doc, in_mic, in_soc = soil_inputs(m, litter)
-    u_doc = _uptake(k, xi, doc, mic)
-    u_soc = _decomposition(k, xi, enz, soc)
-    death = k.death * xi * mic
     d_litter = m.inputs - m.operator.matvec(litter)
-    d_doc = in_doc + (1.0 - k.pdeath2soc) * death + k.enzyme_turnover * xi * enz + u_soc - u_doc
-    d_mic = in_mic + k.mic_cue * u_doc - (k.death + k.enzyme_production) * xi * mic
-    d_enz = k.enzyme_production * xi * mic - k.enzyme_turnover * xi * enz
-    d_soc = in_soc + k.pdeath2soc * death - u_soc
-    return jnp.concatenate([d_litter, jnp.stack([d_doc, d_mic, d_enz, d_soc])])
+    d_soil = soil_tendency(m.kinetics, m.xi, soil_inputs(m, litter), x[DOC:])
+    return jnp.concatenate([d_litter, d_soil])
 
 
 def respiration(
-    pools: Float[ArrayLike, "8 20"],
-    params: Float[ArrayLike, "23"],
-    forcing: Forcing | Prepared,
-    mode: Mode | None = None,
+    pools: Pools, params: Params, forcing: Profile, mode: Mode | None = None
 ) -> Float[Array, "20"]:
     """Heterotrophic respiration per layer, gC m-3 day-1.
 
@@ -736,7 +520,7 @@ def respiration(
     x = jnp.asarray(pools)
     k = m.kinetics
     flux = m.operator.decay[L1:] * x[L1:N_LITTER]
-    return k.litter_respired @ flux + (1.0 - k.mic_cue) * _uptake(k, m.xi, x[DOC], x[MIC])
+    return k.litter_respired @ flux + (1.0 - k.mic_cue) * uptake(k, m.xi, x[DOC], x[MIC])
 
 
 class Diagnostics(eqx.Module):
@@ -757,20 +541,17 @@ class Diagnostics(eqx.Module):
             gC m-2.
     """
 
-    km_decom_ratio: Float[Array, "20"]
-    km_assim_ratio: Float[Array, "20"]
-    decomposition_rate: Float[Array, "20"]
-    uptake_rate: Float[Array, "20"]
-    respiration: Float[Array, "20"]
+    km_decom_ratio: PerLayer
+    km_assim_ratio: PerLayer
+    decomposition_rate: PerLayer
+    uptake_rate: PerLayer
+    respiration: PerLayer
     pool_stocks: Float[Array, "8"]
     soc_stocks: grid.Stocks
 
 
 def diagnostics(
-    params: Float[ArrayLike, "23"],
-    forcing: Forcing | Prepared,
-    mode: Mode | None = None,
-    state: SteadyState | None = None,
+    params: Params, forcing: Profile, mode: Mode | None = None, state: SteadyState | None = None
 ) -> Diagnostics:
     """Michaelis-Menten ratios, apparent rates and stocks at the steady state.
 
@@ -789,10 +570,7 @@ def diagnostics(
     k, xi, x = m.kinetics, m.xi, state.pools  # pools: zero where flagged (see state.flags)
     doc, mic, enz, soc = x[DOC], x[MIC], x[ENZ], x[SOC]
 
-    def ratio(num, den):  # inf where the substrate is zero (NaN stays NaN)
-        nz = den != 0
-        return jnp.where(nz, num / jnp.where(nz, den, 1.0), jnp.inf)
-
+    ratio = ratio_or_inf  # inf where the substrate is zero (NaN stays NaN)
     return Diagnostics(
         km_decom_ratio=ratio(k.km_decom * xi, soc),
         km_assim_ratio=ratio(k.km_assim * xi, doc),
@@ -802,8 +580,3 @@ def diagnostics(
         pool_stocks=x @ jnp.asarray(DZ[:N_LAYERS]),
         soc_stocks=grid.stocks(state.soc),
     )
-
-
-def stocks(soc: Float[ArrayLike, "... 20"]) -> grid.Stocks:
-    """Column stocks 0-30, 0-100, 0-200 cm and total of layer SOC (gC m-3) -> gC m-2."""
-    return grid.stocks(soc)
