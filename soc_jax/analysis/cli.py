@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._cli_args import add_command, add_run_options, nonneg_int, positive_float, positive_int
+from ..calibration.cli import add_sampler_option
 
 __all__ = ["register", "run"]
 
@@ -29,12 +30,7 @@ def register(subparsers) -> None:
     add_run_options(p, out=None, seed="seed of worlds, chains and networks")
     p.add_argument("--grid-resolution", type=positive_float, default=6.0, help="degrees")
     p.add_argument("--worlds", default="clm5,compas", help="models generating a world")
-    p.add_argument(
-        "--sampler",
-        choices=("proda-am", "chees", "nuts", "mala"),
-        default="proda-am",
-        help="site-level sampler (gradient samplers: --warmup/--draws per chain)",
-    )
+    add_sampler_option(p, help="site-level sampler (gradient samplers: --warmup/--draws per chain)")
     p.add_argument(
         "--site-filter",
         action="store_true",

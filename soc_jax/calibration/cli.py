@@ -12,6 +12,29 @@ from soc_jax._cli_args import add_command, add_run_options, float_in, int_in, po
 
 _DEFAULT_CHAINS = {"proda-am": 3, "nuts": 4, "mala": 4, "chees": 8}
 
+# (flag, type, default, help) of the gradient samplers' run sizes
+_GRADIENT_SIZES = (
+    ("--warmup", int_in(20), 500, "warm-up steps per chain (gradient)"),
+    ("--draws", int_in(4), 500, "draws per chain (gradient)"),
+    (
+        "--max-tree-depth",
+        int_in(1, 15),
+        10,
+        "NUTS max trajectory doublings; ChEES max 2^depth leapfrog steps",
+    ),
+    (
+        "--target-accept",
+        float_in(0.0, 0.99),
+        0.0,
+        "target acceptance rate; 0 = the sampler's default (0.8, 0.574, 0.651)",
+    ),
+)
+
+
+def add_sampler_option(p: argparse.ArgumentParser, *, help: str) -> None:
+    """``--sampler``: the site-level samplers soc_jax runs (one list, for every command)."""
+    p.add_argument("--sampler", choices=tuple(_DEFAULT_CHAINS), default="proda-am", help=help)
+
 
 def register(subparsers) -> None:
     """Add the ``calibrate`` sub-command to the ``soc-jax`` parser."""
@@ -41,11 +64,8 @@ def register(subparsers) -> None:
     add_run_options(
         p, out="results/calibration", resume="continue a killed run in --out", figures=True
     )
-    p.add_argument(
-        "--sampler",
-        choices=("proda-am", "nuts", "mala", "chees"),
-        default="proda-am",
-        help="sampler: PRODA's adaptive Metropolis, or gradient-based NUTS, MALA, ChEES-HMC",
+    add_sampler_option(
+        p, help="sampler: PRODA's adaptive Metropolis, or gradient-based NUTS, MALA, ChEES-HMC"
     )
     p.add_argument(
         "--faithful",
@@ -71,22 +91,8 @@ def register(subparsers) -> None:
         default=None,
         help="chains per profile (default: 3 for proda-am as PRODA, 4 for nuts/mala, 8 for chees)",
     )
-    p.add_argument(
-        "--warmup", type=int_in(20), default=500, help="warm-up steps per chain (gradient)"
-    )
-    p.add_argument("--draws", type=int_in(4), default=500, help="draws per chain (gradient)")
-    p.add_argument(
-        "--max-tree-depth",
-        type=int_in(1, 15),
-        default=10,
-        help="NUTS max trajectory doublings; ChEES max 2^depth leapfrog steps",
-    )
-    p.add_argument(
-        "--target-accept",
-        type=float_in(0.0, 0.99),
-        default=0.0,
-        help="target acceptance rate; 0 = the sampler's default (0.8, 0.574, 0.651)",
-    )
+    for flag, kind, default, text in _GRADIENT_SIZES:
+        p.add_argument(flag, type=kind, default=default, help=text)
 
 
 def _check(args: argparse.Namespace) -> None:
