@@ -50,6 +50,7 @@ import platform
 import time
 
 import numpy as np
+from end_to_end import r2_table  # this folder is on sys.path when a script runs (one R2 table)
 
 
 def three_way_split(lat, lon, holdout: float, val: float, seed: int):
@@ -67,15 +68,6 @@ def three_way_split(lat, lon, holdout: float, val: float, seed: int):
     te = np.flatnonzero(hold)
     assert not (set(tr) & set(v)) and not (set(tr) & set(te)) and not (set(v) & set(te))
     return tr, v, te, int(len(np.unique(region[hold])))
-
-
-def r2_per_parameter(pred, truth, names, varying) -> dict[str, float]:
-    """R2 of predicted vs true normalized parameters, per parameter with a varying truth
-    (`soc_jax.proda.train.recovery_table`)."""
-    from soc_jax.proda.train import recovery_table
-
-    rows = recovery_table(pred, truth, names)
-    return {r["parameter"]: r["r2"] for r, v in zip(rows, varying, strict=True) if v}
 
 
 # -- stage 1: ChEES calibration with the log-normal likelihood ---------------------------------
@@ -384,7 +376,7 @@ def _calibration_diagnostics(study: dict) -> tuple[dict, np.ndarray]:
     rmean = cal["rhat"].mean(1)
     finite = np.all(np.isfinite(cal["rhat"]), axis=1)
     converged = finite & (rmax < args.rhat_max) & ~cal["rescued"] & cal["usable"]
-    r2 = r2_per_parameter(cal["mean"], study["truth"], study["names"], study["varying"])
+    r2 = r2_table(cal["mean"], study["truth"], study["names"], study["varying"])
     diag = {
         "n_sites": int(world.n_sites),
         "share_rhat_mean_lt_1.05": float(np.mean(finite & (rmean < 1.05))),
@@ -507,7 +499,7 @@ def _evaluate_arm(study: dict, arm: dict, te, f_te, o_te) -> dict:
     model, mode, truth = study["args"].model, study["mode"], study["truth"]
     p = predict_p(arm["models"], study["X"])
     m = soc_metrics(model, mode, p[te], f_te, o_te)
-    r2 = r2_per_parameter(p[te], truth[te], study["names"], study["varying"])
+    r2 = r2_table(p[te], truth[te], study["names"], study["varying"])
     pg, pg_true, n_fail = grid_total(
         model, mode, arm["models"], study["world"], study["Xg"], study["fg"]
     )

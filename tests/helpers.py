@@ -72,3 +72,20 @@ def regime_forcings(n: int, seed: int) -> list[tuple[str, Forcing]]:
             forcing = branch_forcings(5, seed + i)[kind]
         out.append((REGIMES[i % len(order)], forcing))
     return out
+
+
+def run_on_host_devices(script: str, n_devices: int, marker: str) -> None:
+    """Run ``script`` in a fresh Python with ``n_devices`` forced host (CPU) devices and check
+    that it exits 0 and prints ``marker`` (the device count is fixed when JAX starts, so this
+    needs its own process)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert marker in out.stdout, out.stdout[-3000:]

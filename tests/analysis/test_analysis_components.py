@@ -261,18 +261,26 @@ def test_components_gradients_finite_in_every_regime():
             assert np.any(np.asarray(g) != 0.0), (model, regime)
 
 
-@pytest.mark.slow  # ~20 s: compiles the chunked batch of steady states + components
-def test_components_batch_equals_single_profiles():
-    forcings = [f for _, f in FORCINGS[:4]]
-    batch = Forcing(
-        **{k: np.stack([f.as_numpy()[k] for f in forcings]) for k in forcings[0].as_numpy()}
-    )
+@pytest.mark.parametrize(
+    ("n", "block", "chunk"),
+    [
+        (3, 2, 1),  # the last block padded by repeating the last profile
+        pytest.param(4, 8, 2, marks=pytest.mark.slow),  # vectorised chunks, one padded block
+    ],
+)
+def test_components_batch_equals_single_profiles(n, block, chunk):
+    """`components_batch` (fixed-size compiled blocks, padded, vectorised chunks) gives each
+    profile its own steady state and components."""
+    forcings = [f for _, f in regime_forcings(n, seed=3)]
+    arrays = [f.as_numpy() for f in forcings]
+    batch = Forcing(**{k: np.stack([a[k] for a in arrays]) for k in arrays[0]})
     rng = np.random.default_rng(6)
     P = np.stack([_params(clm5.PARAMETERS, rng) for _ in forcings])
-    comps, soc, ok = components_batch("clm5", P, batch, "proda", block=8, chunk=2)
+    comps, soc, ok = components_batch("clm5", P, batch, "proda", block=block, chunk=chunk)
     assert ok.sum() >= 2
+    one_ss = jax.jit(clm5.steady_state)
     for i, f in enumerate(forcings):
-        st = clm5.steady_state(P[i], f)
+        st = one_ss(P[i], f)
         assert bool(st.ok) == bool(ok[i])
         if not ok[i]:  # a failed profile: components and SOC are exactly 0
             assert comps["K"][i] == 0.0 and np.all(soc[i] == 0.0)
@@ -281,3 +289,4 @@ def test_components_batch_equals_single_profiles():
         np.testing.assert_allclose(comps["K"][i], float(one.K), rtol=1e-10)
         np.testing.assert_allclose(comps["A"][i], float(one.A), rtol=1e-10)
         np.testing.assert_allclose(soc[i], np.asarray(st.soc), rtol=1e-10, atol=1e-8)
+    assert len({float(k) for k in comps["K"][ok]}) == int(ok.sum())  # not one profile repeated

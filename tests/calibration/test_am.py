@@ -62,7 +62,7 @@ def test_batched_equals_profile_alone_and_blocks_do_not_matter(gaussian_run):
         np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[1])
 
 
-@pytest.mark.parametrize("faithful", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("faithful", [False, True])
 def test_profile_whose_every_evaluation_fails_ends_flagged_and_finite(faithful):
     cfg = am.AMConfig(n_test=60, n_formal=60, thin=2, faithful=faithful, adapt_start=20)
     st = am.run(_data(), _keys(), always_fails, cfg, n_params=2, n_chains=3)

@@ -1,11 +1,10 @@
 """Profiles sharded over 4 (forced host) devices give the single-device result, bit for bit."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.helpers import run_on_host_devices
 
 SCRIPT = textwrap.dedent(
     """
@@ -31,10 +30,4 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_sharded_over_four_devices_equals_single_device():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "SHARDED_OK" in out.stdout
+    run_on_host_devices(SCRIPT, 4, "SHARDED_OK")
