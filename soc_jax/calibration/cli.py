@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
 
 from soc_jax._cli_args import add_command, add_run_options, float_in, int_in, positive_int
+from soc_jax._identity import ResumeError, check_run, input_identity
 
 _DEFAULT_CHAINS = {"proda-am": 3, "nuts": 4, "mala": 4, "chees": 8}
 
@@ -104,9 +106,25 @@ def _check(args: argparse.Namespace) -> None:
             p.error(f"argument --data: {os.path.join(args.data, name)} not found")
 
 
+def _resume_inputs(args: argparse.Namespace) -> dict:
+    """The input files' identity (recorded in settings.json); with ``--resume``, first checks
+    that ``--out`` holds a run made from the same files (before anything is read)."""
+    files = {n: ("--data", os.path.join(args.data, n)) for n in ("profiles.nc", "forcing.nc")}
+    inputs = input_identity(files)
+    if args.resume:
+        try:
+            warning = check_run(args.out, ["settings.json"], "settings.json", inputs)
+        except ResumeError as err:
+            args._parser.error(str(err))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+    return inputs
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point (the ``soc-jax`` CLI has enabled float64)."""
     _check(args)
+    inputs = _resume_inputs(args)
     from soc_jax.data import read_forcing, read_profiles
     from soc_jax.data.synthetic import MODEL_MODES
 
@@ -137,11 +155,15 @@ def run(args: argparse.Namespace) -> int:
         args._parser.error(f"argument --data: cannot read the inputs: {err}")
     t0 = time.perf_counter()
     try:
-        result = driver.calibrate(profiles, forcing, args.out, settings, resume=args.resume)
+        result = driver.calibrate(
+            profiles, forcing, args.out, settings, resume=args.resume, inputs=inputs
+        )
     except driver.InputError as err:
         name = "forcing.nc" if err.source == "forcing" else "profiles.nc"
         args._parser.error(f"argument --data: {os.path.join(args.data, name)} {err}")
-    except (driver.SettingsMismatch, FileExistsError) as err:
+    except ResumeError as err:  # different settings or input files
+        args._parser.error(str(err))
+    except FileExistsError as err:
         args._parser.error(f"argument --out: {err}")
     wall = time.perf_counter() - t0
     post = result["posterior"]

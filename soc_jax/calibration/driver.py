@@ -13,8 +13,10 @@
 * Chunks: the calibratable profiles, in file order, are cut into chunks of ``chunk_size``;
   the last chunk is padded (by repeating its last profile) so one compiled program serves all.
   Each finished chunk is written at once to ``OUT/chunks/chunk_NNNNN.nc`` (temporary file +
-  atomic ``os.replace``). ``settings.json`` records the settings; a resumed run refuses an OUT
-  written with different settings and skips finished chunks.
+  atomic ``os.replace``). ``settings.json`` records the settings and the SHA-256 of the input
+  files (``inputs``, `soc_jax._identity`); a resumed run refuses an OUT written with different
+  settings or from different input files (one line naming what differs) and skips finished
+  chunks.
 * Outputs (after the last chunk): ``posterior.nc`` (profile x parameter summaries, chain
   diagnostics, modelled SOC at the observed depths, per-chain counts, status and reason; NaN
   marks a missing value, never a result; attribute ``filter_rule``), ``draws.nc``
@@ -41,13 +43,14 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from .._identity import SettingsChanged, check_inputs, check_settings
 from ..data import dataset_to_forcing, pad_observations, profile_problems
 from ..models.registry import get_model
 from . import am, gradient, postprocess
@@ -66,8 +69,8 @@ __all__ = [
 ]
 
 
-class SettingsMismatch(ValueError):
-    """Resuming into an output directory written with different settings."""
+class SettingsMismatch(SettingsChanged):
+    """Resuming into an output directory written with different settings (a ``ValueError``)."""
 
 
 class InputError(ValueError):
@@ -148,6 +151,9 @@ class Settings:
 _MAX_SKIP_LINES = 10
 """Skipped profiles named one per line on the terminal (all are counted, grouped by reason)."""
 
+_INPUTS_KEY = "inputs"
+"""The key of ``settings.json`` under which the input files' identity is recorded."""
+
 _GRADIENT_FIELDS = ("n_warmup", "n_draws", "max_tree_depth", "target_accept", "init_tries")
 SAMPLER_NAMES: tuple[str, ...] = ("proda-am",) + gradient.SAMPLERS
 """Every ``Settings.sampler`` value."""
@@ -221,6 +227,7 @@ def calibrate(
     progress: bool = True,
     on_chunk: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
+    inputs: Mapping[str, dict] | None = None,
 ) -> dict:
     """Calibrate every profile, chunk by chunk, writing each finished chunk at once.
 
@@ -228,11 +235,17 @@ def calibrate(
         profiles, forcing: Datasets (see the module docstring).
         out: output directory.
         settings: `Settings`; ``width`` 0 means the profiles' layer axis.
-        resume: skip chunks already in ``out`` (written with the same settings).
+        resume: continue the run in ``out`` if it holds one (its ``settings.json``): skip its
+            finished chunks; its settings, and its input files if ``inputs`` is given, must
+            be the same. Nothing in ``out``: a new run (``soc-jax calibrate --resume`` refuses
+            that case itself).
         progress: tqdm bar over profiles (throughput, ETA).
         on_chunk: called with the chunk index after each chunk is written (tests use it to
             interrupt a run).
         log: where messages go (skipped profiles, resume).
+        inputs: the identity of the input files (`soc_jax._identity.input_identity`), recorded
+            in ``settings.json`` and checked on resume (when ``out`` recorded one; the CLI
+            warns when it did not); None: not recorded or checked.
 
     Returns:
         dict with ``posterior`` (Dataset), ``draws`` (Dataset), ``skipped`` ({id: reason}),
@@ -242,12 +255,13 @@ def calibrate(
         InputError: nothing to calibrate (every profile skipped) or a forcing without
             ``profile_id``; raised before anything is written or compiled.
         SettingsMismatch: resuming into ``out`` written with different settings.
+        soc_jax._identity.InputsChanged: resuming into ``out`` written from other input files.
         FileExistsError: ``out`` has chunks and ``resume`` is False.
     """
     settings = _checked_settings(profiles, settings)
     # before any output or compilation: a run that would compute nothing is an error
     keep, f_index, skipped = _screened(profiles, forcing, settings)
-    chunk_dir = _claim_output(out, settings, resume)
+    chunk_dir = _claim_output(out, settings, resume, inputs)
     _log_skipped(skipped, int(profiles.sizes["profile"]), log)
     run = _Run.build(profiles, forcing, settings, keep, f_index)
     t_run, evals, resumed = _sample_chunks(run, chunk_dir, progress, on_chunk)
@@ -330,34 +344,45 @@ def _screened(profiles: xr.Dataset, forcing: xr.Dataset, settings: Settings):
     return keep, f_index, skipped
 
 
-def _claim_output(out: str, settings: Settings, resume: bool) -> str:
-    """Create ``out/chunks`` and write ``settings.json``; returns the chunk folder.
+def _claim_output(out: str, settings: Settings, resume: bool, inputs: Mapping | None) -> str:
+    """Create ``out/chunks`` and write ``settings.json`` (the settings and, if given, the input
+    files' identity under ``inputs``); returns the chunk folder.
 
     Raises:
         SettingsMismatch: resuming into ``out`` written with different settings.
+        InputsChanged: resuming into ``out`` written from other input files.
         FileExistsError: ``out`` has chunks and ``resume`` is False.
     """
-    chunk_dir = os.path.join(out, "chunks")
-    os.makedirs(chunk_dir, exist_ok=True)
     settings_path = os.path.join(out, "settings.json")
     mine = settings.record()
-    existing = sorted(f for f in os.listdir(chunk_dir) if f.endswith(".nc"))
-    if os.path.exists(settings_path):
+    recorded = None
+    if resume and os.path.exists(settings_path):
         with open(settings_path) as f:
             theirs = json.load(f)
-        if existing and resume and theirs != mine:
-            diff = [k for k in mine if theirs.get(k) != mine[k]]
-            raise SettingsMismatch(
-                f"cannot resume into {out}: it was written with different settings "
-                f"({', '.join(f'{k}={theirs.get(k)!r} vs {mine[k]!r}' for k in diff)})"
-            )
+        recorded = theirs.pop(_INPUTS_KEY, None)
+        if inputs is not None and recorded is not None:  # none recorded: not checked
+            check_inputs(out, recorded, inputs)
+        try:
+            check_settings(out, theirs, mine)
+        except SettingsChanged as err:
+            raise SettingsMismatch(str(err)) from None
+    chunk_dir = os.path.join(out, "chunks")
+    existing = (
+        sorted(f for f in os.listdir(chunk_dir) if f.endswith(".nc"))
+        if os.path.isdir(chunk_dir)
+        else []
+    )
     if existing and not resume:
         raise FileExistsError(
             f"{out} already holds {len(existing)} finished chunks: pass --resume to continue "
             "that run, or choose another --out"
         )
+    os.makedirs(chunk_dir, exist_ok=True)
+    record = dict(mine)
+    if inputs is not None or recorded is not None:
+        record[_INPUTS_KEY] = dict(inputs) if inputs is not None else recorded
     with open(settings_path + ".tmp", "w") as f:
-        json.dump(mine, f, indent=1)
+        json.dump(record, f, indent=1)
     os.replace(settings_path + ".tmp", settings_path)
     return chunk_dir
 

@@ -31,6 +31,7 @@ from ..data.covariates import covariate_matrix
 from . import end_to_end as e2e
 from .outputs import add_heldout, epochs_text, member_dataset, write_recovery, write_summary
 from .steps import (
+    check_resume,
     holdout_rows,
     loop_options,
     network_header,
@@ -65,6 +66,10 @@ def train_end_to_end(args: argparse.Namespace, paths: dict[str, str]) -> int:
     """Train PRODA's network through the steady state on the observed profiles of ``--data``
     (``paths``: its profiles, forcing, covariates and grid files)."""
     parser = args._parser
+    files = {f"{k}.nc": ("--data", paths[k]) for k in ("profiles", "forcing", "covariates", "grid")}
+    if args.prior is not None:
+        files["prior"] = ("--prior", args.prior)
+    inputs = check_resume(parser, args, files)
     d = _read_profiles(parser, args, paths)
     train_rows, hold, hold_line = _split(parser, args, d)
     from ..models import get_model
@@ -94,9 +99,10 @@ def train_end_to_end(args: argparse.Namespace, paths: dict[str, str]) -> int:
         "holdout_kind": args.holdout_kind if len(hold) else "none",
         "holdout_block_deg": args.holdout_block,
         "seed": args.seed,
+        "inputs": inputs,
     }
     if args.resume:
-        ens = resume_ensemble(parser, ckpt, cfg, kinds, e2e.load_e2e_checkpoint)
+        ens = resume_ensemble(parser, ckpt, cfg, kinds, e2e.load_e2e_checkpoint, extra)
     else:
         ens = e2e.new_e2e_ensemble(d.X.shape[1], tr, va, cfg, seed=args.seed)
     t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Steps that ``soc-jax train`` (two-stage and ``--end-to-end``) and ``soc-jax predict`` share.
 
 One home each for: reading a NetCDF input whole (`read_dataset`), the ``--holdout`` split of the
-profiles (`holdout_rows`), the ``--resume`` compatibility check (`resume_ensemble`), the common
+profiles (`holdout_rows`), the ``--resume`` checks (`check_resume`: a run to continue, made
+from the same input files; `resume_ensemble`: with the same settings), the common
 part of the network header (`network_header`), and choosing members of a stacked ensemble
 (`select_members`, `usable_members`). Errors a user causes stop with ``parser.error`` (one line
 naming the flag, exit 2). Heavy libraries are imported inside the functions.
@@ -11,8 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+
+from .._identity import ResumeError, check_run, check_settings, input_identity
 
 __all__ = [
+    "check_resume",
     "holdout_rows",
     "loop_options",
     "network_header",
@@ -52,10 +57,50 @@ def holdout_rows(parser, args, ids, *sources):
     return tr, ho, line
 
 
-def resume_ensemble(parser, ckpt: str, cfg, kinds: list[str], load):
+_RUN_KEYS = (
+    "model",
+    "mode",
+    "seed",
+    "target_var",
+    "site_filter",
+    "holdout_kind",
+    "holdout_block_deg",
+    "train_profile_id",
+    "holdout_profile_id",
+)
+"""Header entries (`network_header` and each training's) that ``--resume`` may not change."""
+
+
+def check_resume(parser, args, files: dict) -> dict:
+    """The identity of the input ``files`` (``{name: (flag, path)}``), recorded in the header;
+    with ``--resume``, first checks that ``--out`` holds a checkpoint made from the same files
+    (before anything is read or compiled).
+
+    A checkpoint of an older soc_jax (no identity recorded) resumes with a warning.
+    """
+    inputs = input_identity(files)
+    if not args.resume:
+        return inputs
+    try:
+        needed = ["checkpoint.eqx", "checkpoint.eqx.json"]
+        warning = check_run(args.out, needed, "checkpoint.eqx.json", inputs)
+    except ResumeError as err:
+        parser.error(str(err))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return inputs
+
+
+def _members(kinds) -> str:
+    kinds = list(kinds or [])
+    return f"{kinds.count('seed')} seeds, {kinds.count('bootstrap')} bootstraps"
+
+
+def resume_ensemble(parser, ckpt: str, cfg, kinds: list[str], load, extra: dict | None = None):
     """The ensemble of ``ckpt`` to continue training (``--resume``), checked against ``cfg``.
 
-    Only ``--epochs`` may change; members stopped by the old epoch limit alone run on.
+    Only ``--epochs`` may change; members stopped by the old epoch limit alone run on. A
+    refusal names each setting that differs (old -> new).
 
     Args:
         parser: the command's parser (errors).
@@ -63,20 +108,23 @@ def resume_ensemble(parser, ckpt: str, cfg, kinds: list[str], load):
         cfg: this run's training configuration (a dataclass with ``max_epochs``, ``patience``).
         kinds: this run's member kinds.
         load: the checkpoint reader, ``path -> (ensemble, config, header)``.
+        extra: this run's header entries (`_RUN_KEYS` recorded in the checkpoint must match).
     """
-    if not os.path.exists(ckpt):
-        parser.error(f"--resume: no checkpoint at {ckpt}")
     try:
         ens, old_cfg, header = load(ckpt)
-    except ValueError as err:
+    except (OSError, ValueError) as err:
         parser.error(f"--resume: {err}")
-    if (
-        dataclasses.replace(old_cfg, max_epochs=cfg.max_epochs) != cfg
-        or header.get("kinds") != kinds
-    ):
-        parser.error(
-            "--resume: the checkpoint was made with different settings (only --epochs may change)"
-        )
+    old = {**dataclasses.asdict(old_cfg), "members": _members(header.get("kinds"))}
+    new = {**dataclasses.asdict(cfg), "members": _members(kinds)}
+    keys = [k for k in new if k != "max_epochs"]
+    for k in _RUN_KEYS:
+        if k in header and extra is not None and k in extra:
+            old[k], new[k] = header[k], extra[k]
+            keys.append(k)
+    try:
+        check_settings(os.path.dirname(ckpt) or ".", old, new, keys)
+    except ResumeError as err:
+        parser.error(f"{err} (only --epochs may change)")
     # --epochs may grow: members stopped only by the old epoch limit run on
     st = ens.state
     stopped = (st.wait >= cfg.patience) | (st.epoch >= cfg.max_epochs)

@@ -18,7 +18,14 @@ import time
 import numpy as np
 
 from .outputs import add_heldout, epochs_text, member_dataset, write_recovery, write_summary
-from .steps import holdout_rows, loop_options, network_header, read_dataset, resume_ensemble
+from .steps import (
+    check_resume,
+    holdout_rows,
+    loop_options,
+    network_header,
+    read_dataset,
+    resume_ensemble,
+)
 from .targets import target_report
 from .train import (
     TrainConfig,
@@ -39,6 +46,7 @@ __all__ = ["train_two_stage"]
 def train_two_stage(args: argparse.Namespace, paths: dict[str, str]) -> int:
     """Train PRODA's network on ``--targets`` (``paths``: covariates and grid of ``--data``)."""
     parser = args._parser
+    inputs = check_resume(parser, args, _input_files(args, paths))
     targets = read_dataset(args.targets)
     cov = read_dataset(paths["covariates"])
     grid = read_dataset(paths["grid"], ["covariates"])
@@ -55,9 +63,9 @@ def train_two_stage(args: argparse.Namespace, paths: dict[str, str]) -> int:
     tr, va, kinds = member_splits(
         len(X), args.ensemble, args.bootstrap, split=args.split, seed=args.seed
     )
-    extra = _header(args, data, model, mode, kinds, train_rows, hold, Y)
+    extra = {**_header(args, data, model, mode, kinds, train_rows, hold, Y), "inputs": inputs}
     if args.resume:
-        ens = resume_ensemble(parser, ckpt, cfg, kinds, load_checkpoint)
+        ens = resume_ensemble(parser, ckpt, cfg, kinds, load_checkpoint, extra)
     else:
         ens = new_ensemble(X.shape[1], Y.shape[1], tr, va, cfg, seed=args.seed)
         save_checkpoint(ckpt, ens, cfg, extra)
@@ -89,6 +97,20 @@ def train_two_stage(args: argparse.Namespace, paths: dict[str, str]) -> int:
         args.out, lines + recovery, "network.eqx, checkpoint.eqx, training.nc, summary.txt"
     )
     return 0
+
+
+def _input_files(args, paths) -> dict:
+    """The files this training reads (``{name: (flag, path)}``; profiles.nc, for the site
+    coordinates of a spatial hold-out, if ``--data`` has one)."""
+    files = {
+        "targets": ("--targets", args.targets),
+        "covariates.nc": ("--data", paths["covariates"]),
+        "grid.nc": ("--data", paths["grid"]),
+    }
+    prof = os.path.join(args.data, "profiles.nc")
+    if os.path.exists(prof):
+        files["profiles.nc"] = ("--data", prof)
+    return files
 
 
 def _training_table(parser, args, targets, cov, grid):
