@@ -66,7 +66,7 @@ def test_kill_and_resume_is_bit_identical_and_bad_profiles_are_skipped(world_inp
     assert sorted(os.listdir(os.path.join(out_b, "chunks"))) == ["chunk_00000.nc"]
     with pytest.raises(FileExistsError, match="--resume"):
         driver.calibrate(profiles, w.forcing, out_b, SETTINGS, progress=False, log=_no_log)
-    with pytest.raises(driver.SettingsMismatch, match="seed"):
+    with pytest.raises(driver.SettingsMismatch, match="seed 5 -> 6"):
         driver.calibrate(
             profiles,
             w.forcing,
@@ -172,7 +172,8 @@ def test_cli_end_to_end_and_bad_arguments(world_inputs, tmp_path, capsys):
     assert e.value.code == 2 and "--data" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # different settings into an existing OUT
         main(args[:-1] + ["6", "--resume"])
-    assert e.value.code == 2 and "different settings" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "different settings (seed 5 -> 6)" in err
 
 
 CLI_STEPS = ["--steps-test", "30", "--steps-formal", "40", "--thin", "2", "--chunk-size", "2"]

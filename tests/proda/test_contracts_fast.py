@@ -12,6 +12,7 @@ The two CLI runs share one tiny world (30-degree grid), run in process, in one t
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import equinox as eqx
@@ -70,7 +71,7 @@ def test_cli_train_predict_and_end_to_end_resume_predict_on_one_tiny_world(tmp_p
     # one test, so that pytest-xdist runs both on one worker: one world, one compiled predict
     world = _world(tmp_path)
     _train_then_predict(world, tmp_path, capsys)
-    _end_to_end_train_resume_then_predict(world, tmp_path)
+    _end_to_end_train_resume_then_predict(world, tmp_path, capsys)
 
 
 def _train_then_predict(world, tmp_path, capsys):
@@ -95,15 +96,26 @@ def _train_then_predict(world, tmp_path, capsys):
         assert (maps / f).exists(), f
 
 
-def _end_to_end_train_resume_then_predict(world, tmp_path):
-    """``train --end-to-end``, ``--resume``, ``predict`` (slow at scale: test_proda_e2e_cli.py)."""
+def _end_to_end_train_resume_then_predict(world, tmp_path, capsys):
+    """``train --end-to-end``, ``--resume``, ``predict`` (slow at scale: test_proda_e2e_cli.py);
+    the checkpoint header records the input files' SHA-256, and a checkpoint of an older
+    soc_jax (none recorded) resumes with a warning."""
     net, maps = tmp_path / "n", tmp_path / "m"
     base = ["train", "--end-to-end", "--data", str(world), "--out", str(net)]
     base += ["--ensemble", "2", "--bootstrap", "1", "--hidden", "4", "--holdout", "0.2"]
     assert main([*base, "--epochs", "1"]) == 0
     first = json.loads((net / "network.eqx.json").read_text())
     assert first["epochs_done"] == 1
+    ckpt = net / "checkpoint.eqx.json"
+    old = json.loads(ckpt.read_text())
+    forcing = (world / "forcing.nc").read_bytes()
+    assert old["inputs"]["forcing.nc"]["sha256"] == hashlib.sha256(forcing).hexdigest()
+    del old["inputs"]  # as an older soc_jax wrote it
+    ckpt.write_text(json.dumps(old))
+    capsys.readouterr()
     assert main([*base, "--epochs", "2", "--resume"]) == 0
+    assert "the data's identity cannot be checked" in capsys.readouterr().err
+    assert "inputs" in json.loads(ckpt.read_text())  # recorded from now on
     header = json.loads((net / "network.eqx.json").read_text())
     assert header["link"] == "sigmoid" and header["epochs_done"] == 2
     assert header["holdout_profile_id"] == first["holdout_profile_id"]  # resumed, not redrawn
