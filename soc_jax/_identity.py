@@ -161,11 +161,18 @@ def check_inputs(out: str | os.PathLike, recorded: Mapping | None, now: Mapping)
     return None
 
 
-def _short(value) -> str:
-    """A setting's value for a message (a long list as its length)."""
-    if isinstance(value, list | tuple) and len(value) > 4:
-        return f"[{len(value)} items]"
-    return repr(value)
+def _is_long(value) -> bool:
+    return isinstance(value, list | tuple) and len(value) > 4
+
+
+def _shown(a, b) -> tuple[str, str]:
+    """Two values of a setting for a message: a long list (and the other list with it) as its
+    length."""
+    if _is_long(a) or _is_long(b):
+        return tuple(
+            f"[{len(v)} items]" if isinstance(v, list | tuple) else repr(v) for v in (a, b)
+        )
+    return repr(a), repr(b)
 
 
 def settings_diff(old: Mapping, new: Mapping, keys: Iterable[str] | None = None) -> list[str]:
@@ -184,8 +191,9 @@ def settings_diff(old: Mapping, new: Mapping, keys: Iterable[str] | None = None)
     for k in keys:
         a, b = old.get(k), new.get(k)
         if norm(a) != norm(b):
-            text = f"{k} {_short(a)} -> {_short(b)}"
-            if _short(a) == _short(b):
+            sa, sb = _shown(a, b)
+            text = f"{k} {sa} -> {sb}"
+            if sa == sb:
                 text += " (different items)"
             out.append(text)
     return out

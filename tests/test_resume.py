@@ -79,6 +79,12 @@ def test_settings_diff_names_each_setting_old_to_new():
         "ids [6 items] -> [6 items] (different items)",
     ]
     assert _identity.settings_diff(old, new, keys=["hidden"]) == []
+    short = {"ids": ["a", "b"]}
+    assert _identity.settings_diff(old, short) == [
+        "seed 5 -> None",
+        "hidden [8, 8] -> None",
+        "ids [6 items] -> [2 items]",
+    ]
 
 
 # -- soc-jax calibrate ---------------------------------------------------------------------------
