@@ -1,0 +1,219 @@
+"""``soc-jax predict`` never fails silently: all cells failed is an error, some cells failed are
+reported (count, reasons, NaN stocks, totals over the rest with their area share, grey map
+cells), and every total carries a plausibility note when it is remarkable."""
+
+from __future__ import annotations
+
+import json
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import xarray as xr
+
+from soc_jax.cli import main
+from soc_jax.models import clm5
+from soc_jax.models.common import FLAG_NAMES, INPUT, NONFINITE, PRIOR, SINGULAR
+from soc_jax.proda.totals import (
+    covers_globe,
+    failure_reasons,
+    masked_quantiles,
+    plausibility_note,
+    total_pg,
+    zonal_totals,
+)
+
+# -- plausibility notes (hand-chosen totals, Pg C) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("band", "total"),
+    [("top_100cm", 1450.0), ("top_100cm", 1260.0), ("top_30cm", 700.0), ("total", 3000.0)],
+)
+def test_no_note_for_a_total_inside_the_published_range(band, total):
+    assert plausibility_note(band, total) == ""
+
+
+def test_an_impossible_total_is_called_implausible_and_its_value_is_kept():
+    note = plausibility_note("top_100cm", 124944.9)
+    assert note.startswith("implausible:")
+    assert "80.7 x the high end" in note  # 124944.9 / 1548 = 80.71
+    assert "1,260-1,548 Pg C" in note and "Batjes" in note
+    assert "implausible" in plausibility_note("total", 124944.9)
+    assert "implausible" in plausibility_note("top_100cm", 500.0)  # < 1260 / 2
+
+
+def test_a_total_just_outside_the_range_gets_a_mild_note():
+    note = plausibility_note("top_200cm", 3000.0)  # 2,376-2,456 Pg C
+    assert note and not note.startswith("implausible")
+    assert "1.22 x the high end" in note  # 3000 / 2456
+
+
+def test_on_a_synthetic_world_the_truth_is_the_reference():
+    assert plausibility_note("top_100cm", 1100.0, truth=1000.0) == ""  # within 20 %
+    note = plausibility_note("top_100cm", 1600.0, truth=1000.0)  # in the published range
+    assert "1.6 x this synthetic world's truth 1,000.0 Pg C" in note
+    assert plausibility_note("top_100cm", 2500.0, truth=1000.0).startswith("implausible")
+
+
+def test_covers_globe_by_land_area():
+    assert covers_globe([1.2e14])  # about Earth's ice-free land area, m2
+    assert not covers_globe([1.0e13])  # a region the size of Europe
+
+
+# -- failure reasons and NaN-aware sums -----------------------------------------------------------
+
+
+def test_failure_reasons_decode_the_flags_with_counts():
+    reasons = failure_reasons(np.array([[0, SINGULAR, SINGULAR | NONFINITE], [PRIOR, 0, INPUT]]))
+    assert reasons == {
+        FLAG_NAMES[SINGULAR]: 2,
+        FLAG_NAMES[PRIOR]: 1,
+        FLAG_NAMES[INPUT]: 1,
+        FLAG_NAMES[NONFINITE]: 1,
+    }
+    assert next(iter(reasons)) == FLAG_NAMES[SINGULAR]  # most frequent first
+    assert failure_reasons(np.zeros(3, int)) == {}
+
+
+def test_failed_cells_are_nan_and_left_out_of_sums():
+    stock = np.array([[1000.0, np.nan, 3000.0], [2000.0, np.nan, np.nan]])  # (member, cell)
+    ok = np.isfinite(stock)
+    area = np.array([1e12, 2e12, 3e12])
+    med = masked_quantiles(stock, ok, 0.5)
+    np.testing.assert_array_equal(np.isnan(med), [False, True, False])
+    assert med[0] == 1500.0 and med[2] == 3000.0
+    assert total_pg(stock, ok, area).tolist() == [(1000.0 * 1e12 + 3000.0 * 3e12) / 1e15, 2.0]
+    lats, tot = zonal_totals(stock[1], ok[1], area, np.array([0.0, 10.0, 10.0]))
+    assert lats.tolist() == [0.0, 10.0] and tot[0] == 2.0 and np.isnan(tot[1])
+
+
+def test_maps_draw_failed_cells_grey_with_a_legend_entry():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from soc_jax.proda.maps import _show
+
+    ds = xr.Dataset(coords={"lat": [-10.0, 10.0], "lon": [0.0, 20.0, 40.0]})
+    arr = np.array([[1.0, -9999.0, 2.0], [-9999.0, 3.0, 4.0]])
+    failed = np.array([[False, True, False], [False, False, False]])  # [1, 0]: ocean
+    fig, ax = plt.subplots()
+    _show(ax, ds, arr, "t", "kgC m-2", failed=failed)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["model failed (1 cells)"]
+    plt.close(fig)
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def _network(path, grid, bias: float, kinds=("seed", "bootstrap")):
+    """An untrained network whose outputs are ``bias`` everywhere (weights scaled to 0)."""
+    from soc_jax.data import covariate_bounds
+    from soc_jax.proda.steps import network_header
+    from soc_jax.proda.train import TrainConfig, new_ensemble, save_checkpoint
+
+    cfg = TrainConfig(hidden=(4,))
+    m = len(kinds)
+    ens = new_ensemble(60, 21, np.zeros((m, 4), np.int32), np.zeros((m, 2), np.int32), cfg)
+    st = ens.state
+    last = st.best_model.layers[-1]
+    st = eqx.tree_at(
+        lambda s: (s.best_model.layers[-1].weight, s.best_model.layers[-1].bias, s.best_val),
+        st,
+        (0.0 * last.weight, jnp.full_like(last.bias, bias), jnp.zeros_like(st.best_val)),
+    )
+    st = eqx.tree_at(lambda s: s.best_epoch, st, jnp.zeros_like(st.best_epoch))
+    lo, hi = covariate_bounds(grid)
+    none = np.array([], str)
+    extra = network_header(
+        "clm5", "proda", list(kinds), list(clm5.PARAMETERS.names), lo, hi, none, none
+    )
+    extra["homogeneous"] = [0.5] * 21
+    path.mkdir()
+    save_checkpoint(path / "network.eqx", eqx.tree_at(lambda e: e.state, ens, st), cfg, extra)
+    return path
+
+
+def _predict(capsys, net, data, out, *more):
+    argv = ["predict", "--network", str(net), "--data", str(data), "--out", str(out)]
+    try:
+        rc = main([*argv, "--block", "16", *more])
+    except SystemExit as e:
+        rc = e.code
+    return rc, capsys.readouterr()
+
+
+def _write_world(world, path, broken_cells=()):
+    world.to_netcdf(path)
+    if broken_cells:  # soil temperature NaN: the INPUT flag for every member there
+        with xr.open_dataset(path / "grid.nc") as g:
+            g = g.load()
+        tsoi = g["tsoi"].values.copy()
+        tsoi[list(broken_cells)] = np.nan
+        g["tsoi"] = (g["tsoi"].dims, tsoi, g["tsoi"].attrs)
+        g.to_netcdf(path / "grid.nc")
+    return path
+
+
+def test_a_diverged_network_is_refused_before_any_steady_state(small_world, tmp_path, capsys):
+    data = _write_world(small_world, tmp_path / "w")
+    net = _network(tmp_path / "net", small_world.grid, np.nan)
+    out = tmp_path / "maps"
+    rc, cap = _predict(capsys, net, data, out)
+    assert rc == 2
+    err = cap.err.strip()
+    assert "\n" not in err and "--network" in err
+    n = small_world.grid.sizes["cell"]
+    assert f"failed on all {n} grid cells" in err
+    assert f"{FLAG_NAMES[PRIOR]} {n}" in err and "try: " in err
+    assert not (out / "maps.nc").exists() and not (out / "totals.json").exists()
+
+
+def test_some_cells_failed_are_counted_nan_and_left_out_of_the_totals(
+    small_world, tmp_path, capsys
+):
+    from soc_jax.proda.totals import cell_area
+
+    broken = (0, 5)
+    data = _write_world(small_world, tmp_path / "w", broken)
+    net = _network(tmp_path / "net", small_world.grid, 0.5)
+    out = tmp_path / "maps"
+    rc, cap = _predict(capsys, net, data, out, "--no-default")
+    assert rc == 0, cap.err
+    grid = small_world.grid
+    n = grid.sizes["cell"]
+    assert f"seed members: 2 of {n} member-cells" in cap.out
+    assert f"bootstrap members: 2 of {n} member-cells" in cap.out
+    assert FLAG_NAMES[INPUT] in cap.out
+    area = cell_area(grid["lat"].values, float(grid.attrs["resolution_deg"]))
+    share = 1 - area[list(broken)].sum() / area.sum()
+    assert f"[over the {n - 2} of {n} cells that succeeded, {share:.1%} of the land area]" in (
+        cap.out
+    )
+    totals = json.loads((out / "totals.json").read_text())
+    assert totals["coverage"]["proda_best_guess"]["area_fraction"] == pytest.approx(share)
+    with xr.open_dataset(out / "maps.nc") as ds:
+        st = ds["soc_stock"].sel(depth_band="top_100cm").values  # kgC m-2
+        cell = ds["cell_area"].values  # m2
+    il, jl = grid["i_lat"].values, grid["i_lon"].values
+    assert np.isnan(st[il[list(broken)], jl[list(broken)]]).all()  # failed: missing, not 0
+    assert np.isfinite(st).sum() == n - 2
+    ours = np.nansum(st * cell) / 1e12  # kgC -> Pg C over the cells that succeeded
+    assert totals["proda_best_guess"]["top_100cm"] == pytest.approx(ours, rel=1e-9)
+    assert (out / "stock_maps.png").exists()
+
+
+@pytest.mark.slow
+def test_an_unsolvable_network_fails_every_cell_and_is_refused(small_world, tmp_path, capsys):
+    data = _write_world(small_world, tmp_path / "w")
+    net = _network(tmp_path / "net", small_world.grid, -1e3)  # every parameter clipped to 1e-4
+    out = tmp_path / "maps"
+    rc, cap = _predict(capsys, net, data, out, "--no-figures")
+    assert rc == 2
+    err = cap.err.strip()
+    assert "\n" not in err and "--network" in err and FLAG_NAMES[SINGULAR] in err
+    assert "under-trained" in err
+    assert not (out / "maps.nc").exists()
