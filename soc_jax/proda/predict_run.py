@@ -168,18 +168,24 @@ def _plausibility_lines(t: dict, pred, true_stock) -> list[str]:
         t["plausibility"] = {}
         return ["plausibility: the grid does not cover the globe; no comparison with global stocks"]
     oks = {"proda_best_guess": pred.best_ok, **{k: o for k, (_, o) in pred.extra.items()}}
+    values = {(name, band): t[name][band] for name in oks for band in STOCK_NAMES}
+    if "proda_bootstrap" in t:
+        oks["proda_bootstrap"] = pred.ok[np.array([k == "bootstrap" for k in pred.kinds])].all(0)
+        values["proda_bootstrap", "top_100cm"] = t["proda_bootstrap"]["top_100cm"]["median"]
     notes = {}
-    for name, ok in oks.items():
-        for band in STOCK_NAMES:
-            value = t[name][band]
-            truth = None
-            if band == "top_100cm" and true_stock is not None:
-                truth = float(np.sum(np.where(ok, true_stock, 0.0) * pred.area) / 1e15)
-            note = "" if value is None else plausibility_note(band, value, truth)
-            if note:
-                notes[f"{name} {band}"] = note
+    for (name, band), value in values.items():
+        truth = None
+        if band == "top_100cm" and true_stock is not None:
+            truth = float(np.sum(np.where(oks[name], true_stock, 0.0) * pred.area) / 1e15)
+        note = "" if value is None else plausibility_note(band, value, truth)
+        if note:
+            notes[f"{_NAMES.get(name, name)} {_BAND_LABELS[band]}"] = note
     t["plausibility"] = notes
     return [f"  note, {k}: {v}" for k, v in notes.items()]
+
+
+_NAMES = {"proda_best_guess": "PRODA best guess", "proda_bootstrap": "PRODA bootstrap median"}
+_BAND_LABELS = dict(zip(STOCK_NAMES, ("0-30 cm", "0-100 cm", "0-200 cm", "total"), strict=True))
 
 
 def failure_lines(pred) -> list[str]:

@@ -236,7 +236,7 @@ PUBLISHED_TOTALS: dict[str, tuple[float, float | None, str, str]] = {
         "1462-1548; Jobbagy & Jackson 2000 1502",
     ),
     "top_200cm": (2376.0, 2456.0, "0-200 cm", "Batjes 1996"),
-    "total": (2344.0, None, "0-3 m (none published to 8.6 m)", "Jobbagy & Jackson 2000"),
+    "total": (2344.0, None, "0-3 m", "Jobbagy & Jackson 2000; none published to 8.6 m"),
 }
 """Published global SOC stocks per depth band: ``(low, high, depth, sources)``, Pg C.
 
@@ -278,7 +278,7 @@ def plausibility_note(band: str, total: float, truth: float | None = None) -> st
     total = float(total)
     if truth is not None and truth > 0:
         lo, hi = truth * (1 - TRUTH_TOLERANCE), truth * (1 + TRUTH_TOLERANCE)
-        ref = f"this synthetic world's truth {truth:,.1f} Pg C"
+        ref = f"this synthetic world's truth {truth:,.1f} Pg C on the same cells"
         ratio = total / truth
     else:
         lo, high, depth, source = PUBLISHED_TOTALS[band]
