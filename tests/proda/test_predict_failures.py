@@ -147,14 +147,18 @@ def _predict(capsys, net, data, out, *more):
 
 
 def _write_world(world, path, broken_cells=()):
-    world.to_netcdf(path)
-    if broken_cells:  # soil temperature NaN: the INPUT flag for every member there
-        with xr.open_dataset(path / "grid.nc") as g:
-            g = g.load()
-        tsoi = g["tsoi"].values.copy()
+    """``path/grid.nc`` of ``world`` (all ``--data`` that ``predict`` needs without held-out
+    profiles); soil temperature NaN in ``broken_cells`` (the INPUT flag for every member)."""
+    from soc_jax.data.netcdf import write_netcdf
+
+    grid = world.grid.copy()
+    grid.attrs.update(title="synthetic world: grid", source="soc_jax synthetic world")
+    if broken_cells:
+        tsoi = grid["tsoi"].values.copy()
         tsoi[list(broken_cells)] = np.nan
-        g["tsoi"] = (g["tsoi"].dims, tsoi, g["tsoi"].attrs)
-        g.to_netcdf(path / "grid.nc")
+        grid["tsoi"] = (grid["tsoi"].dims, tsoi, grid["tsoi"].attrs)
+    path.mkdir()
+    write_netcdf(grid, path / "grid.nc")
     return path
 
 
