@@ -221,3 +221,57 @@ def test_an_unsolvable_network_fails_every_cell_and_is_refused(small_world, tmp_
     assert "--network" in err and FLAG_NAMES[SINGULAR] in err
     assert "under-trained" in err
     assert not (out / "maps.nc").exists()
+
+
+# -- global_prediction with a stand-in model (no compilation) ------------------------------------
+
+
+def _fake_prediction(monkeypatch, fail: dict, kinds, homogeneous=None, runs=None):
+    """`global_prediction` on 4 cells where run ``i`` (members in the order run, then the
+    references) fails on the cells ``fail[i]`` (SINGULAR); returns (prediction, runs done)."""
+    from soc_jax.proda import predict as pr
+
+    n, runs = 4, [] if runs is None else runs
+
+    def fake(model, x, forcing, *, mode, block, progress):
+        i = len(runs)
+        runs.append(i)
+        flags = np.zeros(n, np.int32)
+        flags[fail.get(i, [])] = SINGULAR
+        return np.where(flags[:, None] == 0, 1000.0 * (i + 1), np.nan) * np.ones((n, 20)), flags
+
+    monkeypatch.setattr(pr, "simulate_cells_flags", fake)
+    monkeypatch.setattr(pr, "predict_parameters", lambda m, X: np.full((len(kinds), n, 21), 0.5))
+    lat = np.array([0.0, 10.0, 20.0, 30.0])
+    pred = pr.global_prediction(
+        "clm5", None, kinds, np.zeros((n, 60)), None, lat, 10.0, mode="proda",
+        homogeneous=homogeneous, default=False,
+    )  # fmt: skip
+    return pred, runs
+
+
+def test_every_seed_member_failing_everywhere_stops_before_the_bootstraps(monkeypatch):
+    from soc_jax.proda.predict import AllCellsFailed
+
+    kinds = ["bootstrap", "seed", "seed"]  # the seeds run first
+    runs = []
+    with pytest.raises(AllCellsFailed, match="failed on all 4 grid cells for every one of the 2"):
+        _fake_prediction(monkeypatch, {0: [0, 1, 2, 3], 1: [0, 1, 2, 3]}, kinds, runs=runs)
+    assert runs == [0, 1]  # the bootstrap member never ran
+
+
+def test_a_band_or_reference_without_any_cell_is_missing_never_zero(monkeypatch):
+    everywhere = [0, 1, 2, 3]
+    # run 0: the seed (cell 3 failed); 1, 2: bootstraps failing on disjoint halves; 3: homogeneous
+    fail = {0: [3], 1: [0, 1], 2: [2, 3], 3: everywhere}
+    pred, runs = _fake_prediction(
+        monkeypatch, fail, ["seed", "bootstrap", "bootstrap"], homogeneous=np.full(21, 0.5)
+    )
+    assert runs == [0, 1, 2, 3]
+    t = pred.totals
+    assert "proda_bootstrap" not in t and t["proda_bootstrap_cells"]["n_cells_summed"] == 0
+    assert t["homogeneous"] == dict.fromkeys(("top_30cm", "top_100cm", "top_200cm", "total"))
+    assert t["coverage"]["proda_best_guess"]["cells"] == 3
+    assert t["failure_reasons"]["homogeneous"] == {FLAG_NAMES[SINGULAR]: 4}
+    assert np.isnan(pred.best_stocks[3]).all() and np.isfinite(pred.best_stocks[:3]).all()
+    assert np.isfinite(pred.boot_q).all()  # every cell has at least one bootstrap member
