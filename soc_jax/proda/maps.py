@@ -2,7 +2,8 @@
 
 `write_maps` writes parameter maps, stocks, bootstrap quantiles and the reference
 configurations of a `soc_jax.proda.totals.Prediction` (missing values are ``_FillValue =
--9999``, never NaN); `figures` draws stock maps, key parameter maps, the latitude profile and,
+-9999``, never NaN); `figures` draws stock maps, key parameter maps (land cells where the
+model failed in grey, with a legend entry "model failed (N cells)"), the latitude profile and,
 on a synthetic world, predicted against true parameters; `scatter_grid` is the predicted-vs-
 target panel figure (also `soc-jax train`'s ``recovery.png``).
 """
@@ -205,28 +206,54 @@ def _save(fig, path: str, dpi: int) -> str:
     return path
 
 
-def _show(ax, ds, arr, title, label, cmap="viridis", vmin=None, vmax=None) -> None:
-    """One map panel of ``arr`` on the (lat, lon) grid of ``ds`` (fill values masked)."""
+_FAILED_COLOR = "0.55"  # grey: land cells where the model failed (ocean stays blank)
+
+
+def _show(ax, ds, arr, title, label, cmap="viridis", vmin=None, vmax=None, failed=None) -> None:
+    """One map panel of ``arr`` on the (lat, lon) grid of ``ds`` (fill values masked); the
+    land cells in the (lat, lon) mask ``failed`` are drawn grey with a legend entry."""
     a = np.ma.masked_equal(np.asarray(arr), _FILL)
-    im = ax.pcolormesh(
-        ds["lon"].values, ds["lat"].values, a, shading="nearest", cmap=cmap, vmin=vmin, vmax=vmax
-    )
+    lon, lat = ds["lon"].values, ds["lat"].values
+    im = ax.pcolormesh(lon, lat, a, shading="nearest", cmap=cmap, vmin=vmin, vmax=vmax)
+    if failed is not None and failed.any():
+        from matplotlib.colors import ListedColormap
+        from matplotlib.patches import Patch
+
+        grey = ListedColormap([_FAILED_COLOR])
+        ax.pcolormesh(lon, lat, np.ma.masked_where(~failed, failed), shading="nearest", cmap=grey)
+        patch = Patch(facecolor=_FAILED_COLOR, label=f"model failed ({int(failed.sum())} cells)")
+        ax.legend(handles=[patch], loc="lower left", fontsize=7)
     ax.set(title=title, xlabel="longitude (degrees east)", ylabel="latitude (degrees north)")
     _pyplot().colorbar(im, ax=ax, shrink=0.8).set_label(label)
 
 
-def _stock_figure(ds: xr.Dataset, out, dpi: int) -> str:
-    """Seed-median stock 0-100 cm beside the bootstrap range (or the truth)."""
+def _failed_masks(pred: Prediction, grid: xr.Dataset) -> dict[str, np.ndarray]:
+    """(lat, lon) masks of the land cells without a value: ``best`` (every seed member
+    failed) and ``bootstrap`` (every bootstrap member failed)."""
+    out = {"best": _to_grid(~pred.best_ok, grid, np.ones_like(pred.best_ok)) == 1.0}
+    boots = _kinds(pred, "bootstrap")
+    if boots.any():
+        none_ok = ~pred.ok[boots].any(0)
+        out["bootstrap"] = _to_grid(none_ok, grid, np.ones_like(none_ok)) == 1.0
+    return out
+
+
+def _stock_figure(ds: xr.Dataset, out, dpi: int, failed: dict | None = None) -> str:
+    """Seed-median stock 0-100 cm beside the bootstrap range (or the truth); cells where the
+    model failed are grey (``failed``: `_failed_masks`)."""
     plt = _pyplot()
+    failed = failed or {}
     band = list(ds["depth_band"].values).index("top_100cm")
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
     best = ds["soc_stock"].values[band]
     vmax = float(np.quantile(best[best != _FILL], 0.98)) if (best != _FILL).any() else None
-    _show(axes[0], ds, best, "PRODA SOC stock 0-100 cm (seed median)", "kgC m-2", vmin=0, vmax=vmax)
+    title = "PRODA SOC stock 0-100 cm (seed median)"
+    _show(axes[0], ds, best, title, "kgC m-2", vmin=0, vmax=vmax, failed=failed.get("best"))
     if "soc_stock_q86" in ds:
         hi, lo = ds["soc_stock_q86"].values[band], ds["soc_stock_q14"].values[band]
         spread = np.where((hi == _FILL) | (lo == _FILL), _FILL, hi - lo)
-        _show(axes[1], ds, spread, "bootstrap 86 % - 14 % range, 0-100 cm", "kgC m-2", "magma")
+        title = "bootstrap 86 % - 14 % range, 0-100 cm"
+        _show(axes[1], ds, spread, title, "kgC m-2", "magma", failed=failed.get("bootstrap"))
     elif "true_soc_stock_100cm" in ds:
         true = ds["true_soc_stock_100cm"].values
         _show(axes[1], ds, true, "true stock 0-100 cm", "kgC m-2", vmin=0, vmax=vmax)
@@ -235,15 +262,16 @@ def _stock_figure(ds: xr.Dataset, out, dpi: int) -> str:
     return _save(fig, os.path.join(out, "stock_maps.png"), dpi)
 
 
-def _parameter_figure(ds: xr.Dataset, key: list[str], out, dpi: int) -> str:
-    """Median parameter maps of the ``key`` parameters (normalized)."""
+def _parameter_figure(ds: xr.Dataset, key: list[str], out, dpi: int, failed=None) -> str:
+    """Median parameter maps of the ``key`` parameters (normalized); cells where every seed
+    member failed are grey (``failed``: (lat, lon) mask)."""
     names = [str(n) for n in ds["parameter"].values]
     fig, axes = _pyplot().subplots(
         1, len(key), figsize=(5.5 * len(key), 3.4), constrained_layout=True
     )
     for ax, k in zip(np.atleast_1d(axes), key, strict=True):
         arr = ds["parameter_map"].values[names.index(k)]
-        _show(ax, ds, arr, f"{k} (normalized)", "1", vmin=0, vmax=1)
+        _show(ax, ds, arr, f"{k} (normalized)", "1", vmin=0, vmax=1, failed=failed)
     return _save(fig, os.path.join(out, "parameter_maps.png"), dpi)
 
 
@@ -265,10 +293,12 @@ def _latitude_figure(pred: Prediction, grid: xr.Dataset, out, dpi: int) -> str:
             grid["stock_100cm"].values, np.ones(len(cell_lat), bool), pred.area, cell_lat
         )
         ax.plot(t[1], la, "r--", label="truth")
+    n_failed = int((~pred.best_ok).sum())
+    left_out = f" ({n_failed} failed cells left out)" if n_failed else ""
     ax.set(
         xlabel="SOC 0-100 cm per latitude row (Pg C)",
         ylabel="latitude (degrees north)",
-        title="latitude profile of SOC stock",
+        title="latitude profile of SOC stock" + left_out,
     )
     ax.legend(fontsize=7)
     return _save(fig, os.path.join(out, "latitude_profile.png"), dpi)
@@ -331,11 +361,12 @@ def figures(
         Paths written.
     """
     os.makedirs(out, exist_ok=True)
-    paths = [_stock_figure(ds, out, dpi)]
+    failed = _failed_masks(pred, grid)
+    paths = [_stock_figure(ds, out, dpi, failed)]
     names = [str(n) for n in ds["parameter"].values]
     key = [k for k in (key_parameters or names[:2]) if k in names][:4]
     if key:
-        paths.append(_parameter_figure(ds, key, out, dpi))
+        paths.append(_parameter_figure(ds, key, out, dpi, failed["best"]))
     paths.append(_latitude_figure(pred, grid, out, dpi))
     if "p" in grid:
         pm = pred.params[_kinds(pred, "seed")].mean(0)

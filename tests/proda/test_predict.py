@@ -43,13 +43,6 @@ def test_cell_area_spec_formula_one_cell():
     assert cell_area(lat) == pytest.approx((l_top + l_down) * H / 2, rel=1e-14)
 
 
-@pytest.fixture(scope="module")
-def small_world():
-    from soc_jax.data import make_world
-
-    return make_world(20, seed=3, grid_resolution=20.0)
-
-
 def test_prediction_stocks_totals_and_failures(small_world, tmp_path):
     from soc_jax.data import covariate_bounds, minmax_scale
     from soc_jax.data.covariates import covariate_matrix
@@ -94,9 +87,11 @@ def test_prediction_stocks_totals_and_failures(small_world, tmp_path):
     assert not pred.ok[:, 0].any() and pred.ok[:, 1:].all()
     assert pred.failed["cells_without_any_seed"] == 1
     assert pred.failed["homogeneous_cells"] == 1
-    for arr in (pred.stocks, pred.best_stocks, pred.boot_q, pred.soc):
-        assert np.all(np.isfinite(arr))
-    assert np.all(pred.stocks[:, 0] == 0.0)
+    # a failed cell has no value (NaN, never 0); every other cell is finite
+    for arr in (pred.stocks, pred.best_stocks[None], pred.boot_q, pred.soc[None]):
+        assert np.all(np.isnan(arr[:, 0])) and np.all(np.isfinite(arr[:, 1:]))
+    assert pred.flags[:, 0].tolist() == [1, 1, 1]  # INPUT: the broken forcing
+    assert pred.totals["coverage"]["proda_best_guess"]["cells"] == n - 1
     # per-cell stocks equal a direct steady state with the clipped member parameters
     for c in (1, n // 2, n - 1):
         x = clm5.PARAMETERS.to_physical(jnp.asarray(pred.params[0, c], jnp.float64))

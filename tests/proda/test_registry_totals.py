@@ -48,11 +48,11 @@ def test_bootstrap_totals_sum_every_member_over_the_same_cells(monkeypatch):
     def fake_simulate(model, x, forcing, *, mode, block, progress):
         m = next(calls)
         soc = np.full((n, 20), 100.0 * (m + 1))
-        ok = np.ones(n, bool)
-        ok[fail.get(m, [])] = False
-        return np.where(ok[:, None], soc, 0.0), ok
+        flags = np.zeros(n, np.int32)
+        flags[fail.get(m, [])] = 4  # SINGULAR
+        return np.where(flags[:, None] == 0, soc, np.nan), flags
 
-    monkeypatch.setattr(pr, "simulate_cells", fake_simulate)
+    monkeypatch.setattr(pr, "simulate_cells_flags", fake_simulate)
     monkeypatch.setattr(pr, "predict_parameters", lambda models, X: np.full((3, n, 21), 0.5))
     pred = pr.global_prediction(
         "clm5",
@@ -67,7 +67,7 @@ def test_bootstrap_totals_sum_every_member_over_the_same_cells(monkeypatch):
     )
     area = pr.cell_area(area_lat, res)
     s100 = pred.stocks[:, :, 1]  # (member, cell), gC m-2; stock of a uniform profile
-    assert s100[1, 0] == pytest.approx(2 * s100[0, 0]) and s100[2, 0] == 0.0
+    assert s100[1, 0] == pytest.approx(2 * s100[0, 0]) and np.isnan(s100[2, 0])  # failed: NaN
     common = [1, 2, 4]  # every bootstrap member succeeded there
     expected = [sum(s100[m, c] * area[c] for c in common) / 1e15 for m in (1, 2)]
     np.testing.assert_allclose(pred.totals["proda_bootstrap_members"], expected, rtol=1e-12)
