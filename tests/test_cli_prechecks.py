@@ -103,6 +103,7 @@ BAD_INPUT = [
     ([*TRAIN, "--hidden", "256,,512"], "--hidden", "positive integers"),
     ([*TRAIN, "--epochs", "1.5"], "--epochs", "'1.5'"),
     ([*TRAIN, "--dtype", "float16"], "--dtype", "invalid choice"),
+    ([*TRAIN, "--epochs", "1e12"], "--epochs", "of memory"),
     (["train", "--data", "{tmp}/data", "--targets", "{tmp}/none.nc"], "--targets", "not found"),
     (["train", "--data", "{tmp}/data"], "--targets", "required"),
     (["train", "--data", "{tmp}/nowhere", "--end-to-end"], "--data", "no such folder"),
@@ -129,6 +130,7 @@ BAD_INPUT = [
     ([*UDE, "--compare-sequential", "1000"], "--compare-sequential", "0..144"),
     ([*UDE, "--compile-cache", "/proc/soc_jax_cache"], "--compile-cache", "cannot write"),
     ([*UDE, "--threads", "0"], "--threads", ">= 1"),
+    ([*UDE, "--max-iters", "1e12"], "--max-iters", "<= 2147483647"),
     ([*UDE, "--out", "{tmp}/file.txt"], "--out", "not a folder"),
     ([*UDE, "--out", "/proc/soc_jax_out"], "--out", "cannot write"),
     # reproduce (components, attribution and convergence)

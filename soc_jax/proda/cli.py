@@ -58,7 +58,8 @@ _HELP_SIZES = (
 _MAX_HOLDOUT = 0.9
 # The modes of each model, as `soc_jax.calibration.cli.MODES` (checked without importing JAX).
 _MODES = {"clm5": ("proda", "default"), "compas": ("proda", "documented")}
-_CELL_BYTES = 3.0e5  # predict: bytes per grid cell of a block (as a quickstart site, generous)
+_CELL_BYTES = 3.0e5  # predict: bytes per grid cell of a block (4 x a quickstart site's 7e4)
+_HISTORY_BYTES = 64.0  # train: losses kept per member and epoch (training.nc), float64, x 2
 
 
 def layer_widths(text: str) -> tuple[int, ...]:
@@ -258,6 +259,14 @@ def _data_files(parser, data: str, names: tuple[str, ...]) -> dict[str, str]:
 def _check_train(parser, args) -> dict[str, str]:
     """The checks across ``soc-jax train``'s options and its input files; returns the paths of
     the ``--data`` files the chosen training reads."""
+    from .._resources import BASE_BYTES, memory_problem
+
+    members = args.ensemble + args.bootstrap
+    need = BASE_BYTES + _HISTORY_BYTES * members * args.epochs
+    what = f"the training history of {members:,} members x {args.epochs:,} epochs"
+    problem = memory_problem(need, "--epochs", what)
+    if problem:
+        parser.error(f"argument --epochs: {problem}")
     if args.end_to_end:
         if args.holdout == 0:
             parser.error("--holdout must be in (0, 0.9) with --end-to-end, got 0")

@@ -7,6 +7,7 @@ import os
 import sys
 
 from soc_jax._cli_args import add_command, add_run_options, int_in, positive_int
+from soc_jax._resources import INT32_MAX
 
 
 def register(subparsers) -> None:
@@ -26,6 +27,7 @@ def register(subparsers) -> None:
             "The estimated run time is printed before training."
         ),
         outputs=("--out", "--compile-cache"),
+        check=_check,
     )
     _add_case_options(p)
     add_run_options(p, out="results/ude", seed="noise and initialisation seed", figures=True)
@@ -115,6 +117,12 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="batches trained concurrently (default: CPU count, at most 2)",
     )
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Before any work: the iteration cap within the int32 step counters of the optimisers."""
+    if args.max_iters is not None and args.max_iters > INT32_MAX:
+        args._parser.error(f"argument --max-iters: must be <= {INT32_MAX}, got {args.max_iters}")
 
 
 def run(args: argparse.Namespace) -> int:
