@@ -38,6 +38,7 @@ __all__ = [
     "train_seconds",
     "ude_seconds",
     "world_bytes",
+    "world_problem",
 ]
 
 INT32_MAX = 2**31 - 1  # step counters of the samplers and the draw index are int32
@@ -49,6 +50,11 @@ BASE_BYTES = 1.0e9
 # Measured: peak RSS 749 MB at 200 sites, 791 MB at 2,000 (4 degree grid): 2.3e4 per site;
 # taken x 2 for the arrays of larger worlds that small worlds never reach.
 WORLD_BYTES_PER_SITE = 5.0e4
+# synth: bytes per land cell of the global grid (covariates, forcing, steady state per cell).
+# Measured: 749 MB at 4 degrees (696 cells), 1,261 MB at 1 degree (11,156 cells), 200 sites:
+# 4.9e4 per cell; taken x 1.5. Land cells: 11,156 at 1 degree, x (1 / resolution)^2.
+GRID_BYTES_PER_CELL = 7.5e4
+LAND_CELLS_AT_1_DEGREE = 11156
 # quickstart: bytes per site: the world plus three steady-state configurations. Measured:
 # 762 MB at 200 sites, 823 MB at 2,000: 3.4e4 per site; taken x 2.
 QUICKSTART_BYTES_PER_SITE = 7.0e4
@@ -122,9 +128,28 @@ def memory_problem(need: float, flag: str, what: str) -> str | None:
     )
 
 
-def world_bytes(n_sites: int) -> float:
-    """Peak memory of ``soc-jax synth`` (`make_world`) with ``n_sites`` sites, bytes."""
-    return BASE_BYTES + WORLD_BYTES_PER_SITE * n_sites
+def world_bytes(n_sites: int, grid_resolution: float = 4.0) -> float:
+    """Peak memory of ``soc-jax synth`` (`make_world`), bytes.
+
+    Args:
+        n_sites: synthetic sites.
+        grid_resolution: resolution of the global grid of land cells, degrees.
+    """
+    cells = LAND_CELLS_AT_1_DEGREE / grid_resolution**2
+    return BASE_BYTES + WORLD_BYTES_PER_SITE * n_sites + GRID_BYTES_PER_CELL * cells
+
+
+def world_problem(n_sites: int, grid_resolution: float) -> tuple[str, str] | None:
+    """``(flag, refusal)`` if the world of `world_bytes` cannot fit in memory, else None; the
+    flag is ``--n-sites`` or ``--grid-resolution``, whichever needs more of the memory."""
+    need = world_bytes(n_sites, grid_resolution)
+    sites = WORLD_BYTES_PER_SITE * n_sites
+    flag = "--n-sites" if sites >= need - BASE_BYTES - sites else "--grid-resolution"
+    what = f"a world of {n_sites:,} sites on a {grid_resolution:g} degree grid"
+    problem = memory_problem(need, flag, what)
+    if problem and flag == "--grid-resolution":
+        problem = problem.replace("a smaller --grid-resolution", "a coarser --grid-resolution")
+    return None if problem is None else (flag, problem)
 
 
 def quickstart_bytes(n_sites: int) -> float:

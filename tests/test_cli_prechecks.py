@@ -233,6 +233,15 @@ def test_memory_estimate_names_the_flag_and_the_memory(monkeypatch):
     assert _resources.memory_problem(1e30, "--n-sites", "x") is None  # unknown: not refused
 
 
+def test_the_finest_grid_is_refused_only_when_memory_is_short(monkeypatch):
+    """0.25 degree: about 178,000 land cells x 7.5e4 B (1.5 x the 4.9e4 B measured per cell)."""
+    monkeypatch.setattr(_resources, "available_memory", lambda: int(32 * GB))
+    assert _resources.world_problem(300, 0.25) is None
+    monkeypatch.setattr(_resources, "available_memory", lambda: int(8 * GB))
+    flag, line = _resources.world_problem(300, 0.25)
+    assert flag == "--grid-resolution" and "coarser --grid-resolution" in line
+
+
 def test_available_memory_is_read_from_the_system():
     available = _resources.available_memory()
     assert available is None or 1e6 < available < 1e15

@@ -74,14 +74,12 @@ _SIZES = (
 
 
 def _check(args: argparse.Namespace) -> None:
-    """Refuse worlds that cannot fit in memory (before anything is allocated)."""
-    from .._resources import memory_problem, world_bytes
+    """Refuse a world that cannot fit in memory (before anything is allocated)."""
+    from .._resources import world_problem
 
-    problem = memory_problem(
-        world_bytes(args.n_sites), "--n-sites", f"a world of {args.n_sites:,} sites"
-    )
+    problem = world_problem(args.n_sites, args.grid_resolution)
     if problem:
-        args._parser.error(f"argument --n-sites: {problem}")
+        args._parser.error(f"argument {problem[0]}: {problem[1]}")
 
 
 def run(args: argparse.Namespace) -> int:

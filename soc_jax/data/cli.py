@@ -53,12 +53,11 @@ def register(subparsers) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     """Refuse a world that cannot fit in memory (before anything is allocated)."""
-    from soc_jax._resources import memory_problem, world_bytes
+    from soc_jax._resources import world_problem
 
-    need = world_bytes(args.n_sites)
-    problem = memory_problem(need, "--n-sites", f"a world of {args.n_sites:,} sites")
+    problem = world_problem(args.n_sites, args.grid_resolution)
     if problem:
-        args._parser.error(f"argument --n-sites: {problem}")
+        args._parser.error(f"argument {problem[0]}: {problem[1]}")
 
 
 def run(args: argparse.Namespace) -> int:
