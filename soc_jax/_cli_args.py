@@ -55,6 +55,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "run_command",
+    "seed_value",
 ]
 
 
@@ -157,6 +158,17 @@ def positive_int(text: str) -> int:
 def nonneg_int(text: str) -> int:
     """An argparse ``type=``: an integer >= 0 (seeds, offsets)."""
     return _checked_int(text, 0)
+
+
+MAX_SEED = 2**32 - 1  # seeds go to JAX's PRNGKey and NumPy's generators
+
+
+def seed_value(text: str) -> int:
+    """An argparse ``type=``: a random seed, an integer in 0..2^32 - 1."""
+    value = _checked_int(text, 0)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 and <= {MAX_SEED}, got {text!r}")
+    return value
 
 
 def _checked_int(text: str, lo: int) -> int:
@@ -380,7 +392,7 @@ def add_run_options(
     else:
         p.add_argument("--out", type=output_dir, default=Path(out), help="output folder")
     if seed is not None:
-        p.add_argument("--seed", type=nonneg_int, default=0, help=seed)
+        p.add_argument("--seed", type=seed_value, default=0, help=seed)
     if resume is not None:
         p.add_argument("--resume", action="store_true", help=resume)
     if figures:

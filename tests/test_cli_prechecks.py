@@ -71,6 +71,7 @@ BAD_INPUT = [
     (["synth", "--n-sites", "1000000000000"], "--n-sites", "16 GB available"),
     (["synth", "--n-sites", "2.5e0"], "--n-sites", "only if exact"),
     (["synth", "--n-sites", "inf"], "--n-sites", "'inf'"),
+    (["synth", "--seed", "1e30"], "--seed", "<= 4294967295"),
     (["synth", "--out", "{tmp}/file.txt"], "--out", "not a folder"),
     (["synth", "--out", "{tmp}/file.txt/sub"], "--out", "not a folder"),
     (["synth", "--out", "/proc/soc_jax_out"], "--out", "cannot write"),
