@@ -85,7 +85,7 @@ BAD_INPUT = [
     ([*CAL, "--model", "compas", "--mode", "default"], "--mode", "proda or documented"),
     ([*CAL, "--chunk-size", "1000000000"], "--chunk-size", "of memory"),
     ([*CAL, "--chunk-size", "0"], "--chunk-size", ">= 1"),
-    ([*CAL, "--chunk-size", "big"], "--chunk-size", "'big'"),
+    ([*CAL, "--chunk-size", "big"], "--chunk-size", "must be auto or an integer >= 1, got 'big'"),
     # each phase at most half the int32 range of the step counters: (2**31 - 1) // 2
     ([*CAL, "--steps-formal", "1e12"], "--steps-formal", "within 2..1073741823"),
     ([*CAL, "--steps-test", "2147483647"], "--steps-test", "within 2.."),

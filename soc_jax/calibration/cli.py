@@ -121,7 +121,12 @@ def register(subparsers) -> None:
 
 def chunk_size(text: str) -> int | str:
     """An argparse ``type=``: ``auto`` or a count of profiles >= 1."""
-    return "auto" if text == "auto" else positive_int(text)
+    if text == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"must be auto or {str(err)[len('must be ') :]}") from None
 
 
 def _check(args: argparse.Namespace) -> None:
