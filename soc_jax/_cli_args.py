@@ -31,6 +31,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ __all__ = [
     "add_run_options",
     "HelpFormatter",
     "USER_ERRORS",
+    "comma_choices",
+    "existing_dir",
     "existing_file",
     "float_in",
     "int_in",
@@ -47,9 +50,12 @@ __all__ = [
     "nonneg_int",
     "one_line",
     "output_dir",
+    "output_problem",
+    "preflight",
     "positive_float",
     "positive_int",
     "run_command",
+    "seed_value",
 ]
 
 
@@ -78,10 +84,23 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def _int(text: str, rule: str) -> int:
+    """``text`` as an integer; ``1e4``-style is accepted when it is an exact integer (``2.5e0``
+    is not), so large counts can be written as a user thinks of them."""
     try:
         return int(text)
     except ValueError:
+        pass
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
         raise argparse.ArgumentTypeError(f"must be an integer {rule}, got {text!r}") from None
+    if not value.is_finite() or value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(
+            f"must be an integer {rule} (1e4-style only if exact), got {text!r}"
+        )
+    if value.adjusted() > 30:
+        raise argparse.ArgumentTypeError(f"must be an integer {rule}, got {text!r} (too large)")
+    return int(value)
 
 
 def _float(text: str, rule: str) -> float:
@@ -119,12 +138,15 @@ def _in_range(convert: Callable, what: str, lo, hi) -> Callable[[str], Any]:
 
 
 def _rule(lo, hi) -> str:
+    def fmt(v) -> str:
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
     if lo is not None and hi is not None:
-        return f"within {lo:g}..{hi:g}"
+        return f"within {fmt(lo)}..{fmt(hi)}"
     if lo is not None:
-        return f">= {lo:g}"
+        return f">= {fmt(lo)}"
     if hi is not None:
-        return f"<= {hi:g}"
+        return f"<= {fmt(hi)}"
     return ""
 
 
@@ -136,6 +158,17 @@ def positive_int(text: str) -> int:
 def nonneg_int(text: str) -> int:
     """An argparse ``type=``: an integer >= 0 (seeds, offsets)."""
     return _checked_int(text, 0)
+
+
+MAX_SEED = 2**32 - 1  # seeds go to JAX's PRNGKey and NumPy's generators
+
+
+def seed_value(text: str) -> int:
+    """An argparse ``type=``: a random seed, an integer in 0..2^32 - 1."""
+    value = _checked_int(text, 0)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 and <= {MAX_SEED}, got {text!r}")
+    return value
 
 
 def _checked_int(text: str, lo: int) -> int:
@@ -174,12 +207,95 @@ def existing_file(text: str) -> Path:
     return path
 
 
+def existing_dir(text: str) -> Path:
+    """An argparse ``type=``: the path of an existing folder (inputs: ``--data``, ``--network``)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such folder: {text!r}")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"not a folder: {text!r}")
+    return path
+
+
+def comma_choices(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse ``type=``: a comma-separated list of ``choices``, each at most once."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(w.strip() for w in text.split(","))
+        bad = [w for w in items if w not in choices]
+        if not items or bad or len(set(items)) != len(items):
+            raise argparse.ArgumentTypeError(
+                f"must be a comma-separated list of {', '.join(choices)} (each once), got {text!r}"
+            )
+        return items
+
+    parse.__name__ = "list"
+    return parse
+
+
 def output_dir(text: str) -> Path:
-    """An argparse ``type=``: an output folder (created later); refuses an existing file."""
+    """An argparse ``type=``: an output folder (created later); refuses an existing file, and a
+    path inside a file (``notes.txt/run``). Whether it can be written is `preflight`'s probe."""
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{text!r}: {str(parent)!r} is not a folder")
+            break
     return path
+
+
+def output_problem(path: str | os.PathLike) -> str | None:
+    """Why the output folder ``path`` cannot be written, or None if it can.
+
+    The probe does what the command will do: create the folder (and missing parents), write and
+    remove a small file. It leaves nothing behind: the folders it created are removed again (the
+    command creates them when it writes its first output).
+    """
+    path = Path(path)
+    missing, existing = [], path
+    while not existing.exists() and existing != existing.parent:
+        missing.append(existing)
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{str(path)!r}: {str(existing)!r} is not a folder"
+    created: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+        probe = path / f".soc_jax_write_probe_{os.getpid()}"
+        with open(probe, "w") as f:
+            f.write("soc_jax checks that it can write here\n")
+        probe.unlink()
+    except OSError as err:
+        return f"cannot write to {str(path)!r} ({err.strerror or err})"
+    finally:
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+    return None
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Checks before any work: the command's own check (``add_command(check=...)``: checks
+    across options, input files, sizes against memory), then that every output folder can be
+    written. A refusal is one line naming the flag and exit status 2 (``parser.error``).
+
+    `soc_jax.cli.main` calls this before it imports JAX; nothing is written or compiled before.
+    """
+    check = getattr(args, "_check", None)
+    if check is not None:
+        check(args)
+    for flag in getattr(args, "_outputs", ()):
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        problem = None if value is None else output_problem(value)
+        if problem:
+            args._parser.error(f"argument {flag}: {problem}")
 
 
 # Errors a user causes (a file, a value in their data); anything else is a bug and keeps its
@@ -220,22 +336,43 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args, prog: st
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        hint = getattr(args, "_on_interrupt", None)
+        if hint is None and getattr(args, "resume", None) is not None:  # has --resume
+            hint = "continue with the same command and --resume"
+        print(f"{prog}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
 
 
 def add_command(
-    subparsers, name: str, run: Callable, *, help: str, description: str, **kwargs
+    subparsers,
+    name: str,
+    run: Callable,
+    *,
+    help: str,
+    description: str,
+    check: Callable[[argparse.Namespace], None] | None = None,
+    outputs: tuple[str, ...] = ("--out",),
+    on_interrupt: str | None = None,
+    **kwargs,
 ) -> argparse.ArgumentParser:
     """Add the sub-command ``name`` (run by ``run(args)``) with the house help formatter.
 
     Every ``register(subparsers)`` starts here, so each command shows its defaults and carries
     its own parser (``args._parser``) for errors found after parsing.
+
+    Args:
+        check: the command's checks before any work (`preflight`): light (no JAX), refusing
+            with ``args._parser.error("argument --flag: ...")``.
+        outputs: the options naming folders the command writes (probed by `preflight`).
+        on_interrupt: what Ctrl-C prints after "interrupted" (default: how to use --resume,
+            for a command that has it).
     """
     p = subparsers.add_parser(
         name, help=help, description=description, formatter_class=HelpFormatter, **kwargs
     )
-    p.set_defaults(func=run, _parser=p)
+    p.set_defaults(func=run, _parser=p, _check=check, _outputs=outputs)
+    if on_interrupt is not None:
+        p.set_defaults(_on_interrupt=on_interrupt)
     return p
 
 
@@ -255,7 +392,7 @@ def add_run_options(
     else:
         p.add_argument("--out", type=output_dir, default=Path(out), help="output folder")
     if seed is not None:
-        p.add_argument("--seed", type=nonneg_int, default=0, help=seed)
+        p.add_argument("--seed", type=seed_value, default=0, help=seed)
     if resume is not None:
         p.add_argument("--resume", action="store_true", help=resume)
     if figures:

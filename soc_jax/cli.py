@@ -8,6 +8,9 @@ Conventions every sub-command follows (see `soc_jax._cli_args`):
 - options get a checking ``type=`` (``positive_int``, ``nonneg_float``, ``existing_file``, ...) and
   ``formatter_class=HelpFormatter`` (defaults shown), so a bad value is one line naming the flag,
   exit 2;
+- before any work `main` runs `soc_jax._cli_args.preflight`: the command's own checks (across
+  options, input files, sizes against the memory available) and a write probe of ``--out``,
+  before JAX is imported; nothing is written or compiled before a refusal;
 - at run time `main` passes every command through `soc_jax._cli_args.run_command`: a missing file
   or a ``ValueError`` from data validation is one line, exit 2 (``SOC_JAX_TRACEBACK=1`` shows the
   traceback);
@@ -25,7 +28,7 @@ import shlex
 import sys
 
 from soc_jax import _version
-from soc_jax._cli_args import ArgumentParser, run_command
+from soc_jax._cli_args import ArgumentParser, preflight, run_command
 
 # Modules that expose register(subparsers); imported when the parser is built, so keep them light.
 _SUBCOMMANDS: tuple[str, ...] = (
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    preflight(args)  # every check before any work: one line naming the flag, exit 2
     import jax
 
     jax.config.update("jax_enable_x64", True)

@@ -59,12 +59,32 @@ def register(subparsers) -> None:
         run,
         help="steady-state SOC with CLM5 and COMPAS on the embedded synthetic world",
         description=__doc__,
+        check=_check,
     )
-    p.add_argument("--n-sites", type=positive_int, default=300, help="number of synthetic sites")
+    p.add_argument(
+        "--n-sites",
+        type=positive_int,
+        default=300,
+        help="number of synthetic sites (1e4-style if exact); refused if they cannot fit in "
+        "memory; the estimated run time is printed first",
+    )
     add_run_options(p, out="results/quickstart", seed="seed of the synthetic world")
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Refuse a world that cannot fit in memory, before anything is allocated."""
+    from ._resources import memory_problem, quickstart_bytes
+
+    need = quickstart_bytes(args.n_sites)
+    problem = memory_problem(need, "--n-sites", f"the quickstart of {args.n_sites:,} sites")
+    if problem:
+        args._parser.error(f"argument --n-sites: {problem}")
+
+
 def run(args: argparse.Namespace) -> int:
+    from ._resources import format_seconds, quickstart_seconds
+
+    print(f"estimated run time: about {format_seconds(quickstart_seconds(args.n_sites))}")
     quickstart(n_sites=args.n_sites, seed=args.seed, out=args.out)
     return 0
 

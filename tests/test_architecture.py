@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "soc_jax"
 # layers below it; "ude" stands beside models..analysis and uses only the core.
 CORE = {
     "grid", "parameters", "forcing", "transport", "linalg", "batching", "plots", "examples",
-    "_checks", "_lazy", "_version", "_cli_args", "_identity",
+    "_checks", "_lazy", "_version", "_cli_args", "_identity", "_resources",
 }  # fmt: skip
 RANK = {"models": 1, "data": 2, "calibration": 3, "proda": 4, "analysis": 5, "ude": 1}
 TOP = {"soc_jax", "cli", "quickstart"}  # entry points: may import every layer

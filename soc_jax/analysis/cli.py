@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from .._cli_args import add_command, add_run_options, nonneg_int, positive_float, positive_int
+from .._cli_args import (
+    add_command,
+    add_run_options,
+    comma_choices,
+    float_in,
+    int_in,
+    nonneg_int,
+    positive_int,
+)
+from .._resources import INT32_MAX
 from ..calibration.cli import add_sampler_option
 
 __all__ = ["register", "run"]
@@ -25,11 +34,20 @@ def register(subparsers) -> None:
             "between the models. Writes report.md, figures (PNG), NetCDF/JSON tables into --out. "
             "Rerunning with the same --out resumes: finished stages are not redone."
         ),
+        check=_check,
+        on_interrupt="continue with the same command (finished stages are kept)",
     )
-    p.add_argument("--n-sites", type=positive_int, default=200, help="sites per world (>= 10)")
+    p.add_argument("--n-sites", type=int_in(10), default=200, help="sites per world (>= 10)")
     add_run_options(p, out=None, seed="seed of worlds, chains and networks")
-    p.add_argument("--grid-resolution", type=positive_float, default=6.0, help="degrees")
-    p.add_argument("--worlds", default="clm5,compas", help="models generating a world")
+    p.add_argument(
+        "--grid-resolution", type=float_in(0.25, 30), default=6.0, help="degrees (0.25-30)"
+    )
+    p.add_argument(
+        "--worlds",
+        type=comma_choices(("clm5", "compas")),
+        default="clm5,compas",
+        help="models generating a world (comma-separated: clm5, compas)",
+    )
     add_sampler_option(p, help="site-level sampler (gradient samplers: --warmup/--draws per chain)")
     p.add_argument(
         "--site-filter",
@@ -43,11 +61,11 @@ def register(subparsers) -> None:
 
 # (flag, type, default, help) of the sizes of a run: samplers, networks, attribution
 _SIZES = (
-    ("--warmup", positive_int, 500, "gradient-sampler warm-up"),
-    ("--draws", positive_int, 500, "gradient-sampler draws"),
-    ("--steps-test", positive_int, 400, "AM test-run steps"),
-    ("--steps-formal", positive_int, 1000, "AM formal steps"),
-    ("--chains", positive_int, 2, "AM chains per site"),
+    ("--warmup", int_in(20, INT32_MAX // 2), 500, "gradient-sampler warm-up (>= 20)"),
+    ("--draws", int_in(4, INT32_MAX // 2), 500, "gradient-sampler draws (>= 4)"),
+    ("--steps-test", int_in(10, INT32_MAX // 2), 400, "AM test-run steps (>= 10)"),
+    ("--steps-formal", int_in(10, INT32_MAX // 2), 1000, "AM formal steps (>= 10)"),
+    ("--chains", int_in(2), 2, "AM chains per site (>= 2)"),
     ("--seeds", positive_int, 3, "best-guess networks"),
     ("--bootstrap", nonneg_int, 5, "bootstrap networks (>= 0)"),
     ("--epochs", positive_int, 150, "max training epochs"),
@@ -55,16 +73,21 @@ _SIZES = (
 )
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Refuse a world that cannot fit in memory (before anything is allocated)."""
+    from .._resources import world_problem
+
+    problem = world_problem(args.n_sites, args.grid_resolution)
+    if problem:
+        args._parser.error(f"argument {problem[0]}: {problem[1]}")
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
     from .pipeline import PipelineConfig, run_pipeline
 
-    worlds = tuple(w.strip() for w in args.worlds.split(",") if w.strip())
-    if args.n_sites < 10:
-        raise ValueError(f"--n-sites must be >= 10, got {args.n_sites}")
-    if args.steps_formal < 10 or args.steps_test < 10:
-        raise ValueError("--steps-test and --steps-formal must be >= 10")
+    worlds = args.worlds
     config = PipelineConfig(
         n_sites=args.n_sites,
         grid_resolution=args.grid_resolution,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -11,13 +12,19 @@ import numpy as np
 
 from soc_jax._cli_args import add_command, add_run_options, float_in, int_in, positive_int
 from soc_jax._identity import ResumeError, check_run, input_identity
+from soc_jax._resources import INT32_MAX
 
 _DEFAULT_CHAINS = {"proda-am": 3, "nuts": 4, "mala": 4, "chees": 8}
+# The modes of each model (soc_jax.models.clm5/compas ``MODEL.modes``; kept here so that the
+# command line checks --mode without importing JAX; tests/test_cli_prechecks.py compares them).
+MODES = {"clm5": ("proda", "default"), "compas": ("proda", "documented")}
+_AUTO_CHUNK = 64  # profiles per chunk when --chunk-size is auto (fewer if there are fewer)
+_MAX_PARAMS_AND_SLOTS = 40  # generous: 21 CLM5 parameters + 12-20 observation slots
 
 # (flag, type, default, help) of the gradient samplers' run sizes
 _GRADIENT_SIZES = (
-    ("--warmup", int_in(20), 500, "warm-up steps per chain (gradient)"),
-    ("--draws", int_in(4), 500, "draws per chain (gradient)"),
+    ("--warmup", int_in(20, INT32_MAX // 2), 500, "warm-up steps per chain (gradient)"),
+    ("--draws", int_in(4, INT32_MAX // 2), 500, "draws per chain (gradient)"),
     (
         "--max-tree-depth",
         int_in(1, 15),
@@ -53,15 +60,20 @@ def register(subparsers) -> None:
             "PRODA's protocol per profile: 3 chains x (20,000 test-run + 50,000 formal-run "
             "steps); use smaller --steps-test/--steps-formal for a quick look. "
             "--sampler nuts|mala|chees samples the same posterior with BlackJAX's gradient-based "
-            "kernels on the logit scale (--warmup adaptation steps, then --draws draws per chain)."
+            "kernels on the logit scale (--warmup adaptation steps, then --draws draws per chain). "
+            "Counts may be written 1e4-style if exact. Before sampling the command prints its "
+            "estimated run time, and refuses sizes that cannot fit in memory."
         ),
+        check=_check,
     )
     p.add_argument("--data", required=True, help="folder with profiles.nc and forcing.nc")
     p.add_argument("--model", choices=("clm5", "compas"), default="clm5", help="process model")
     p.add_argument(
         "--mode",
+        choices=("proda", "default", "documented"),
         default=None,
-        help="model mode (default: proda for clm5, documented for compas, as soc-jax synth)",
+        help="model mode: proda or default (clm5), proda or documented (compas) (default: "
+        "proda for clm5, documented for compas, as soc-jax synth)",
     )
     add_run_options(
         p, out="results/calibration", resume="continue a killed run in --out", figures=True
@@ -74,12 +86,24 @@ def register(subparsers) -> None:
         action="store_true",
         help="keep every quirk of PRODA's MCMC (annealed acceptance, J(p0) at the formal start)",
     )
-    p.add_argument("--chunk-size", type=positive_int, default=64, help="profiles per chunk")
     p.add_argument(
-        "--steps-test", type=int_in(2), default=20000, help="test-run steps per chain (PRODA)"
+        "--chunk-size",
+        type=chunk_size,
+        default="auto",
+        help=f"profiles per chunk; auto: {_AUTO_CHUNK}, or the number of profiles if fewer; a "
+        "chunk that cannot fit in memory is refused",
     )
     p.add_argument(
-        "--steps-formal", type=int_in(2), default=50000, help="formal-run steps per chain (PRODA)"
+        "--steps-test",
+        type=int_in(2, INT32_MAX // 2),
+        default=20000,
+        help="test-run steps per chain (PRODA)",
+    )
+    p.add_argument(
+        "--steps-formal",
+        type=int_in(2, INT32_MAX // 2),
+        default=50000,
+        help="formal-run steps per chain (PRODA; the step counters are int32)",
     )
     p.add_argument(
         "--thin",
@@ -97,13 +121,66 @@ def register(subparsers) -> None:
         p.add_argument(flag, type=kind, default=default, help=text)
 
 
+def chunk_size(text: str) -> int | str:
+    """An argparse ``type=``: ``auto`` or a count of profiles >= 1."""
+    if text == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"must be auto or {str(err)[len('must be ') :]}") from None
+
+
 def _check(args: argparse.Namespace) -> None:
+    """Checks across options, the input files and the chunk's memory (before JAX is imported)."""
+    from soc_jax._resources import calibrate_chunk_bytes, memory_problem
+
     p = args._parser
     if args.thin is not None and args.thin > args.steps_formal:
         p.error(f"argument --thin: must be in 1..--steps-formal, got {args.thin}")
+    if args.mode is not None and args.mode not in MODES[args.model]:
+        p.error(
+            f"argument --mode: must be {' or '.join(MODES[args.model])} for --model "
+            f"{args.model}, got {args.mode!r}"
+        )
     for name in ("profiles.nc", "forcing.nc"):
         if not os.path.isfile(os.path.join(args.data, name)):
             p.error(f"argument --data: {os.path.join(args.data, name)} not found")
+    if args.chunk_size != "auto":
+        chains = args.chains or _DEFAULT_CHAINS[args.sampler]
+        need = calibrate_chunk_bytes(args.chunk_size, chains)
+        what = f"a chunk of {args.chunk_size:,} profiles x {chains} chains"
+        problem = memory_problem(need, "--chunk-size", what)
+        if problem:
+            p.error(f"argument --chunk-size: {problem}")
+
+
+def _check_sizes(args, settings, n_profiles: int) -> None:
+    """Refuse draws that cannot fit in memory; print the estimated run time."""
+    from soc_jax._resources import (
+        calibrate_draws_bytes,
+        calibrate_seconds,
+        format_seconds,
+        memory_problem,
+    )
+
+    am = settings.sampler == "proda-am"
+    kept = settings.am_config().capacity if am else settings.n_draws
+    flag = "--steps-formal" if am else "--draws"
+    need = calibrate_draws_bytes(n_profiles, settings.n_chains, kept, _MAX_PARAMS_AND_SLOTS, 0)
+    what = f"{kept:,} kept draws x {settings.n_chains} chains x {n_profiles:,} profiles"
+    problem = memory_problem(need, flag + " (or a larger --thin)" if am else flag, what)
+    if problem:
+        args._parser.error(f"argument {flag}: {problem}")
+    steps = settings.n_test + settings.n_formal if am else settings.n_warmup + settings.n_draws
+    seconds = calibrate_seconds(
+        n_profiles, settings.n_chains, steps, not am, settings.max_tree_depth
+    )
+    print(
+        f"estimated run time: about {format_seconds(seconds)} ({n_profiles:,} profiles x "
+        f"{settings.n_chains} chains x {steps:,} steps on a 2-core CPU; a GPU is faster)",
+        flush=True,
+    )
 
 
 def _resume_inputs(args: argparse.Namespace) -> dict:
@@ -122,8 +199,7 @@ def _resume_inputs(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point (the ``soc-jax`` CLI has enabled float64)."""
-    _check(args)
+    """Entry point (the ``soc-jax`` CLI has run `_check` and enabled float64)."""
     inputs = _resume_inputs(args)
     from soc_jax.data import read_forcing, read_profiles
     from soc_jax.data.synthetic import MODEL_MODES
@@ -146,13 +222,17 @@ def run(args: argparse.Namespace) -> int:
         max_tree_depth=args.max_tree_depth,
         target_accept=args.target_accept,
         seed=args.seed,
-        chunk_size=args.chunk_size,
+        chunk_size=_AUTO_CHUNK if args.chunk_size == "auto" else args.chunk_size,
     )
     try:
         profiles = read_profiles(os.path.join(args.data, "profiles.nc"), validate=False)
         forcing = read_forcing(os.path.join(args.data, "forcing.nc"))
     except (OSError, ValueError, KeyError) as err:
         args._parser.error(f"argument --data: cannot read the inputs: {err}")
+    n_profiles = int(profiles.sizes["profile"])
+    if args.chunk_size == "auto":  # the same data gives the same chunks (--resume)
+        settings = dataclasses.replace(settings, chunk_size=max(1, min(_AUTO_CHUNK, n_profiles)))
+    _check_sizes(args, settings, n_profiles)
     t0 = time.perf_counter()
     try:
         result = driver.calibrate(

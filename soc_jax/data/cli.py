@@ -21,8 +21,14 @@ def register(subparsers) -> None:
             "profiles.nc, covariates.nc, forcing.nc, truth.nc, grid.nc and world.png to --out, "
             "then print a short summary with timings."
         ),
+        check=_check,
     )
-    p.add_argument("--n-sites", type=positive_int, default=300, help="number of sites")
+    p.add_argument(
+        "--n-sites",
+        type=positive_int,
+        default=300,
+        help="number of sites (1e4-style if exact); refused if the world cannot fit in memory",
+    )
     p.add_argument(
         "--model",
         choices=("clm5", "compas"),
@@ -43,6 +49,15 @@ def register(subparsers) -> None:
     )
     add_run_options(p, out="results/world")
     p.add_argument("--no-figure", action="store_true", help="skip the summary figure")
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Refuse a world that cannot fit in memory (before anything is allocated)."""
+    from soc_jax._resources import world_problem
+
+    problem = world_problem(args.n_sites, args.grid_resolution)
+    if problem:
+        args._parser.error(f"argument {problem[0]}: {problem[1]}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -156,8 +156,6 @@ def covariate_matrix(cov: xr.Dataset | ArrayLike) -> np.ndarray:
     return np.asarray(cov, dtype=float)
 
 
-
-
 def covariate_bounds(grid: xr.Dataset | ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Per-column (min, max) over the grid cells, ignoring NaN.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from soc_jax._cli_args import add_command, add_run_options
+from soc_jax._cli_args import add_command, add_run_options, existing_dir, nonneg_int
 
 _MAX_LINES = 10  # skipped-profile / dropped-layer lines shown on the terminal
 OUTPUTS = ("profiles.nc", "forcing.nc", "covariates.nc", "import_report.txt")
@@ -25,8 +25,9 @@ def register(subparsers) -> None:
             "'soc-jax calibrate --data OUT'. Prints and writes import_report.txt: profiles "
             "read, kept, skipped and layers dropped, grouped by reason, then one line each."
         ),
+        check=_check,
     )
-    p.add_argument("--proda-tree", required=True, help="PRODA's data folder")
+    p.add_argument("--proda-tree", type=existing_dir, required=True, help="PRODA's data folder")
     add_run_options(p, out=None, seed=None)
     p.add_argument(
         "--case", default=None, help="CESM2 case of the .mat files (default: the only one there)"
@@ -34,13 +35,38 @@ def register(subparsers) -> None:
     p.add_argument(
         "--years",
         nargs=2,
-        type=int,
+        type=nonneg_int,
         default=None,
         metavar=("FIRST", "LAST"),
         help="years of the climatology in the file names, e.g. 661 680 (default: the only ones)",
     )
-    p.add_argument("--profiles", default=None, help="comma-separated profile ids (default: all)")
+    p.add_argument(
+        "--profiles",
+        type=profile_ids,
+        default=None,
+        help="comma-separated profile ids (default: all)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite files already in --out")
+
+
+def profile_ids(text: str) -> list[str]:
+    """An argparse ``type=``: comma-separated profile ids, none empty."""
+    ids = [s.strip() for s in text.split(",")]
+    if not all(ids):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated profile ids without empty entries, got {text!r}"
+        )
+    return ids
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Before any work: the years in order, outputs not overwritten without --force."""
+    p = args._parser
+    if args.years is not None and args.years[0] > args.years[1]:
+        p.error(f"argument --years: FIRST must be <= LAST, got {args.years[0]} {args.years[1]}")
+    there = [n for n in OUTPUTS if os.path.exists(os.path.join(args.out, n))]
+    if there and not args.force:
+        p.error(f"argument --out: {os.path.join(args.out, there[0])} exists (use --force)")
 
 
 def report_text(tree) -> str:
@@ -64,16 +90,9 @@ def run(args: argparse.Namespace) -> int:
     from .proda_tree import check_proda_tree, load_proda_tree
     from .schema import write_profiles
 
-    p = args._parser
-    if not os.path.isdir(args.proda_tree):
-        p.error(f"argument --proda-tree: {args.proda_tree} is not a folder")
-    there = [n for n in OUTPUTS if os.path.exists(os.path.join(args.out, n))]
-    if there and not args.force:
-        p.error(f"argument --out: {os.path.join(args.out, there[0])} exists (use --force)")
     years = tuple(args.years) if args.years else None
     check_proda_tree(args.proda_tree, case=args.case, years=years)  # TreeError: one line, exit 2
-    wanted = [s.strip() for s in args.profiles.split(",")] if args.profiles else None
-    tree = load_proda_tree(args.proda_tree, case=args.case, years=years, profiles=wanted)
+    tree = load_proda_tree(args.proda_tree, case=args.case, years=years, profiles=args.profiles)
     os.makedirs(args.out, exist_ok=True)
     write_profiles(tree.profiles, os.path.join(args.out, "profiles.nc"))
     write_forcing(tree.forcing, os.path.join(args.out, "forcing.nc"))

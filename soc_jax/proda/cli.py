@@ -21,7 +21,9 @@ import os
 from .._cli_args import (
     add_command,
     add_run_options,
+    existing_dir,
     existing_file,
+    float_in,
     nonneg_float,
     nonneg_int,
     positive_float,
@@ -49,7 +51,15 @@ _HELP_PREDICT = (
     "Predict parameters on the grid with a trained network, run the steady state per cell, "
     "and write SOC maps, Pg C totals with bootstrap uncertainty and figures."
 )
+_HELP_SIZES = (
+    " Counts may be written 1e4-style if exact. Before training the command prints the longest "
+    "run time it expects (every epoch run; early stopping usually ends sooner)."
+)
 _MAX_HOLDOUT = 0.9
+# The modes of each model, as `soc_jax.calibration.cli.MODES` (checked without importing JAX).
+_MODES = {"clm5": ("proda", "default"), "compas": ("proda", "documented")}
+_CELL_BYTES = 3.0e5  # predict: bytes per grid cell of a block (4 x a quickstart site's 7e4)
+_HISTORY_BYTES = 64.0  # train: losses kept per member and epoch (training.nc), float64, x 2
 
 
 def layer_widths(text: str) -> tuple[int, ...]:
@@ -73,7 +83,14 @@ def holdout_fraction(text: str) -> float:
 
 def register(subparsers) -> None:
     """Add the ``train`` and ``predict`` sub-commands to the ``soc-jax`` parser."""
-    t = add_command(subparsers, "train", run_train, help=_HELP_TRAIN, description=_HELP_TRAIN)
+    t = add_command(
+        subparsers,
+        "train",
+        run_train,
+        help=_HELP_TRAIN,
+        description=_HELP_TRAIN + _HELP_SIZES,
+        check=lambda args: _check_train(args._parser, args),
+    )
     _add_target_options(t)
     add_run_options(
         t, out="results/proda", seed="random seed", resume="continue from --out/checkpoint.eqx"
@@ -83,13 +100,36 @@ def register(subparsers) -> None:
     _add_end_to_end_options(t)
 
     p = add_command(
-        subparsers, "predict", run_predict, help=_HELP_PREDICT, description=_HELP_PREDICT
+        subparsers,
+        "predict",
+        run_predict,
+        help=_HELP_PREDICT,
+        description=_HELP_PREDICT,
+        check=lambda args: _check_predict(args._parser, args),
     )
-    p.add_argument("--network", required=True, help="output directory of `soc-jax train`")
-    p.add_argument("--data", required=True, help="directory with grid.nc (synthetic world layout)")
+    p.add_argument(
+        "--network", type=existing_dir, required=True, help="output directory of `soc-jax train`"
+    )
+    p.add_argument(
+        "--data",
+        type=existing_dir,
+        required=True,
+        help="directory with grid.nc (synthetic world layout)",
+    )
     add_run_options(p, out="results/proda_maps", seed=None, figures=True)
-    p.add_argument("--mode", default=None, help="steady-state mode (default: the network's)")
-    p.add_argument("--block", type=positive_int, default=1024, help="cells per compiled call")
+    p.add_argument(
+        "--mode",
+        choices=("proda", "default", "documented"),
+        default=None,
+        help="steady-state mode: proda or default (clm5), proda or documented (compas) "
+        "(default: the network's)",
+    )
+    p.add_argument(
+        "--block",
+        type=positive_int,
+        default=1024,
+        help="cells per compiled call; refused if a block cannot fit in memory",
+    )
     p.add_argument("--no-default", action="store_true", help="skip CLM5's default parameters")
 
 
@@ -114,7 +154,9 @@ def _add_target_options(t) -> None:
         "profiles passing PRODA's site filter, filter_pass of posterior.nc); skipped and "
         "failed profiles are never targets",
     )
-    t.add_argument("--data", required=True, help="directory with covariates.nc and grid.nc")
+    t.add_argument(
+        "--data", type=existing_dir, required=True, help="directory with covariates.nc and grid.nc"
+    )
     t.add_argument(
         "--model", choices=("clm5", "compas"), default=None, help="default: targets' attr"
     )
@@ -136,9 +178,9 @@ def _add_holdout_options(t) -> None:
     )
     t.add_argument(
         "--holdout-block",
-        type=positive_float,
+        type=float_in(0.1, 360),
         default=30.0,
-        help="block size of the spatial hold-out, degrees",
+        help="block size of the spatial hold-out, degrees (0.1-360)",
     )
 
 
@@ -151,7 +193,12 @@ def _add_network_options(t) -> None:
         "--learning-rate", type=positive_float, default=1e-3, help="Adadelta lr (Keras 1e-3)"
     )
     t.add_argument("--batch-size", type=positive_int, default=32, help="batch size")
-    t.add_argument("--dropout", type=float, default=None, help="default 0 (clm5) / 0.2 (compas)")
+    t.add_argument(
+        "--dropout",
+        type=float_in(0.0, 0.95),
+        default=None,
+        help="dropout rate in 0..0.95 (default 0 (clm5) / 0.2 (compas))",
+    )
     _choice(
         t, "--split", ("shuffled", "keras"), "validation rows: shuffled 10 %% or Keras' last 10 %%"
     )
@@ -212,6 +259,14 @@ def _data_files(parser, data: str, names: tuple[str, ...]) -> dict[str, str]:
 def _check_train(parser, args) -> dict[str, str]:
     """The checks across ``soc-jax train``'s options and its input files; returns the paths of
     the ``--data`` files the chosen training reads."""
+    from .._resources import BASE_BYTES, memory_problem
+
+    members = args.ensemble + args.bootstrap
+    need = BASE_BYTES + _HISTORY_BYTES * members * args.epochs
+    what = f"the training history of {members:,} members x {args.epochs:,} epochs"
+    problem = memory_problem(need, "--epochs", what)
+    if problem:
+        parser.error(f"argument --epochs: {problem}")
     if args.end_to_end:
         if args.holdout == 0:
             parser.error("--holdout must be in (0, 0.9) with --end-to-end, got 0")
@@ -221,7 +276,59 @@ def _check_train(parser, args) -> dict[str, str]:
     if args.targets is None:
         parser.error("--targets is required (unless --end-to-end)")
     _need(parser, "--targets", args.targets)
+    if not os.path.isfile(args.targets):
+        parser.error(f"--targets: {args.targets} is not a file")
     return _data_files(parser, args.data, ("covariates", "grid"))
+
+
+def _check_predict(parser, args) -> tuple[str, str]:
+    """The checks of ``soc-jax predict`` before any work: the network's files, ``--mode`` for
+    the network's model, ``grid.nc`` and the memory of a ``--block``; returns the paths of the
+    network and of ``grid.nc``."""
+    import json
+
+    from .._resources import BASE_BYTES, memory_problem
+
+    net_path = _need(parser, "--network", os.path.join(args.network, "network.eqx"))
+    _need(parser, "--network", net_path + ".json")
+    grid_path = _data_files(parser, args.data, ("grid",))["grid"]
+    try:
+        with open(net_path + ".json") as f:
+            model = json.load(f).get("model")
+    except (OSError, ValueError, AttributeError) as err:
+        parser.error(f"--network: cannot read {net_path}.json: {err}")
+    if args.mode is not None and model in _MODES and args.mode not in _MODES[model]:
+        parser.error(
+            f"argument --mode: must be {' or '.join(_MODES[model])} for the network's model "
+            f"{model}, got {args.mode!r}"
+        )
+    need = BASE_BYTES + _CELL_BYTES * args.block
+    problem = memory_problem(need, "--block", f"a block of {args.block:,} cells")
+    if problem:
+        parser.error(f"argument --block: {problem}")
+    return net_path, grid_path
+
+
+def _print_train_estimate(args, paths: dict[str, str]) -> None:
+    """The longest run time of the training (rows from the targets or the profiles)."""
+    import xarray as xr
+
+    from .._resources import format_seconds, train_seconds
+
+    source = paths["profiles"] if args.end_to_end else args.targets
+    try:
+        with xr.open_dataset(source) as ds:
+            rows = int(ds.sizes.get("profile", 0))
+    except (OSError, ValueError):
+        return  # the training reports an unreadable file itself
+    members = args.ensemble + args.bootstrap
+    seconds = train_seconds(members, rows, args.epochs)
+    print(
+        f"estimated run time: at most about {format_seconds(seconds)} ({members} members x "
+        f"{rows:,} profiles x {args.epochs:,} epochs on a 2-core CPU; early stopping usually "
+        "ends sooner)",
+        flush=True,
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -230,6 +337,7 @@ def run_train(args: argparse.Namespace) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    _print_train_estimate(args, paths)
     if args.end_to_end:
         from .e2e_run import train_end_to_end
 
@@ -241,10 +349,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Entry point of ``soc-jax predict``."""
-    parser = args._parser
-    net_path = _need(parser, "--network", os.path.join(args.network, "network.eqx"))
-    _need(parser, "--network", net_path + ".json")
-    grid_path = _data_files(parser, args.data, ("grid",))["grid"]
+    net_path, grid_path = _check_predict(args._parser, args)
     import jax
 
     jax.config.update("jax_enable_x64", True)

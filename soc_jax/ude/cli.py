@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from soc_jax._cli_args import add_command, add_run_options, nonneg_int, positive_int
+from soc_jax._cli_args import add_command, add_run_options, int_in, positive_int
+from soc_jax._resources import INT32_MAX
 
 
 def register(subparsers) -> None:
@@ -22,8 +23,11 @@ def register(subparsers) -> None:
             "write results JSON and figures to --out, and print 'case N: mse_noisy=... "
             "r2_noisy=... mse_clean=... r2_clean=...'.\n\n"
             "Cases 1-3 observe the full record from t = 0, cases 4-6 only the 50-year profile; "
-            "the noise is 0 %, 7 % and 35 % (multiplicative, depth-correlated) in each group."
+            "the noise is 0 %, 7 % and 35 % (multiplicative, depth-correlated) in each group. "
+            "The estimated run time is printed before training."
         ),
+        outputs=("--out", "--compile-cache"),
+        check=_check,
     )
     _add_case_options(p)
     add_run_options(p, out="results/ude", seed="noise and initialisation seed", figures=True)
@@ -82,10 +86,11 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
     """How the search is batched, budgeted, threaded and timed."""
     p.add_argument(
         "--compare-sequential",
-        type=nonneg_int,
+        type=int_in(0, 144),
         default=0,
         metavar="N",
-        help="also time N search trials trained one at a time (speed-up of the batched search)",
+        help="also time N search trials (0-144) trained one at a time (speed-up of the batched "
+        "search)",
     )
     p.add_argument(
         "--search-groups",
@@ -114,8 +119,23 @@ def _add_search_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Before any work: the iteration cap within the int32 step counters of the optimisers."""
+    if args.max_iters is not None and args.max_iters > INT32_MAX:
+        args._parser.error(f"argument --max-iters: must be <= {INT32_MAX}, got {args.max_iters}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point; enables float64 before any computation."""
+    from soc_jax._resources import format_seconds, ude_seconds
+
+    n_cases = 6 if args.all else 1
+    seconds = ude_seconds(n_cases, args.quick, args.max_iters)
+    print(
+        f"estimated run time: about {format_seconds(seconds)} ({n_cases} case(s), "
+        f"{'--quick' if args.quick else 'grid search'}, on a 2-core CPU)",
+        flush=True,
+    )
     if args.compile_cache:
         _prepare_compile_cache()
     import jax

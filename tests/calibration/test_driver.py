@@ -156,9 +156,10 @@ def test_cli_end_to_end_and_bad_arguments(world_inputs, tmp_path, capsys):
         assert (out / name).is_file(), name
     text = (out / "summary.txt").read_text()
     assert "calibrated 7 profiles" in text and "per s" in text
-    capsys.readouterr()
+    assert "estimated run time: about " in capsys.readouterr().out  # printed before sampling
     for bad, flag in (
         (["--chunk-size", "0"], "--chunk-size"),
+        (["--steps-formal", "1e9", "--thin", "1"], "--steps-formal"),  # draws beyond memory
         (["--steps-formal", "1"], "--steps-formal"),
         (["--thin", "0"], "--thin"),
     ):
@@ -167,6 +168,7 @@ def test_cli_end_to_end_and_bad_arguments(world_inputs, tmp_path, capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert flag in err[-1] and "Traceback" not in "".join(err)
+        assert not (tmp_path / "x").exists()  # refused before anything was written
     with pytest.raises(SystemExit) as e:
         main(["calibrate", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
     assert e.value.code == 2 and "--data" in capsys.readouterr().err
