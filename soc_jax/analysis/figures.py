@@ -94,7 +94,7 @@ def _logsoc_scatter(pc, pm, conv, path: str, world: str) -> str:
         "after": (pc["best_stocks"][:, 1], pm["best_stocks"][:, 1]),
     }
     for ax, (s, (a, b)) in zip(axes, pairs.items(), strict=True):
-        good = (a > 0) & (b > 0)  # failed steady states have stock 0
+        good = (a > 0) & (b > 0)  # failed steady states are NaN (False here); log axes need > 0
         ax.scatter(a[good] / 1000, b[good] / 1000, s=8, alpha=0.7)
         ax.set_xscale("log")
         ax.set_yscale("log")
